@@ -1,0 +1,91 @@
+"""Module configuration: schema, defaults and the frozen value it parses into.
+
+Synapse turns a ``jsonschema.ValidationError`` raised from ``parse_config`` into
+a ``ConfigError`` whose path names the offending key, so validation is done
+entirely through the schema and start-up fails before the homeserver listens.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+import jsonschema
+
+from synapse_room_connect.constants import DEFAULT_BOT_LOCALPART
+
+
+class FallbackMode(enum.Enum):
+    """How a pointer renders in clients that do not understand MSC2923."""
+
+    COPY = "copy"
+    PLACEHOLDER = "placeholder"
+
+
+CONFIG_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "bot_localpart": {
+            "type": "string",
+            # The user-ID grammar for new localparts: lower case only.
+            "pattern": r"^[a-z0-9._=\-/+]{1,64}$",
+            "description": "localpart of the ferry bot, e.g. room-connect",
+        },
+        "bot_displayname": {"type": "string", "minLength": 1, "maxLength": 256},
+        "worker": {
+            "type": ["string", "null"],
+            "minLength": 1,
+            "description": "worker_name of the process that ferries; null for the main process",
+        },
+        "approve_power_level": {"type": "integer", "minimum": 0, "maximum": 2**53 - 1},
+        "fallback_mode": {"enum": [m.value for m in FallbackMode]},
+        "limits": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "connections_per_room": {"type": "integer", "minimum": 1, "maximum": 1000},
+            },
+        },
+    },
+}
+
+
+@attrs.frozen
+class Limits:
+    connections_per_room: int = 20
+
+
+@attrs.frozen
+class RoomConnectConfig:
+    bot_localpart: str = DEFAULT_BOT_LOCALPART
+    bot_displayname: str = "Room connections"
+    # None means the main process; any other value is a ``worker_name``.
+    worker: str | None = None
+    approve_power_level: int = 100
+    fallback_mode: FallbackMode = FallbackMode.COPY
+    limits: Limits = Limits()
+
+    def is_acting_process(self, worker_name: str | None) -> bool:
+        """Whether the process called ``worker_name`` is the one that acts."""
+        return self.worker == worker_name
+
+
+def parse_config(raw: Mapping[str, Any] | None) -> RoomConnectConfig:
+    """Validate ``raw`` (the ``config`` block of homeserver.yaml) and freeze it.
+
+    Raises ``jsonschema.ValidationError`` naming the bad key.
+    """
+    raw = dict(raw or {})
+    jsonschema.validate(raw, CONFIG_SCHEMA)
+    defaults = RoomConnectConfig()
+    return RoomConnectConfig(
+        bot_localpart=raw.get("bot_localpart", defaults.bot_localpart),
+        bot_displayname=raw.get("bot_displayname", defaults.bot_displayname),
+        worker=raw.get("worker", defaults.worker),
+        approve_power_level=raw.get("approve_power_level", defaults.approve_power_level),
+        fallback_mode=FallbackMode(raw.get("fallback_mode", defaults.fallback_mode.value)),
+        limits=Limits(**raw.get("limits", {})),
+    )

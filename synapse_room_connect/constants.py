@@ -1,0 +1,20 @@
+"""Protocol identifiers. Unstable prefix per MSC2324 until MSC2923 is merged."""
+
+from typing import Final
+
+PREFIX: Final = "org.matrix.msc2923"
+
+CONNECTION_EVENT_TYPE: Final = f"{PREFIX}.connection"
+
+# Module HTTP resources live under /_synapse/client: modules may not register
+# paths under /_matrix/client.
+HTTP_ROOT: Final = f"/_synapse/client/{PREFIX}"
+
+DEFAULT_BOT_LOCALPART: Final = "room-connect"
+
+# Acknowledgements a side puts in its content to allow a mismatched pair.
+ACK_ENCRYPTION: Final = "encryption_mismatch"
+ACK_VISIBILITY: Final = "visibility_mismatch"
+
+# Room state is replicated to every server in the room: keep requests small.
+MAX_CONNECTION_CONTENT_BYTES: Final = 4096

@@ -1,0 +1,113 @@
+"""REST endpoints under ``/_synapse/client/org.matrix.msc2923/``.
+
+One leaf resource owns the whole prefix and routes on the remaining path
+segments, so the routes read as a table rather than a tree of resources.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote
+
+from synapse.api.errors import Codes, SynapseError
+from synapse.module_api import (
+    DirectServeJsonResource,
+    SynapseRequest,
+    parse_json_object_from_request,
+)
+
+from synapse_room_connect import __version__
+from synapse_room_connect.constants import ACK_ENCRYPTION, ACK_VISIBILITY
+
+if TYPE_CHECKING:
+    from synapse_room_connect.module import RoomConnectModule
+
+Response = tuple[int, Any]
+Handler = Callable[[SynapseRequest, dict[str, str]], Awaitable[Response]]
+
+_ROOM = r"(?P<room_id>![^/]+)"
+
+
+class RoomConnectResource(DirectServeJsonResource):
+    # Twisted's name: this resource answers for every path below it.
+    isLeaf = True  # noqa: N815
+
+    def __init__(self, module: RoomConnectModule) -> None:
+        super().__init__()
+        self._module = module
+        self._routes: list[tuple[str, re.Pattern[str], Handler]] = [
+            ("GET", re.compile(r"^info$"), self._get_info),
+            ("GET", re.compile(rf"^rooms/{_ROOM}/connections$"), self._list),
+            ("POST", re.compile(rf"^rooms/{_ROOM}/connections$"), self._connect),
+            (
+                "DELETE",
+                re.compile(rf"^rooms/{_ROOM}/connections/(?P<other_room_id>![^/]+)$"),
+                self._revoke,
+            ),
+        ]
+
+    async def _async_render(self, request: SynapseRequest) -> Response:
+        method = request.method.decode("ascii")
+        if method == "HEAD":
+            method = "GET"
+        # Decode per segment so an encoded '/' inside a room ID cannot split a route.
+        path = "/".join(unquote(seg.decode("utf-8")) for seg in request.postpath or [])
+        allowed: list[str] = []
+        for route_method, pattern, handler in self._routes:
+            match = pattern.match(path)
+            if match is None:
+                continue
+            if route_method == method:
+                return await handler(request, match.groupdict())
+            allowed.append(route_method)
+        if allowed:
+            raise SynapseError(405, f"Use {', '.join(allowed)} here", Codes.UNRECOGNIZED)
+        raise SynapseError(404, "Unrecognized request", Codes.UNRECOGNIZED)
+
+    async def _get_info(self, request: SynapseRequest, _: dict[str, str]) -> Response:
+        return 200, {
+            "version": __version__,
+            "bot_user_id": self._module.bot_user_id,
+            "schema_version": await self._module.store.schema_version(),
+        }
+
+    async def _list(self, request: SynapseRequest, params: dict[str, str]) -> Response:
+        requester = await self._module.api.get_user_by_req(request)
+        room_id = params["room_id"]
+        connections = self._module.connections
+        await connections.require_member(room_id, requester.user.to_string())
+        views = await connections.list_for(room_id)
+        return 200, {"room_id": room_id, "connections": [v.to_json() for v in views]}
+
+    async def _connect(self, request: SynapseRequest, params: dict[str, str]) -> Response:
+        requester = await self._module.api.get_user_by_req(request)
+        body = parse_json_object_from_request(request)
+        other = body.get("room")
+        if not isinstance(other, str) or not other:
+            raise SynapseError(400, "'room' must be a room alias or room ID", Codes.BAD_JSON)
+        via = body.get("via", [])
+        if not isinstance(via, list) or not all(isinstance(s, str) and s for s in via):
+            raise SynapseError(400, "'via' must be a list of server names", Codes.BAD_JSON)
+        acknowledge = body.get("acknowledge", [])
+        if not isinstance(acknowledge, list) or not set(acknowledge) <= {
+            ACK_ENCRYPTION,
+            ACK_VISIBILITY,
+        }:
+            raise SynapseError(
+                400,
+                f"'acknowledge' must be a list of {ACK_ENCRYPTION!r} and/or {ACK_VISIBILITY!r}",
+                Codes.BAD_JSON,
+            )
+        view = await self._module.connections.request(
+            requester.user.to_string(), params["room_id"], other, via, acknowledge
+        )
+        return 200, view.to_json()
+
+    async def _revoke(self, request: SynapseRequest, params: dict[str, str]) -> Response:
+        requester = await self._module.api.get_user_by_req(request)
+        view = await self._module.connections.revoke(
+            requester.user.to_string(), params["room_id"], params["other_room_id"]
+        )
+        return 200, view.to_json()

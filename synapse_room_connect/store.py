@@ -1,0 +1,172 @@
+"""The module's own tables: creation, forward migrations and queries.
+
+Everything here goes through ``ModuleApi.run_db_interaction`` so it runs on
+whichever engine the homeserver uses (SQLite or PostgreSQL); SQL uses ``?``
+placeholders, which Synapse rewrites for PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Sequence
+from typing import Final, TypeVar
+
+import attrs
+from synapse.module_api import LoggingTransaction, ModuleApi
+from synapse.storage.engines import PostgresEngine
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+# Arbitrary but fixed: every process of a deployment takes the same advisory
+# lock, so workers that start together do not race to create tables.
+_PG_MIGRATION_LOCK: Final = 0x2923_0001
+
+# Each entry moves the schema from version N to N+1. Never edit a released
+# entry; append a new one.
+MIGRATIONS: Final[Sequence[Sequence[str]]] = (
+    (
+        # Cache of each connection as derived from room state, one row per
+        # (local room, other room) direction. Room state stays the source of
+        # truth; this table can be rebuilt from it.
+        """
+        CREATE TABLE room_connect_connections (
+            room_id TEXT NOT NULL,
+            other_room_id TEXT NOT NULL,
+            status TEXT NOT NULL,
+            ferry TEXT,
+            via TEXT NOT NULL,
+            updated_ts BIGINT NOT NULL,
+            PRIMARY KEY (room_id, other_room_id)
+        )
+        """,
+        "CREATE INDEX room_connect_connections_other ON room_connect_connections (other_room_id)",
+    ),
+)
+
+SCHEMA_VERSION: Final = len(MIGRATIONS)
+
+
+class SchemaTooNewError(RuntimeError):
+    """The database was migrated by a newer release of this module."""
+
+
+def _migrate_txn(txn: LoggingTransaction) -> tuple[int, int]:
+    if isinstance(txn.database_engine, PostgresEngine):
+        txn.execute("SELECT pg_advisory_xact_lock(?)", (_PG_MIGRATION_LOCK,))
+    txn.execute(
+        """
+        CREATE TABLE IF NOT EXISTS room_connect_schema_version (
+            singleton CHAR(1) NOT NULL DEFAULT 'X' UNIQUE CHECK (singleton = 'X'),
+            version INTEGER NOT NULL
+        )
+        """
+    )
+    txn.execute("SELECT version FROM room_connect_schema_version")
+    row = txn.fetchone()
+    current = int(row[0]) if row else 0
+    if current > SCHEMA_VERSION:
+        raise SchemaTooNewError(
+            f"synapse_room_connect: database schema is at version {current} but this "
+            f"release knows only up to {SCHEMA_VERSION}; upgrade the module"
+        )
+    for version in range(current + 1, SCHEMA_VERSION + 1):
+        for statement in MIGRATIONS[version - 1]:
+            txn.execute(statement)
+    if row is None:
+        txn.execute(
+            "INSERT INTO room_connect_schema_version (version) VALUES (?)", (SCHEMA_VERSION,)
+        )
+    elif current != SCHEMA_VERSION:
+        txn.execute("UPDATE room_connect_schema_version SET version = ?", (SCHEMA_VERSION,))
+    return current, SCHEMA_VERSION
+
+
+@attrs.frozen
+class CachedConnection:
+    room_id: str
+    other_room_id: str
+    status: str
+    ferry: str | None
+    via: tuple[str, ...]
+
+
+class Store:
+    """Typed access to the module's tables. Every method waits for migrations."""
+
+    def __init__(self, api: ModuleApi) -> None:
+        self._api = api
+        self._migrated = False
+
+    async def migrate(self) -> int:
+        """Bring the schema up to date; safe to call from several processes."""
+        before, after = await self._api.run_db_interaction("room_connect_migrate", _migrate_txn)
+        if before != after:
+            logger.info("synapse_room_connect: migrated schema from v%d to v%d", before, after)
+        self._migrated = True
+        return after
+
+    async def _run(self, desc: str, func: Callable[[LoggingTransaction], T]) -> T:
+        if not self._migrated:
+            await self.migrate()
+        return await self._api.run_db_interaction(desc, func)
+
+    async def schema_version(self) -> int:
+        def txn_fn(txn: LoggingTransaction) -> int:
+            txn.execute("SELECT version FROM room_connect_schema_version")
+            row = txn.fetchone()
+            return int(row[0]) if row else 0
+
+        return await self._run("room_connect_schema_version", txn_fn)
+
+    async def swap_connection(
+        self,
+        room_id: str,
+        other_room_id: str,
+        status: str,
+        ferry: str | None,
+        via: Sequence[str],
+        now_ms: int,
+    ) -> tuple[str | None, str | None]:
+        """Record the derived status of one direction; return the previous
+        (status, ferry), or (None, None) for a direction seen for the first time."""
+
+        def txn_fn(txn: LoggingTransaction) -> tuple[str | None, str | None]:
+            txn.execute(
+                "SELECT status, ferry FROM room_connect_connections"
+                " WHERE room_id = ? AND other_room_id = ?",
+                (room_id, other_room_id),
+            )
+            row = txn.fetchone()
+            txn.execute(
+                """
+                INSERT INTO room_connect_connections
+                    (room_id, other_room_id, status, ferry, via, updated_ts)
+                VALUES (?, ?, ?, ?, ?, ?)
+                ON CONFLICT (room_id, other_room_id) DO UPDATE SET
+                    status = EXCLUDED.status, ferry = EXCLUDED.ferry,
+                    via = EXCLUDED.via, updated_ts = EXCLUDED.updated_ts
+                """,
+                (room_id, other_room_id, status, ferry, json.dumps(list(via)), now_ms),
+            )
+            return (None, None) if row is None else (str(row[0]), row[1])
+
+        return await self._run("room_connect_swap_connection", txn_fn)
+
+    async def cached_connections(self, room_id: str | None = None) -> list[CachedConnection]:
+        """Cached rows for ``room_id``, or every row when it is None."""
+
+        def txn_fn(txn: LoggingTransaction) -> list[CachedConnection]:
+            sql = "SELECT room_id, other_room_id, status, ferry, via FROM room_connect_connections"
+            if room_id is None:
+                txn.execute(sql)
+            else:
+                txn.execute(sql + " WHERE room_id = ?", (room_id,))
+            return [
+                CachedConnection(r[0], r[1], r[2], r[3], tuple(json.loads(r[4])))
+                for r in txn.fetchall()
+            ]
+
+        return await self._run("room_connect_cached_connections", txn_fn)
