@@ -1,0 +1,90 @@
+"""The ferry bot: a local user the module creates on first use and speaks as."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from synapse.api.errors import SynapseError
+from synapse.module_api import ModuleApi
+
+from synapse_room_connect import synapse_compat
+
+logger = logging.getLogger(__name__)
+
+
+class FerryBot:
+    def __init__(self, api: ModuleApi, localpart: str, displayname: str) -> None:
+        self._api = api
+        self._localpart = localpart
+        self._displayname = displayname
+        self.user_id = api.get_qualified_user_id(localpart)
+        self._registered = False
+
+    async def ensure_registered(self) -> None:
+        if self._registered:
+            return
+        if await self._api.check_user_exists(self.user_id) is None:
+            try:
+                await self._api.register_user(self._localpart, displayname=self._displayname)
+                logger.info("Registered ferry bot %s", self.user_id)
+            except SynapseError as e:
+                # Another process may have registered it between our check and
+                # our attempt; anything else is a real failure.
+                if await self._api.check_user_exists(self.user_id) is None:
+                    raise
+                logger.debug("Ferry bot registered concurrently: %s", e)
+        self._registered = True
+
+    async def joined_rooms(self) -> frozenset[str]:
+        return await synapse_compat.rooms_for_user(self._api, self.user_id)
+
+    async def membership(self, room_id: str) -> str | None:
+        state = await self._api.get_room_state(room_id, [("m.room.member", self.user_id)])
+        event = state.get(("m.room.member", self.user_id))
+        return None if event is None else str(event.content.get("membership"))
+
+    async def join(self, room_id: str, via: list[str], inviter: str | None = None) -> bool:
+        """Join ``room_id``; a local ``inviter`` invites the bot first if needed.
+
+        Returns whether the bot is joined afterwards. Failures are logged, not
+        raised: a room that will not have the bot is reported by its status.
+        """
+        await self.ensure_registered()
+        if await self.membership(room_id) == "join":
+            return True
+        if inviter is not None and self._api.is_mine(inviter):
+            try:
+                await self._api.update_room_membership(inviter, self.user_id, room_id, "invite")
+            except SynapseError as e:
+                logger.info("%s could not invite %s to %s: %s", inviter, self.user_id, room_id, e)
+        try:
+            await self._api.update_room_membership(
+                self.user_id, self.user_id, room_id, "join", remote_room_hosts=via
+            )
+        except SynapseError as e:
+            logger.info("Ferry bot could not join %s (via %s): %s", room_id, via, e)
+            return False
+        return True
+
+    async def leave(self, room_id: str) -> None:
+        try:
+            await self._api.update_room_membership(self.user_id, self.user_id, room_id, "leave")
+        except SynapseError as e:
+            logger.info("Ferry bot could not leave %s: %s", room_id, e)
+
+    async def notice(self, room_id: str, text: str, reply_to: str | None = None) -> None:
+        content: dict[str, Any] = {"msgtype": "m.notice", "body": text}
+        if reply_to is not None:
+            content["m.relates_to"] = {"m.in_reply_to": {"event_id": reply_to}}
+        try:
+            await self._api.create_and_send_event_into_room(
+                {
+                    "type": "m.room.message",
+                    "room_id": room_id,
+                    "sender": self.user_id,
+                    "content": content,
+                }
+            )
+        except SynapseError as e:
+            logger.warning("Ferry bot could not post a notice in %s: %s", room_id, e)

@@ -1,0 +1,111 @@
+"""Reading what a room's current state says, as handshake values."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+
+from synapse.module_api import EventBase, ModuleApi
+
+from synapse_room_connect import synapse_compat
+from synapse_room_connect.constants import CONNECTION_EVENT_TYPE
+from synapse_room_connect.handshake import (
+    Consent,
+    ContentError,
+    RoomTraits,
+    Side,
+    is_empty_content,
+    validate_content,
+)
+
+logger = logging.getLogger(__name__)
+
+StateMap = Mapping[tuple[str, str], EventBase]
+
+_TRAIT_TYPES = (
+    ("m.room.encryption", ""),
+    ("m.room.join_rules", ""),
+    ("m.room.history_visibility", ""),
+)
+
+
+def traits_from_state(state: StateMap) -> RoomTraits:
+    join_rules = state.get(("m.room.join_rules", ""))
+    history = state.get(("m.room.history_visibility", ""))
+    return RoomTraits(
+        encrypted=("m.room.encryption", "") in state,
+        public=(join_rules is not None and join_rules.content.get("join_rule") == "public")
+        or (history is not None and history.content.get("history_visibility") == "world_readable"),
+    )
+
+
+class RoomReader:
+    """Turns current room state into ``Side`` and ``RoomTraits`` values."""
+
+    def __init__(self, api: ModuleApi, approve_power_level: int) -> None:
+        self._api = api
+        self._threshold = approve_power_level
+
+    async def visible(self, room_id: str) -> bool:
+        return await synapse_compat.server_in_room(self._api, room_id)
+
+    async def connection_events(self, room_id: str) -> dict[str, EventBase]:
+        """Every connection state event in ``room_id``, keyed by the other room."""
+        state = await self._api.get_room_state(room_id, [(CONNECTION_EVENT_TYPE, None)])
+        return {key: event for (_, key), event in state.items()}
+
+    async def traits(self, room_id: str) -> RoomTraits | None:
+        if not await self.visible(room_id):
+            return None
+        return traits_from_state(await self._api.get_room_state(room_id, _TRAIT_TYPES))
+
+    async def side(self, room_id: str, other_room_id: str) -> Side:
+        if not await self.visible(room_id):
+            return Side(room_id, visible=False)
+        state = await self._api.get_room_state(room_id, [(CONNECTION_EVENT_TYPE, other_room_id)])
+        event = state.get((CONNECTION_EVENT_TYPE, other_room_id))
+        if event is None:
+            return Side(room_id)
+        return await self.side_from_event(event)
+
+    async def side_from_event(self, event: EventBase) -> Side:
+        room_id, other_room_id = event.room_id, event.state_key
+        assert other_room_id is not None
+        if is_empty_content(event.content):
+            return Side(room_id, withdrawn=True)
+        try:
+            validate_content(event.content, room_id=room_id, state_key=other_room_id)
+        except ContentError as e:
+            # Fail closed: a malformed event is no consent, whoever sent it.
+            logger.warning(
+                "Ignoring malformed connection event %s in %s from %s: %s",
+                event.event_id,
+                room_id,
+                event.sender,
+                e,
+            )
+            return Side(room_id)
+        power = await synapse_compat.sender_power_at_event(self._api, event)
+        if power < self._threshold:
+            logger.warning(
+                "Ignoring connection event %s in %s: sender %s had power level %d < %d",
+                event.event_id,
+                room_id,
+                event.sender,
+                power,
+                self._threshold,
+            )
+            return Side(room_id)
+        content = event.content
+        return Side(
+            room_id,
+            consent=Consent(
+                room_id=room_id,
+                other_room_id=other_room_id,
+                via=tuple(content["via"]),
+                ferry=content["ferry"],
+                acknowledge=frozenset(content.get("acknowledge", ())),
+                sender=event.sender,
+                event_id=event.event_id,
+            ),
+        )
