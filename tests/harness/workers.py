@@ -1,0 +1,274 @@
+"""``WorkerDeployment``: Synapse split into a main process and two workers.
+
+Layout, all loading the module from the shared homeserver.yaml:
+
+* ``main``: registration/admin API, federation, background tasks, and the
+  process the module acts on by default.
+* ``event_persister``: the only writer of the events stream, so every event sent
+  anywhere in the deployment is persisted here.
+* ``client_worker``: a generic worker serving the client API (including /sync and
+  sends, which it forwards to the persister over HTTP replication).
+
+Replication between them runs over Redis; ``instance_map`` tells the workers
+where the main process's and the persister's replication listeners are.
+"""
+
+from __future__ import annotations
+
+import secrets
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from tests.harness import config as hsconfig
+from tests.harness.client import JsonDict, MatrixClient, register_with_shared_secret
+from tests.harness.ports import free_port
+from tests.harness.postgres import PostgresServer
+from tests.harness.process import SynapseProcess, keep_test_dirs, remove_dir, tail_lines
+from tests.harness.redis import RedisServer
+from tests.harness.synapse import (
+    DEFAULT_START_TIMEOUT,
+    HOMESERVER_APP,
+    INFO_PATH,
+    WORKER_APP,
+    unique_db_name,
+)
+from tests.harness.tls import CertificateAuthority
+
+MAIN = "main"
+EVENT_PERSISTER = "event_persister"
+CLIENT_WORKER = "client_worker"
+
+
+class WorkerDeployment:
+    """Main process, event persister and client worker on one PostgreSQL database."""
+
+    def __init__(
+        self,
+        postgres: PostgresServer,
+        redis: RedisServer,
+        module_config: Mapping[str, Any] | None = None,
+        *,
+        base_dir: Path | None = None,
+        name: str = "workers",
+        config_overrides: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.name = name
+        self.postgres = postgres
+        self.redis = redis
+        self.directory = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=base_dir))
+        self.module_config: dict[str, Any] = dict(module_config or {})
+        self.config_overrides: dict[str, Any] = dict(config_overrides or {})
+        self.registration_shared_secret = secrets.token_hex(16)
+        self.database_name = unique_db_name(name)
+        self._destroyed = False
+
+        ports = {
+            "main_client": free_port(),
+            "main_federation": free_port(),
+            "main_replication": free_port(),
+            "persister_replication": free_port(),
+            "client_worker_client": free_port(),
+        }
+        metrics_ports = {proc: free_port() for proc in (MAIN, EVENT_PERSISTER, CLIENT_WORKER)}
+        self.server_name = f"localhost:{ports['main_federation']}"
+        self.main_client_url = f"http://127.0.0.1:{ports['main_client']}"
+        self.client_url = f"http://127.0.0.1:{ports['client_worker_client']}"
+        self.metrics_urls = {
+            proc: f"http://127.0.0.1:{port}/_synapse/metrics"
+            for proc, port in metrics_ports.items()
+        }
+        replication_urls = {
+            MAIN: f"http://127.0.0.1:{ports['main_replication']}",
+            EVENT_PERSISTER: f"http://127.0.0.1:{ports['persister_replication']}",
+        }
+
+        certificate = CertificateAuthority(self.directory / "ca").issue_server_certificate(
+            self.directory, stem="tls"
+        )
+        hsconfig.generate_signing_key(self.directory / "signing.key")
+        postgres.create_database(self.database_name)
+
+        shared_overrides = hsconfig.deep_merge(
+            {
+                "redis": {"enabled": True, "host": redis.host, "port": redis.port},
+                "instance_map": {
+                    MAIN: {"host": "127.0.0.1", "port": ports["main_replication"]},
+                    EVENT_PERSISTER: {"host": "127.0.0.1", "port": ports["persister_replication"]},
+                },
+                "stream_writers": {"events": EVENT_PERSISTER},
+                "worker_replication_secret": secrets.token_hex(16),
+            },
+            self.config_overrides,
+        )
+        main_log = self.directory / "main.log"
+        main_log_config = self.directory / "main.log_config.yaml"
+        hsconfig.write_log_config(main_log_config, main_log)
+        self.config_path = self.directory / "homeserver.yaml"
+        hsconfig.write_config(
+            self.config_path,
+            hsconfig.homeserver_config(
+                directory=self.directory,
+                server_name=self.server_name,
+                public_baseurl=self.client_url + "/",
+                listeners=[
+                    hsconfig.http_listener(ports["main_client"], ["client"]),
+                    hsconfig.http_listener(
+                        ports["main_federation"], ["federation", "keys"], tls=True
+                    ),
+                    hsconfig.http_listener(ports["main_replication"], ["replication"]),
+                    hsconfig.metrics_listener(metrics_ports[MAIN]),
+                ],
+                database=hsconfig.postgres_database(postgres, self.database_name),
+                log_config_path=main_log_config,
+                tls_cert_path=certificate.cert_path,
+                tls_key_path=certificate.key_path,
+                registration_shared_secret=self.registration_shared_secret,
+                module_config=self.module_config,
+                overrides=shared_overrides,
+            ),
+        )
+
+        self.main = SynapseProcess(
+            MAIN,
+            app=HOMESERVER_APP,
+            config_paths=[self.config_path],
+            workdir=self.directory,
+            log_path=main_log,
+            health_url=f"{self.main_client_url}/health",
+            client_url=self.main_client_url,
+        )
+        self.event_persister = self._worker(
+            EVENT_PERSISTER,
+            [
+                hsconfig.http_listener(ports["persister_replication"], ["replication"]),
+                hsconfig.metrics_listener(metrics_ports[EVENT_PERSISTER]),
+            ],
+            health_url=f"{replication_urls[EVENT_PERSISTER]}/health",
+            client_url=None,
+        )
+        self.client_worker = self._worker(
+            CLIENT_WORKER,
+            [
+                hsconfig.http_listener(ports["client_worker_client"], ["client"]),
+                hsconfig.metrics_listener(metrics_ports[CLIENT_WORKER]),
+            ],
+            health_url=f"{self.client_url}/health",
+            client_url=self.client_url,
+        )
+        self.processes: dict[str, SynapseProcess] = {
+            proc.name: proc for proc in (self.main, self.event_persister, self.client_worker)
+        }
+
+    def _worker(
+        self,
+        worker_name: str,
+        listeners: list[JsonDict],
+        *,
+        health_url: str,
+        client_url: str | None,
+    ) -> SynapseProcess:
+        log_path = self.directory / f"{worker_name}.log"
+        log_config_path = self.directory / f"{worker_name}.log_config.yaml"
+        hsconfig.write_log_config(log_config_path, log_path)
+        worker_path = self.directory / f"{worker_name}.yaml"
+        hsconfig.write_config(
+            worker_path,
+            hsconfig.worker_config(
+                worker_name=worker_name, listeners=listeners, log_config_path=log_config_path
+            ),
+        )
+        return SynapseProcess(
+            worker_name,
+            app=WORKER_APP,
+            config_paths=[self.config_path, worker_path],
+            workdir=self.directory,
+            log_path=log_path,
+            health_url=health_url,
+            client_url=client_url,
+        )
+
+    def __repr__(self) -> str:
+        return f"<WorkerDeployment {self.server_name} client={self.client_url}>"
+
+    # -- lifecycle -------------------------------------------------------------
+
+    def start(self, timeout: float = DEFAULT_START_TIMEOUT) -> WorkerDeployment:
+        """Start main, then both workers together; return once all are healthy."""
+        try:
+            # The main process creates or upgrades the database schema; workers
+            # refuse to start against a database it has not prepared.
+            self.main.start(timeout)
+            workers = [self.event_persister, self.client_worker]
+            for worker in workers:
+                worker.spawn()
+            for worker in workers:
+                worker.wait_healthy(timeout)
+        except Exception:
+            self.stop()
+            raise
+        return self
+
+    def stop(self, timeout: float = 30) -> None:
+        # Workers first: stopping main first makes them log replication errors.
+        for proc in (self.client_worker, self.event_persister, self.main):
+            proc.stop(timeout)
+
+    def destroy(self) -> None:
+        """Stop every process, drop the database and delete every file."""
+        if self._destroyed:
+            return
+        self._destroyed = True
+        try:
+            self.stop()
+        finally:
+            try:
+                if not keep_test_dirs():
+                    self.postgres.drop_database(self.database_name)
+            finally:
+                remove_dir(self.directory)
+
+    # -- using it --------------------------------------------------------------
+
+    def client(self, access_token: str | None = None, user_id: str | None = None) -> MatrixClient:
+        """A client talking to the client worker."""
+        return MatrixClient(self.client_url, access_token, user_id)
+
+    def register(
+        self, localpart: str, admin: bool = False, *, displayname: str | None = None
+    ) -> MatrixClient:
+        """Register through main's shared-secret admin API; the returned client talks
+        to the client worker (``.with_base_url(deployment.main_client_url)`` for main)."""
+        registered = register_with_shared_secret(
+            self.main_client_url,
+            self.registration_shared_secret,
+            localpart,
+            admin=admin,
+            displayname=displayname,
+        )
+        return registered.with_base_url(self.client_url)
+
+    def user_id(self, localpart: str) -> str:
+        return f"@{localpart}:{self.server_name}"
+
+    def info(self, process: str = CLIENT_WORKER) -> JsonDict:
+        """The module's info endpoint as served by ``process`` (main or client worker)."""
+        url = self.processes[process].client_url
+        if url is None:
+            raise ValueError(f"{process} has no client listener")
+        return MatrixClient(url).request("GET", INFO_PATH, authenticated=False)
+
+    # -- diagnostics -----------------------------------------------------------
+
+    def log_text(self, process: str) -> str:
+        return self.processes[process].log_text()
+
+    def log_tails(self, lines: int = 80) -> dict[str, str]:
+        tails: dict[str, str] = {}
+        for proc in self.processes.values():
+            tails[f"{self.name}/{proc.name} log"] = tail_lines(proc.log_text(), lines)
+            tails[f"{self.name}/{proc.name} stdout/stderr"] = tail_lines(
+                proc.output_text(), lines // 4
+            )
+        return tails
