@@ -16,6 +16,7 @@ from typing import Any
 import attrs
 from synapse.api.errors import Codes, SynapseError
 from synapse.module_api import EventBase, ModuleApi, RoomID
+from synapse.util.frozenutils import unfreeze
 
 from synapse_room_connect import synapse_compat
 from synapse_room_connect.bot import FerryBot
@@ -116,10 +117,18 @@ class Connections:
         traits_here = await self._reader.traits(room_id)
         traits_there = await self._reader.traits(other_room_id)
         verdict = derive(here, there, traits_here=traits_here, traits_there=traits_there)
+        status = verdict.status
+        if not there.visible:
+            # This server left (or never joined) the other room; the acting
+            # process's last derivation, made while it could see, is better
+            # than assuming the other side still consents.
+            cached = await self._store.cached_connection(room_id, other_room_id)
+            if cached is not None:
+                status = Status(cached.status)
         return ConnectionView(
             room_id=room_id,
             other_room_id=other_room_id,
-            status=verdict.status,
+            status=status,
             ferry=verdict.ferry,
             via=self._via_to(other_room_id, here, there),
             mode=mode_for(traits_here, traits_there),
@@ -163,13 +172,14 @@ class Connections:
                 f"{event.sender} has {power}.",
                 Codes.FORBIDDEN,
             )
-        if is_empty_content(event.content):
+        content = unfreeze(event.content)
+        if is_empty_content(content):
             return
         try:
-            validate_content(event.content, room_id=event.room_id, state_key=state_key)
+            validate_content(content, room_id=event.room_id, state_key=state_key)
         except ContentError as e:
             raise SynapseError(400, f"Invalid connection: {e}", Codes.BAD_JSON) from None
-        ferry = event.content["ferry"]
+        ferry = content["ferry"]
         if ferry != self._bot.user_id:
             member = state.get(("m.room.member", ferry))
             if member is None or member.content.get("membership") != "join":

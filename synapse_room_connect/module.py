@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal
 
 from synapse.module_api import EventBase, ModuleApi
 
@@ -18,6 +18,8 @@ from synapse_room_connect.rooms import StateMap
 from synapse_room_connect.store import Store
 
 logger = logging.getLogger(__name__)
+
+_ACCEPT_INVITE_DELAY_MS = 500
 
 # State whose change can flip a connection's guard or mode.
 _TRAIT_EVENT_TYPES = frozenset(
@@ -41,6 +43,9 @@ class RoomConnectModule:
             check_event_allowed=self.check_event_allowed,
             on_new_event=self.on_new_event,
         )
+        # Invites from other servers arrive as outliers, which on_new_event
+        # never sees; this is the one hook that does.
+        api.register_spam_checker_callbacks(federated_user_may_invite=self._on_federated_invite)
         # Migrate as soon as the reactor runs, so a broken database shows up in
         # the log at start-up rather than on the first connection.
         api.delayed_background_call(0, self._start, desc="room_connect_start")
@@ -107,6 +112,17 @@ class RoomConnectModule:
                 self.connections.room_changed(event.room_id)
         elif etype in _TRAIT_EVENT_TYPES:
             self.connections.room_changed(event.room_id)
+
+    async def _on_federated_invite(self, event: EventBase) -> Literal["NOT_SPAM"]:
+        if event.state_key == self.bot_user_id:
+            # Give Synapse time to finish storing the invite before joining.
+            self.api.delayed_background_call(
+                _ACCEPT_INVITE_DELAY_MS,
+                self._accept_invite,
+                event,
+                desc="room_connect_accept_invite",
+            )
+        return "NOT_SPAM"
 
     async def _accept_invite(self, event: EventBase) -> None:
         # Accepting is what lets an admin of a room on another server approve

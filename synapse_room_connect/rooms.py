@@ -6,6 +6,7 @@ import logging
 from collections.abc import Mapping
 
 from synapse.module_api import EventBase, ModuleApi
+from synapse.util.frozenutils import unfreeze
 
 from synapse_room_connect import synapse_compat
 from synapse_room_connect.constants import CONNECTION_EVENT_TYPE
@@ -71,10 +72,12 @@ class RoomReader:
     async def side_from_event(self, event: EventBase) -> Side:
         room_id, other_room_id = event.room_id, event.state_key
         assert other_room_id is not None
-        if is_empty_content(event.content):
+        # Events are frozen (tuples, immutabledicts); the rules take plain JSON.
+        content = unfreeze(event.content)
+        if is_empty_content(content):
             return Side(room_id, withdrawn=True)
         try:
-            validate_content(event.content, room_id=room_id, state_key=other_room_id)
+            validate_content(content, room_id=room_id, state_key=other_room_id)
         except ContentError as e:
             # Fail closed: a malformed event is no consent, whoever sent it.
             logger.warning(
@@ -96,7 +99,6 @@ class RoomReader:
                 self._threshold,
             )
             return Side(room_id)
-        content = event.content
         return Side(
             room_id,
             consent=Consent(

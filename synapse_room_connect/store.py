@@ -155,6 +155,12 @@ class Store:
 
         return await self._run("room_connect_swap_connection", txn_fn)
 
+    async def cached_connection(self, room_id: str, other_room_id: str) -> CachedConnection | None:
+        rows = [
+            r for r in await self.cached_connections(room_id) if r.other_room_id == other_room_id
+        ]
+        return rows[0] if rows else None
+
     async def cached_connections(self, room_id: str | None = None) -> list[CachedConnection]:
         """Cached rows for ``room_id``, or every row when it is None."""
 
