@@ -9,6 +9,7 @@ through workers.
 from __future__ import annotations
 
 import secrets
+import urllib.request
 from collections.abc import Callable
 from typing import Any
 
@@ -53,6 +54,14 @@ def is_message(event_id: str, body: str) -> Callable[[JsonDict], bool]:
 def test_module_loads_on_sqlite(homeserver: Homeserver) -> None:
     assert_module_info(homeserver.info(), homeserver.server_name)
     assert LOADED_LINE in homeserver.log_text()
+
+
+def test_metrics_listener_serves_synapse_metrics(homeserver: Homeserver) -> None:
+    with urllib.request.urlopen(homeserver.metrics_url, timeout=10) as resp:
+        text = resp.read().decode("utf-8")
+    assert "synapse_" in text
+    # Prometheus text format: "# TYPE name kind" lines precede each metric family.
+    assert "\n# TYPE " in text
 
 
 def test_module_loads_on_postgres(homeserver_pg: Homeserver, postgres: PostgresServer) -> None:

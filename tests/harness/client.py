@@ -34,14 +34,7 @@ _DEFAULT_REQUEST_TIMEOUT = 60.0
 
 # Enough history on the first sync that a test started after a burst of sends
 # still sees the event it waits for.
-_SYNC_FILTER = json.dumps(
-    {
-        "room": {"timeline": {"limit": 100}, "ephemeral": {"not_types": ["*"]}},
-        "presence": {"not_types": ["*"]},
-        "account_data": {"not_types": ["*"]},
-    },
-    separators=(",", ":"),
-)
+DEFAULT_SYNC_FILTER: JsonDict = {"room": {"timeline": {"limit": 100}}}
 
 _txn_counter = itertools.count()
 
@@ -112,11 +105,15 @@ class MatrixClient:
         user_id: str | None = None,
         *,
         request_timeout: float = _DEFAULT_REQUEST_TIMEOUT,
+        sync_filter: JsonDict | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.access_token = access_token
         self.user_id = user_id
         self.request_timeout = request_timeout
+        self.sync_filter = json.dumps(
+            DEFAULT_SYNC_FILTER if sync_filter is None else sync_filter, separators=(",", ":")
+        )
         self._since: str | None = None
         # What this client's syncs have delivered, for the wait_* helpers.
         self._seen: dict[str, list[JsonDict]] = {}
@@ -128,9 +125,11 @@ class MatrixClient:
 
     def with_base_url(self, base_url: str) -> MatrixClient:
         """The same user and token against another process (e.g. a worker)."""
-        return MatrixClient(
+        clone = MatrixClient(
             base_url, self.access_token, self.user_id, request_timeout=self.request_timeout
         )
+        clone.sync_filter = self.sync_filter
+        return clone
 
     # -- transport ---------------------------------------------------------
 
@@ -250,7 +249,7 @@ class MatrixClient:
         return self.request(
             "GET",
             f"{CLIENT_V3}/sync",
-            query={"timeout": timeout_ms, "since": since, "filter": _SYNC_FILTER},
+            query={"timeout": timeout_ms, "since": since, "filter": self.sync_filter},
             timeout=timeout_ms / 1000 + _SYNC_GRACE_SECONDS,
         )
 

@@ -17,6 +17,7 @@ from typing import Any
 import signedjson.key
 
 from tests.harness.postgres import PostgresServer
+from tests.harness.tls import CertificateAuthority, ServerCertificate
 
 JsonDict = dict[str, Any]
 
@@ -179,13 +180,14 @@ def homeserver_config(
     log_config_path: Path,
     tls_cert_path: Path,
     tls_key_path: Path,
-    registration_shared_secret: str,
+    server_secrets: Mapping[str, str],
     module_config: Mapping[str, Any] | None,
     overrides: Mapping[str, Any] | None = None,
 ) -> JsonDict:
     """The shared ``homeserver.yaml`` of a harness homeserver (and its workers).
 
-    ``directory`` must already hold ``signing.key``.
+    ``directory`` must already hold ``signing.key``; ``server_secrets`` maps secret
+    options (registration_shared_secret, macaroon_secret_key, ...) to values.
     """
     config: JsonDict = {
         "server_name": server_name,
@@ -196,9 +198,7 @@ def homeserver_config(
         "log_config": str(log_config_path),
         "media_store_path": str(directory / "media_store"),
         "signing_key_path": str(directory / "signing.key"),
-        "registration_shared_secret": registration_shared_secret,
-        "macaroon_secret_key": secrets.token_hex(32),
-        "form_secret": secrets.token_hex(32),
+        **server_secrets,
         "enable_registration": False,
         # Hashing passwords at the production cost would dominate user creation.
         "bcrypt_rounds": 4,
@@ -232,3 +232,76 @@ def worker_config(
         "worker_listeners": list(listeners),
         "worker_log_config": str(log_config_path),
     }
+
+
+class ServerDirectory:
+    """The config directory of one homeserver deployment (single process or workers).
+
+    Holds what every process of the deployment shares (TLS certificate, signing
+    key, homeserver.yaml) and writes each process's own files next to them.
+    """
+
+    def __init__(self, directory: Path, ca: CertificateAuthority | None = None) -> None:
+        self.path = directory
+        ca = ca or CertificateAuthority(directory / "ca")
+        self.certificate: ServerCertificate = ca.issue_server_certificate(directory, stem="tls")
+        generate_signing_key(directory / "signing.key")
+        self.homeserver_yaml = directory / "homeserver.yaml"
+        # Fixed for the directory's lifetime, so rewriting the config for a restart
+        # does not change them under running clients.
+        self.registration_shared_secret = secrets.token_hex(16)
+        self.server_secrets = {
+            "registration_shared_secret": self.registration_shared_secret,
+            "macaroon_secret_key": secrets.token_hex(32),
+            "form_secret": secrets.token_hex(32),
+        }
+
+    def log_files(self, stem: str) -> tuple[Path, Path]:
+        """Write ``<stem>.log_config.yaml``; return it and the ``<stem>.log`` it logs to."""
+        log_config_path = self.path / f"{stem}.log_config.yaml"
+        log_path = self.path / f"{stem}.log"
+        write_log_config(log_config_path, log_path)
+        return log_config_path, log_path
+
+    def write_homeserver_yaml(
+        self,
+        *,
+        server_name: str,
+        public_baseurl: str,
+        listeners: Sequence[JsonDict],
+        database: JsonDict,
+        log_config_path: Path,
+        module_config: Mapping[str, Any] | None,
+        overrides: Mapping[str, Any] | None = None,
+    ) -> Path:
+        write_config(
+            self.homeserver_yaml,
+            homeserver_config(
+                directory=self.path,
+                server_name=server_name,
+                public_baseurl=public_baseurl,
+                listeners=listeners,
+                database=database,
+                log_config_path=log_config_path,
+                tls_cert_path=self.certificate.cert_path,
+                tls_key_path=self.certificate.key_path,
+                server_secrets=self.server_secrets,
+                module_config=module_config,
+                overrides=overrides,
+            ),
+        )
+        return self.homeserver_yaml
+
+    def write_worker_yaml(
+        self, worker_name: str, listeners: Sequence[JsonDict]
+    ) -> tuple[Path, Path]:
+        """Write ``<worker_name>.yaml`` and its log config; return it and its log path."""
+        log_config_path, log_path = self.log_files(worker_name)
+        path = self.path / f"{worker_name}.yaml"
+        write_config(
+            path,
+            worker_config(
+                worker_name=worker_name, listeners=listeners, log_config_path=log_config_path
+            ),
+        )
+        return path, log_path

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+import shutil
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -46,54 +47,55 @@ class Homeserver:
     ) -> None:
         self.name = name
         self.directory = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=base_dir))
-        self.postgres = postgres
-        self.client_port = free_port()
-        self.federation_port = free_port()
-        self.metrics_port = free_port()
-        self.server_name = f"localhost:{self.federation_port}"
-        self.client_url = f"http://127.0.0.1:{self.client_port}"
-        self.federation_url = f"https://127.0.0.1:{self.federation_port}"
-        self.metrics_url = f"http://127.0.0.1:{self.metrics_port}/_synapse/metrics"
-        self.registration_shared_secret = secrets.token_hex(16)
-        self.config_path = self.directory / "homeserver.yaml"
-        self.log_config_path = self.directory / "log_config.yaml"
-        self.log_path = self.directory / "homeserver.log"
+        try:
+            self.postgres = postgres
+            self.client_port = free_port()
+            self.federation_port = free_port()
+            self.metrics_port = free_port()
+            self.server_name = f"localhost:{self.federation_port}"
+            self.client_url = f"http://127.0.0.1:{self.client_port}"
+            self.federation_url = f"https://127.0.0.1:{self.federation_port}"
+            self.metrics_url = f"http://127.0.0.1:{self.metrics_port}/_synapse/metrics"
+            self.files = hsconfig.ServerDirectory(self.directory, ca)
+            self.registration_shared_secret = self.files.registration_shared_secret
+            self.config_path = self.files.homeserver_yaml
+            self.log_config_path, self.log_path = self.files.log_files("homeserver")
 
-        ca = ca or CertificateAuthority(self.directory / "ca")
-        self.certificate = ca.issue_server_certificate(self.directory, stem="tls")
-        hsconfig.generate_signing_key(self.directory / "signing.key")
-        hsconfig.write_log_config(self.log_config_path, self.log_path)
+            self.database_name: str | None = None
+            if postgres is not None:
+                self.database_name = unique_db_name(name)
+                self._database = hsconfig.postgres_database(postgres, self.database_name)
+            else:
+                self._database = hsconfig.sqlite_database(self.directory / "homeserver.db")
 
-        self.database_name: str | None = None
-        if postgres is not None:
-            self.database_name = unique_db_name(name)
-            postgres.create_database(self.database_name)
-            self._database = hsconfig.postgres_database(postgres, self.database_name)
-        else:
-            self._database = hsconfig.sqlite_database(self.directory / "homeserver.db")
-
-        self.module_config: dict[str, Any] = dict(module_config or {})
-        self.config_overrides: dict[str, Any] = dict(config_overrides or {})
-        self.write_config()
-        self.process = SynapseProcess(
-            name,
-            app=HOMESERVER_APP,
-            config_paths=[self.config_path],
-            workdir=self.directory,
-            log_path=self.log_path,
-            health_url=f"{self.client_url}/health",
-            client_url=self.client_url,
-        )
-        self._destroyed = False
+            self.module_config: dict[str, Any] = dict(module_config or {})
+            self.config_overrides: dict[str, Any] = dict(config_overrides or {})
+            self.write_config()
+            self.process = SynapseProcess(
+                name,
+                app=HOMESERVER_APP,
+                config_paths=[self.config_path],
+                workdir=self.directory,
+                log_path=self.log_path,
+                health_url=f"{self.client_url}/health",
+                client_url=self.client_url,
+            )
+            self._destroyed = False
+            # Last, so nothing can fail between creating the database and the object
+            # existing to drop it in destroy().
+            if postgres is not None and self.database_name is not None:
+                postgres.create_database(self.database_name)
+        except BaseException:
+            shutil.rmtree(self.directory, ignore_errors=True)
+            raise
 
     def __repr__(self) -> str:
         return f"<Homeserver {self.name} {self.server_name} client={self.client_url}>"
 
     # -- configuration -------------------------------------------------------
 
-    def build_config(self) -> JsonDict:
-        return hsconfig.homeserver_config(
-            directory=self.directory,
+    def write_config(self) -> None:
+        self.files.write_homeserver_yaml(
             server_name=self.server_name,
             public_baseurl=self.client_url + "/",
             listeners=[
@@ -103,15 +105,9 @@ class Homeserver:
             ],
             database=self._database,
             log_config_path=self.log_config_path,
-            tls_cert_path=self.certificate.cert_path,
-            tls_key_path=self.certificate.key_path,
-            registration_shared_secret=self.registration_shared_secret,
             module_config=self.module_config,
             overrides=self.config_overrides,
         )
-
-    def write_config(self) -> None:
-        hsconfig.write_config(self.config_path, self.build_config())
 
     def reconfigure(
         self,

@@ -16,6 +16,7 @@ where the main process's and the persister's replication listeners are.
 from __future__ import annotations
 
 import secrets
+import shutil
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -34,7 +35,6 @@ from tests.harness.synapse import (
     WORKER_APP,
     unique_db_name,
 )
-from tests.harness.tls import CertificateAuthority
 
 MAIN = "main"
 EVENT_PERSISTER = "event_persister"
@@ -57,109 +57,102 @@ class WorkerDeployment:
         self.name = name
         self.postgres = postgres
         self.redis = redis
-        self.directory = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=base_dir))
         self.module_config: dict[str, Any] = dict(module_config or {})
         self.config_overrides: dict[str, Any] = dict(config_overrides or {})
-        self.registration_shared_secret = secrets.token_hex(16)
         self.database_name = unique_db_name(name)
         self._destroyed = False
 
-        ports = {
+        self._ports = {
             "main_client": free_port(),
             "main_federation": free_port(),
             "main_replication": free_port(),
             "persister_replication": free_port(),
             "client_worker_client": free_port(),
         }
-        metrics_ports = {proc: free_port() for proc in (MAIN, EVENT_PERSISTER, CLIENT_WORKER)}
-        self.server_name = f"localhost:{ports['main_federation']}"
-        self.main_client_url = f"http://127.0.0.1:{ports['main_client']}"
-        self.client_url = f"http://127.0.0.1:{ports['client_worker_client']}"
+        self._metrics_ports = {proc: free_port() for proc in (MAIN, EVENT_PERSISTER, CLIENT_WORKER)}
+        self.server_name = f"localhost:{self._ports['main_federation']}"
+        self.main_client_url = f"http://127.0.0.1:{self._ports['main_client']}"
+        self.client_url = f"http://127.0.0.1:{self._ports['client_worker_client']}"
+        self.persister_replication_url = f"http://127.0.0.1:{self._ports['persister_replication']}"
         self.metrics_urls = {
             proc: f"http://127.0.0.1:{port}/_synapse/metrics"
-            for proc, port in metrics_ports.items()
-        }
-        replication_urls = {
-            MAIN: f"http://127.0.0.1:{ports['main_replication']}",
-            EVENT_PERSISTER: f"http://127.0.0.1:{ports['persister_replication']}",
+            for proc, port in self._metrics_ports.items()
         }
 
-        certificate = CertificateAuthority(self.directory / "ca").issue_server_certificate(
-            self.directory, stem="tls"
-        )
-        hsconfig.generate_signing_key(self.directory / "signing.key")
-        postgres.create_database(self.database_name)
+        self.directory = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=base_dir))
+        try:
+            self.files = hsconfig.ServerDirectory(self.directory)
+            self.registration_shared_secret = self.files.registration_shared_secret
+            self.config_path = self._write_shared_config()
+            self.main, self.event_persister, self.client_worker = self._processes()
+            # Last, so nothing can fail between creating the database and the object
+            # existing to drop it in destroy().
+            postgres.create_database(self.database_name)
+        except BaseException:
+            shutil.rmtree(self.directory, ignore_errors=True)
+            raise
+        self.processes: dict[str, SynapseProcess] = {
+            proc.name: proc for proc in (self.main, self.event_persister, self.client_worker)
+        }
 
-        shared_overrides = hsconfig.deep_merge(
-            {
-                "redis": {"enabled": True, "host": redis.host, "port": redis.port},
-                "instance_map": {
-                    MAIN: {"host": "127.0.0.1", "port": ports["main_replication"]},
-                    EVENT_PERSISTER: {"host": "127.0.0.1", "port": ports["persister_replication"]},
-                },
-                "stream_writers": {"events": EVENT_PERSISTER},
-                "worker_replication_secret": secrets.token_hex(16),
+    def _write_shared_config(self) -> Path:
+        ports = self._ports
+        worker_settings = {
+            "redis": {"enabled": True, "host": self.redis.host, "port": self.redis.port},
+            # Main must be listed as "main"; the persister because it writes a stream.
+            "instance_map": {
+                MAIN: {"host": "127.0.0.1", "port": ports["main_replication"]},
+                EVENT_PERSISTER: {"host": "127.0.0.1", "port": ports["persister_replication"]},
             },
-            self.config_overrides,
-        )
-        main_log = self.directory / "main.log"
-        main_log_config = self.directory / "main.log_config.yaml"
-        hsconfig.write_log_config(main_log_config, main_log)
-        self.config_path = self.directory / "homeserver.yaml"
-        hsconfig.write_config(
-            self.config_path,
-            hsconfig.homeserver_config(
-                directory=self.directory,
-                server_name=self.server_name,
-                public_baseurl=self.client_url + "/",
-                listeners=[
-                    hsconfig.http_listener(ports["main_client"], ["client"]),
-                    hsconfig.http_listener(
-                        ports["main_federation"], ["federation", "keys"], tls=True
-                    ),
-                    hsconfig.http_listener(ports["main_replication"], ["replication"]),
-                    hsconfig.metrics_listener(metrics_ports[MAIN]),
-                ],
-                database=hsconfig.postgres_database(postgres, self.database_name),
-                log_config_path=main_log_config,
-                tls_cert_path=certificate.cert_path,
-                tls_key_path=certificate.key_path,
-                registration_shared_secret=self.registration_shared_secret,
-                module_config=self.module_config,
-                overrides=shared_overrides,
-            ),
+            "stream_writers": {"events": EVENT_PERSISTER},
+            "worker_replication_secret": secrets.token_hex(16),
+        }
+        self._main_log_config, self._main_log = self.files.log_files(MAIN)
+        return self.files.write_homeserver_yaml(
+            server_name=self.server_name,
+            public_baseurl=self.client_url + "/",
+            listeners=[
+                hsconfig.http_listener(ports["main_client"], ["client"]),
+                hsconfig.http_listener(ports["main_federation"], ["federation", "keys"], tls=True),
+                hsconfig.http_listener(ports["main_replication"], ["replication"]),
+                hsconfig.metrics_listener(self._metrics_ports[MAIN]),
+            ],
+            database=hsconfig.postgres_database(self.postgres, self.database_name),
+            log_config_path=self._main_log_config,
+            module_config=self.module_config,
+            overrides=hsconfig.deep_merge(worker_settings, self.config_overrides),
         )
 
-        self.main = SynapseProcess(
+    def _processes(self) -> tuple[SynapseProcess, SynapseProcess, SynapseProcess]:
+        main = SynapseProcess(
             MAIN,
             app=HOMESERVER_APP,
             config_paths=[self.config_path],
             workdir=self.directory,
-            log_path=main_log,
+            log_path=self._main_log,
             health_url=f"{self.main_client_url}/health",
             client_url=self.main_client_url,
         )
-        self.event_persister = self._worker(
+        persister = self._worker(
             EVENT_PERSISTER,
             [
-                hsconfig.http_listener(ports["persister_replication"], ["replication"]),
-                hsconfig.metrics_listener(metrics_ports[EVENT_PERSISTER]),
+                hsconfig.http_listener(self._ports["persister_replication"], ["replication"]),
+                hsconfig.metrics_listener(self._metrics_ports[EVENT_PERSISTER]),
             ],
-            health_url=f"{replication_urls[EVENT_PERSISTER]}/health",
+            # Its only HTTP listener is for replication; /health is on every one.
+            health_url=f"{self.persister_replication_url}/health",
             client_url=None,
         )
-        self.client_worker = self._worker(
+        client_worker = self._worker(
             CLIENT_WORKER,
             [
-                hsconfig.http_listener(ports["client_worker_client"], ["client"]),
-                hsconfig.metrics_listener(metrics_ports[CLIENT_WORKER]),
+                hsconfig.http_listener(self._ports["client_worker_client"], ["client"]),
+                hsconfig.metrics_listener(self._metrics_ports[CLIENT_WORKER]),
             ],
             health_url=f"{self.client_url}/health",
             client_url=self.client_url,
         )
-        self.processes: dict[str, SynapseProcess] = {
-            proc.name: proc for proc in (self.main, self.event_persister, self.client_worker)
-        }
+        return main, persister, client_worker
 
     def _worker(
         self,
@@ -169,16 +162,7 @@ class WorkerDeployment:
         health_url: str,
         client_url: str | None,
     ) -> SynapseProcess:
-        log_path = self.directory / f"{worker_name}.log"
-        log_config_path = self.directory / f"{worker_name}.log_config.yaml"
-        hsconfig.write_log_config(log_config_path, log_path)
-        worker_path = self.directory / f"{worker_name}.yaml"
-        hsconfig.write_config(
-            worker_path,
-            hsconfig.worker_config(
-                worker_name=worker_name, listeners=listeners, log_config_path=log_config_path
-            ),
-        )
+        worker_path, log_path = self.files.write_worker_yaml(worker_name, listeners)
         return SynapseProcess(
             worker_name,
             app=WORKER_APP,
