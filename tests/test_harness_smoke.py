@@ -178,3 +178,21 @@ def test_client_can_be_pointed_at_main(workers: WorkerDeployment) -> None:
     on_main: MatrixClient = carol.with_base_url(workers.main_client_url)
     assert on_main.whoami()["user_id"] == carol.user_id
     assert carol.whoami()["user_id"] == carol.user_id
+
+
+def test_homeserver_survives_kill_and_restart(make_homeserver: HomeserverFactory) -> None:
+    hs = make_homeserver()
+    alice = hs.register(unique("alice"))
+    room_id = alice.create_room(name="crash smoke")
+    before = alice.send_message(room_id, "before the crash")
+
+    hs.kill()
+    assert not hs.running
+    hs.start()
+    assert LOADED_LINE in hs.log_text()
+
+    # The access token and the room survived the crash: state is in the database.
+    after = alice.send_message(room_id, "after the restart")
+    for event_id, body in ((before, "before the crash"), (after, "after the restart")):
+        alice.wait_for_event(room_id, is_message(event_id, body))
+    assert hs.stop() == 0

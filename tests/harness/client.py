@@ -69,8 +69,8 @@ def _encode_query(query: Mapping[str, QueryValue | None]) -> str:
 
 
 def new_txn_id() -> str:
-    # Unique across clients, processes and restarts of the same homeserver, which
-    # dedupes retried sends by (device, txn id) for a while.
+    # Synapse answers a repeated (device, txn id) with the earlier event instead of
+    # sending a new one, so ids must not repeat across clients or test processes.
     return f"t{os.getpid()}.{time.monotonic_ns()}.{next(_txn_counter)}"
 
 

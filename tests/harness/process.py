@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import atexit
 import ctypes
-import ctypes.util
 import os
 import shutil
 import signal
@@ -36,14 +35,23 @@ def _kill_leftovers() -> None:
 atexit.register(_kill_leftovers)
 
 
+def _load_prctl() -> Callable[..., int] | None:
+    try:
+        prctl: Callable[..., int] = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    return prctl
+
+
+# Looked up here, not in the child: between fork and exec only the call is safe.
+_prctl = _load_prctl()
+
+
 def _die_with_parent() -> None:
     """Runs in the child between fork and exec: ask the kernel to SIGKILL it when
     the test runner dies, which atexit cannot cover (SIGKILL, OOM)."""
-    libc_name = ctypes.util.find_library("c")
-    if libc_name is None:
-        return
-    libc = ctypes.CDLL(libc_name, use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if _prctl is not None:
+        _prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
 
 
 KEEP_DIRS_ENV = "ROOM_CONNECT_KEEP_TEST_DIRS"
@@ -64,11 +72,21 @@ def tail_lines(text: str, lines: int) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
+def _size(path: Path) -> int:
+    """Characters in ``path`` so far, to read only what a later run appends."""
+    return len(read_text(path))
+
+
 def read_text(path: Path) -> str:
     try:
         return path.read_text(encoding="utf-8", errors="replace")
     except FileNotFoundError:
         return ""
+
+
+# Generous: a Synapse start takes 2-5 s alone, but CI runs on two cores that may
+# be busy with the other servers of a deployment starting at the same time.
+DEFAULT_START_TIMEOUT = 120.0
 
 
 class ProcessStartError(RuntimeError):
@@ -170,8 +188,8 @@ class ManagedProcess:
             raise RuntimeError(f"{self.name} was never started")
         return self._popen.wait(timeout)
 
-    def signal(self, sig: signal.Signals) -> None:
-        if self.running and self._popen is not None:
+    def send_signal(self, sig: signal.Signals) -> None:
+        if self._popen is not None and self._popen.poll() is None:
             self._popen.send_signal(sig)
 
     def stop(self, timeout: float = 30) -> int | None:
@@ -260,7 +278,7 @@ class SynapseProcess(ManagedProcess):
             describe_failure=self.failure_report,
         )
 
-    def start(self, timeout: float = 90) -> None:
+    def start(self, timeout: float = DEFAULT_START_TIMEOUT) -> None:
         self.spawn()
         try:
             self.wait_healthy(timeout)
@@ -269,10 +287,12 @@ class SynapseProcess(ManagedProcess):
             raise
 
     def run_expecting_failure(self, timeout: float = 60) -> tuple[int, str]:
-        """Start, and return (exit code, output) once it exits by itself.
+        """Start, and return (exit code, output of this run) once it exits by itself.
 
         Raises if it becomes healthy instead, or keeps running past ``timeout``.
         """
+        output_offset = _size(self.output_path)
+        log_offset = _size(self.log_path)
         self.spawn()
         deadline = time.monotonic() + timeout
         while self.running:
@@ -292,4 +312,4 @@ class SynapseProcess(ManagedProcess):
         code = self.returncode
         assert code is not None
         _live.discard(self)
-        return code, self.output_text() + "\n" + self.log_text()
+        return code, self.output_text()[output_offset:] + "\n" + self.log_text()[log_offset:]

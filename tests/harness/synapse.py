@@ -13,14 +13,18 @@ from tests.harness import config as hsconfig
 from tests.harness.client import JsonDict, MatrixClient, register_with_shared_secret
 from tests.harness.ports import free_port
 from tests.harness.postgres import PostgresServer
-from tests.harness.process import SynapseProcess, keep_test_dirs, remove_dir, tail_lines
+from tests.harness.process import (
+    DEFAULT_START_TIMEOUT,
+    SynapseProcess,
+    keep_test_dirs,
+    remove_dir,
+    tail_lines,
+)
 from tests.harness.tls import CertificateAuthority
 
 INFO_PATH = "/_synapse/client/org.matrix.msc2923/info"
 HOMESERVER_APP = "synapse.app.homeserver"
 WORKER_APP = "synapse.app.generic_worker"
-
-DEFAULT_START_TIMEOUT = 120.0
 
 
 def unique_db_name(prefix: str) -> str:

@@ -26,10 +26,15 @@ from tests.harness import config as hsconfig
 from tests.harness.client import JsonDict, MatrixClient, register_with_shared_secret
 from tests.harness.ports import free_port
 from tests.harness.postgres import PostgresServer
-from tests.harness.process import SynapseProcess, keep_test_dirs, remove_dir, tail_lines
+from tests.harness.process import (
+    DEFAULT_START_TIMEOUT,
+    SynapseProcess,
+    keep_test_dirs,
+    remove_dir,
+    tail_lines,
+)
 from tests.harness.redis import RedisServer
 from tests.harness.synapse import (
-    DEFAULT_START_TIMEOUT,
     HOMESERVER_APP,
     INFO_PATH,
     WORKER_APP,
