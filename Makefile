@@ -1,5 +1,5 @@
 # Entry points; scripts/test.sh does the work so CI and developers run the same thing.
-.PHONY: test lint
+.PHONY: test lint demo
 
 # make test PYTEST_ARGS='-k smoke -x'
 PYTEST_ARGS ?=
@@ -9,3 +9,6 @@ test:
 
 lint:
 	bash scripts/test.sh --lint
+
+demo:
+	bash scripts/demo.sh
