@@ -18,7 +18,7 @@ from synapse.api.errors import Codes, SynapseError
 from synapse.module_api import EventBase, ModuleApi, RoomID
 from synapse.util.frozenutils import unfreeze
 
-from synapse_room_connect import synapse_compat
+from synapse_room_connect import metrics, synapse_compat
 from synapse_room_connect.bot import FerryBot
 from synapse_room_connect.commands import (
     HELP_TEXT,
@@ -397,6 +397,9 @@ class Connections:
             ferries.add(side_b.consent.ferry)
         if self._bot.user_id not in ferries:
             return  # another server's ferry carries this connection
+        for old, verdict in ((old_a[0], verdict_a), (old_b[0], verdict_b)):
+            if old != verdict.status.value:
+                metrics.transitions.labels(self._api.server_name, verdict.status.value).inc()
         if old_a[0] != verdict_a.status.value or old_b[0] != verdict_b.status.value:
             logger.info(
                 "Connection %s <-> %s: %s/%s -> %s/%s",
@@ -508,37 +511,40 @@ class Connections:
         room_id = event.room_id
         if await self._bot.membership(room_id) == "invite":
             await self._bot.join(room_id, [s for s in [server_of(event.sender)] if s])
-        reply = await self._run_command(event)
+        reply, outcome, verb = await self._run_command(event)
+        metrics.commands.labels(self._api.server_name, verb, outcome).inc()
         await self._notice(room_id, reply, reply_to=event.event_id)
 
-    async def _run_command(self, event: EventBase) -> str:
+    async def _run_command(self, event: EventBase) -> tuple[str, str, str]:
+        """The reply text, the outcome (ok, refused, invalid) and the verb."""
         try:
             command = parse_command(str(event.content.get("body", "")))
         except CommandError as e:
-            return str(e)
+            return str(e), "invalid", "unknown"
+        verb = command.verb.value
         level = self._config.approve_power_level
         if command.verb is Verb.HELP:
-            return HELP_TEXT.format(level=level)
+            return HELP_TEXT.format(level=level), "ok", verb
         if command.verb is Verb.LIST:
             views = await self.list_for(event.room_id)
             if not views:
-                return "This room has no connections."
+                return "This room has no connections.", "ok", verb
             lines = [
                 f"- {await self._label(v.other_room_id)}: {v.status.value} ({v.mode})"
                 for v in views
             ]
-            return "Connections of this room:\n" + "\n".join(lines)
+            return "Connections of this room:\n" + "\n".join(lines), "ok", verb
         if not self._api.is_mine(event.sender):
-            return self._remote_sender_help(event, command)
+            return self._remote_sender_help(event, command), "remote_sender", verb
         try:
-            return await self._run_action(event, command)
+            return await self._run_action(event, command), "ok", verb
         except SynapseError as e:
-            return f"Could not {command.verb.value}: {e.msg}"
+            return f"Could not {verb}: {e.msg}", "refused", verb
 
     async def _run_action(self, event: EventBase, command: Command) -> str:
         assert command.room is not None
         if command.verb is Verb.REVOKE:
-            view = await self.revoke(event.sender, event.room_id, command.room)
+            await self.revoke(event.sender, event.room_id, command.room)
             return f"Revoked the connection to {command.room}."
         view = await self.request(
             event.sender,

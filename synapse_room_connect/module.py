@@ -6,8 +6,10 @@ import logging
 from collections.abc import Mapping
 from typing import Any, Literal
 
+from synapse.api.errors import SynapseError
 from synapse.module_api import EventBase, ModuleApi
 
+from synapse_room_connect import metrics
 from synapse_room_connect.bot import FerryBot
 from synapse_room_connect.commands import is_command
 from synapse_room_connect.config import RoomConnectConfig, parse_config
@@ -75,8 +77,17 @@ class RoomConnectModule:
         # view of the room. They are judged (and ignored) when deriving status.
         if not self.api.is_mine(event.sender):
             return True, None
-        self.connections.check_local_event(event, state_events)
-        await self.connections.check_local_event_guard(event, state_events)
+        try:
+            self.connections.check_local_event(event, state_events)
+            await self.connections.check_local_event_guard(event, state_events)
+        except SynapseError as e:
+            # errcode is a str-valued enum member; label with its value.
+            errcode = str(getattr(e.errcode, "value", e.errcode))
+            metrics.refused_connection_events.labels(self.api.server_name, errcode).inc()
+            logger.info(
+                "Refused connection event from %s in %s: %s", event.sender, event.room_id, e.msg
+            )
+            raise
         return True, None
 
     async def on_new_event(self, event: EventBase, state_events: StateMap) -> None:

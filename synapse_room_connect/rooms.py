@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from synapse.module_api import EventBase, ModuleApi
 from synapse.util.frozenutils import unfreeze
 
-from synapse_room_connect import synapse_compat
+from synapse_room_connect import metrics, synapse_compat
 from synapse_room_connect.constants import CONNECTION_EVENT_TYPE
 from synapse_room_connect.handshake import (
     Consent,
@@ -80,6 +80,7 @@ class RoomReader:
             validate_content(content, room_id=room_id, state_key=other_room_id)
         except ContentError as e:
             # Fail closed: a malformed event is no consent, whoever sent it.
+            metrics.ignored_connection_events.labels(self._api.server_name, "malformed").inc()
             logger.warning(
                 "Ignoring malformed connection event %s in %s from %s: %s",
                 event.event_id,
@@ -90,6 +91,7 @@ class RoomReader:
             return Side(room_id)
         power = await synapse_compat.sender_power_at_event(self._api, event)
         if power < self._threshold:
+            metrics.ignored_connection_events.labels(self._api.server_name, "power").inc()
             logger.warning(
                 "Ignoring connection event %s in %s: sender %s had power level %d < %d",
                 event.event_id,

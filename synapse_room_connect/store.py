@@ -13,8 +13,9 @@ from collections.abc import Callable, Sequence
 from typing import Final, TypeVar
 
 import attrs
-from synapse.module_api import LoggingTransaction, ModuleApi
+from synapse.module_api import LoggingTransaction, ModuleApi, make_deferred_yieldable
 from synapse.storage.engines import PostgresEngine
+from synapse.util.async_helpers import ObservableDeferred
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +48,8 @@ MIGRATIONS: Final[Sequence[Sequence[str]]] = (
 )
 
 SCHEMA_VERSION: Final = len(MIGRATIONS)
+
+_MIGRATION_ATTEMPTS: Final = 3
 
 
 class SchemaTooNewError(RuntimeError):
@@ -99,10 +102,41 @@ class Store:
     def __init__(self, api: ModuleApi) -> None:
         self._api = api
         self._migrated = False
+        self._migration: ObservableDeferred[int | None] | None = None
 
     async def migrate(self) -> int:
-        """Bring the schema up to date; safe to call from several processes."""
-        before, after = await self._api.run_db_interaction("room_connect_migrate", _migrate_txn)
+        """Bring the schema up to date, once per process; every caller waits
+        for the same run, so an early request cannot race the start-up one."""
+        if self._migration is None:
+            self._migration = ObservableDeferred(
+                self._api.run_as_background_process("room_connect_migrate", self._migrate),
+                consumeErrors=True,
+            )
+        try:
+            version = await make_deferred_yieldable(self._migration.observe())
+        except Exception:
+            self._migration = None  # let a later caller try again
+            raise
+        assert version is not None
+        return version
+
+    async def _migrate(self) -> int:
+        # Several processes may migrate at once. They serialise on an advisory
+        # lock, but under REPEATABLE READ a waiter's snapshot predates the
+        # winner's commit, so it fails on the tables the winner created; a new
+        # transaction then sees them and finds nothing to do.
+        for attempt in range(1, _MIGRATION_ATTEMPTS + 1):
+            try:
+                before, after = await self._api.run_db_interaction(
+                    "room_connect_migrate", _migrate_txn
+                )
+                break
+            except SchemaTooNewError:
+                raise
+            except Exception as e:
+                if attempt == _MIGRATION_ATTEMPTS:
+                    raise
+                logger.info("Schema migration raced another process (%s); retrying", e)
         if before != after:
             logger.info("synapse_room_connect: migrated schema from v%d to v%d", before, after)
         self._migrated = True

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+import urllib.request
+
 import attrs
 import pytest
 
@@ -317,3 +320,43 @@ def test_restart_keeps_every_status(make_homeserver: HomeserverFactory) -> None:
     marker = bob.client.send_message(bob.room_id, "after restart")
     bob.client.wait_for_event(bob.room_id, lambda e: e.get("event_id") == marker)
     assert notices_from(bob.client, bob.room_id, bot) == notices_before
+
+
+def metric_value(hs: Homeserver, name: str, **labels: str) -> float:
+    """One sample from the homeserver's Prometheus endpoint, 0 if absent."""
+    with urllib.request.urlopen(hs.metrics_url, timeout=10) as response:
+        text = response.read().decode()
+    wanted = {**labels, "server_name": hs.server_name}
+    for line in text.splitlines():
+        if not line.startswith(name + "{"):
+            continue
+        label_text, _, value = line[len(name) + 1 :].rpartition("} ")
+        found = dict(re.findall(r'(\w+)="([^"]*)"', label_text))
+        if found == wanted:
+            return float(value)
+    return 0.0
+
+
+def test_metrics_count_refusals_transitions_and_commands(homeserver: Homeserver) -> None:
+    alice, bob = make_admin(homeserver, "alice"), make_admin(homeserver, "bob")
+    bot = bot_of(homeserver)
+    refused = "synapse_room_connect_refused_connection_events_total"
+    before = metric_value(homeserver, refused, errcode="M_BAD_JSON")
+    with pytest.raises(MatrixError):
+        alice.client.send_state(alice.room_id, CONNECTION, bob.room_id, {"room_id": 1})
+    assert metric_value(homeserver, refused, errcode="M_BAD_JSON") == before + 1
+
+    transitions = "synapse_room_connect_transitions_total"
+    active_before = metric_value(homeserver, transitions, status="active")
+    connect(alice.client, alice.room_id, bob.room_id)
+    connect(bob.client, bob.room_id, alice.room_id)
+    wait_for_notice(bob.client, bob.room_id, bot, "now connected")
+    wait_for_notice(alice.client, alice.room_id, bot, "now connected")
+    # One transition per direction of the pair.
+    assert metric_value(homeserver, transitions, status="active") == active_before + 2
+
+    commands = "synapse_room_connect_commands_total"
+    help_before = metric_value(homeserver, commands, verb="help", outcome="ok")
+    alice.client.send_message(alice.room_id, "!connect help")
+    wait_for_notice(alice.client, alice.room_id, bot, "!connect request")
+    assert metric_value(homeserver, commands, verb="help", outcome="ok") == help_before + 1
