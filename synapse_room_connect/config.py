@@ -8,6 +8,7 @@ entirely through the schema and start-up fails before the homeserver listens.
 from __future__ import annotations
 
 import enum
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -42,6 +43,11 @@ CONFIG_SCHEMA: dict[str, Any] = {
         },
         "approve_power_level": {"type": "integer", "minimum": 0, "maximum": 2**53 - 1},
         "fallback_mode": {"enum": [m.value for m in FallbackMode]},
+        "ignore_users": {
+            "type": "array",
+            "items": {"type": "string", "format": "regex"},
+            "description": "regexes of user IDs whose events are never ferried (e.g. bridge bots)",
+        },
         "limits": {
             "type": "object",
             "additionalProperties": False,
@@ -67,6 +73,10 @@ class RoomConnectConfig:
     approve_power_level: int = 100
     fallback_mode: FallbackMode = FallbackMode.COPY
     limits: Limits = Limits()
+    ignore_users: tuple[re.Pattern[str], ...] = ()
+
+    def is_ignored_sender(self, user_id: str) -> bool:
+        return any(pattern.fullmatch(user_id) for pattern in self.ignore_users)
 
     def is_acting_process(self, worker_name: str | None) -> bool:
         """Whether the process called ``worker_name`` is the one that acts."""
@@ -79,7 +89,7 @@ def parse_config(raw: Mapping[str, Any] | None) -> RoomConnectConfig:
     Raises ``jsonschema.ValidationError`` naming the bad key.
     """
     raw = dict(raw or {})
-    jsonschema.validate(raw, CONFIG_SCHEMA)
+    jsonschema.validate(raw, CONFIG_SCHEMA, format_checker=jsonschema.FormatChecker())
     defaults = RoomConnectConfig()
     return RoomConnectConfig(
         bot_localpart=raw.get("bot_localpart", defaults.bot_localpart),
@@ -88,4 +98,5 @@ def parse_config(raw: Mapping[str, Any] | None) -> RoomConnectConfig:
         approve_power_level=raw.get("approve_power_level", defaults.approve_power_level),
         fallback_mode=FallbackMode(raw.get("fallback_mode", defaults.fallback_mode.value)),
         limits=Limits(**raw.get("limits", {})),
+        ignore_users=tuple(re.compile(p) for p in raw.get("ignore_users", [])),
     )

@@ -33,6 +33,7 @@ from synapse_room_connect.constants import (
     ACK_VISIBILITY,
     CONNECTION_EVENT_TYPE,
 )
+from synapse_room_connect.ferry import Ferry
 from synapse_room_connect.handshake import (
     ContentError,
     RoomTraits,
@@ -44,7 +45,7 @@ from synapse_room_connect.handshake import (
     traits_mismatch,
     validate_content,
 )
-from synapse_room_connect.rooms import RoomReader, StateMap, traits_from_state
+from synapse_room_connect.rooms import RoomReader, StateMap, room_label, traits_from_state
 from synapse_room_connect.store import Store
 
 logger = logging.getLogger(__name__)
@@ -105,6 +106,7 @@ class Connections:
         self._store = store
         self._bot = bot
         self._reader = RoomReader(api, config.approve_power_level)
+        self.ferry = Ferry(api, config, store, bot, self._reader, self._label)
         self._pending: set[str] = set()
         self._draining = False
 
@@ -397,9 +399,17 @@ class Connections:
             ferries.add(side_b.consent.ferry)
         if self._bot.user_id not in ferries:
             return  # another server's ferry carries this connection
+        changed = False
         for old, verdict in ((old_a[0], verdict_a), (old_b[0], verdict_b)):
             if old != verdict.status.value:
+                changed = True
                 metrics.transitions.labels(self._api.server_name, verdict.status.value).inc()
+        if changed and verdict_a.status is Status.ACTIVE:
+            since = await self._activation_position(side_a, side_b)
+            await self._store.set_active_since(a, b, since)
+            await self._store.set_active_since(b, a, since)
+        if changed:
+            self.ferry.connections_changed()
         if old_a[0] != verdict_a.status.value or old_b[0] != verdict_b.status.value:
             logger.info(
                 "Connection %s <-> %s: %s/%s -> %s/%s",
@@ -412,6 +422,20 @@ class Connections:
             )
         await self._act(a, b, old_a[0], verdict_a, side_a, side_b, mode_for(traits_a, traits_b))
         await self._act(b, a, old_b[0], verdict_b, side_b, side_a, mode_for(traits_a, traits_b))
+
+    async def _activation_position(self, side_a: Side, side_b: Side) -> int:
+        """Stream position of the later consent: what came before it stays put.
+
+        Falls back to the current position if a consent event is not stored
+        locally, which errs on the side of ferrying less.
+        """
+        consent_ids = [s.consent.event_id for s in (side_a, side_b) if s.consent is not None]
+        events = await synapse_compat.get_events(self._api, consent_ids)
+        known = [synapse_compat.stream_ordering_of(e) for e in events.values()]
+        positions = [p for p in known if p is not None]
+        if len(positions) == len(consent_ids) == 2:
+            return max(positions)
+        return synapse_compat.current_stream_position(self._api)
 
     async def _act(
         self,
@@ -495,11 +519,7 @@ class Connections:
         await self._bot.leave(room_id)
 
     async def _label(self, room_id: str) -> str:
-        try:
-            alias = await self._api.get_canonical_room_alias(RoomID.from_string(room_id))
-        except Exception:
-            alias = None
-        return alias.to_string() if alias is not None else room_id
+        return await room_label(self._api, room_id)
 
     async def _notice(self, room_id: str, text: str, reply_to: str | None = None) -> None:
         await self._bot.notice(room_id, text, reply_to=reply_to)

@@ -18,3 +18,6 @@ ACK_VISIBILITY: Final = "visibility_mismatch"
 
 # Room state is replicated to every server in the room: keep requests small.
 MAX_CONNECTION_CONTENT_BYTES: Final = 4096
+
+# Content key of a pointer event: where the original lives.
+POINTER_KEY: Final = f"{PREFIX}.pointer"

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from prometheus_client import Counter
+from prometheus_client import Counter, Gauge, Histogram
 
 # Synapse labels every homeserver-scoped metric with the server name, so one
 # Prometheus can scrape several homeservers without the series colliding.
@@ -36,4 +36,29 @@ commands = Counter(
     "synapse_room_connect_commands_total",
     "!connect chat commands handled, per verb and outcome",
     labelnames=[SERVER_NAME_LABEL, "verb", "outcome"],
+)
+
+ferried_events = Counter(
+    "synapse_room_connect_ferried_events_total",
+    "Events the ferry carried into a connected room, per kind",
+    labelnames=[SERVER_NAME_LABEL, "kind"],
+)
+
+ferry_failures = Counter(
+    "synapse_room_connect_ferry_failures_total",
+    "Events the ferry failed to carry into a connected room",
+    labelnames=[SERVER_NAME_LABEL],
+)
+
+ferry_queue_depth = Gauge(
+    "synapse_room_connect_ferry_queue_depth",
+    "Timeline events in connected rooms not yet read by the ferry",
+    labelnames=[SERVER_NAME_LABEL],
+)
+
+ferry_latency = Histogram(
+    "synapse_room_connect_ferry_latency_seconds",
+    "Time from an original's origin_server_ts to its pointer being sent",
+    labelnames=[SERVER_NAME_LABEL],
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0),
 )

@@ -67,6 +67,9 @@ class RoomConnectModule:
         if self.is_acting_process:
             # Catch up on anything that changed while this process was down.
             await self.connections.reconcile_all()
+            # Resume ferrying from each room's cursor: whatever was persisted
+            # while this process was down (or mid-crash) goes out now.
+            self.connections.ferry.wake()
 
     async def check_event_allowed(
         self, event: EventBase, state_events: StateMap
@@ -95,6 +98,9 @@ class RoomConnectModule:
         # background, never await a send here.
         if not self.is_acting_process:
             return
+        ferry = self.connections.ferry
+        if event.room_id in ferry.active_rooms:
+            ferry.wake()
         etype = event.type
         if etype == "m.room.message":
             if event.sender != self.bot_user_id and is_command(event.content.get("body")):

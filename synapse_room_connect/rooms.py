@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 
-from synapse.module_api import EventBase, ModuleApi
+from synapse.module_api import EventBase, ModuleApi, RoomID
 from synapse.util.frozenutils import unfreeze
 
 from synapse_room_connect import metrics, synapse_compat
@@ -113,3 +113,12 @@ class RoomReader:
                 event_id=event.event_id,
             ),
         )
+
+
+async def room_label(api: ModuleApi, room_id: str) -> str:
+    """The room's canonical alias if it has one, else its ID: for humans."""
+    try:
+        alias = await api.get_canonical_room_alias(RoomID.from_string(room_id))
+    except Exception:
+        alias = None
+    return alias.to_string() if alias is not None else room_id

@@ -45,6 +45,35 @@ MIGRATIONS: Final[Sequence[Sequence[str]]] = (
         """,
         "CREATE INDEX room_connect_connections_other ON room_connect_connections (other_room_id)",
     ),
+    (
+        # Stream position of the event that activated the connection: events
+        # at or before it are never ferried over it.
+        "ALTER TABLE room_connect_connections ADD COLUMN active_since BIGINT",
+        # How far the ferry has read each source room for each target room,
+        # in Synapse's stream ordering; what lies beyond is ferried on the
+        # next run, crash or not. Per target, so a connection that activates
+        # while another is mid-backlog starts from its own position.
+        """
+        CREATE TABLE room_connect_cursors (
+            room_id TEXT NOT NULL,
+            target_room_id TEXT NOT NULL,
+            stream_ordering BIGINT NOT NULL,
+            PRIMARY KEY (room_id, target_room_id)
+        )
+        """,
+        # Each original's pointer in each target room, for relations.
+        """
+        CREATE TABLE room_connect_pointers (
+            source_room_id TEXT NOT NULL,
+            source_event_id TEXT NOT NULL,
+            target_room_id TEXT NOT NULL,
+            pointer_event_id TEXT NOT NULL,
+            PRIMARY KEY (source_event_id, target_room_id)
+        )
+        """,
+        "CREATE UNIQUE INDEX room_connect_pointers_pointer"
+        " ON room_connect_pointers (pointer_event_id)",
+    ),
 )
 
 SCHEMA_VERSION: Final = len(MIGRATIONS)
@@ -210,3 +239,124 @@ class Store:
             ]
 
         return await self._run("room_connect_cached_connections", txn_fn)
+
+    # -- ferry ----------------------------------------------------------------
+
+    async def set_active_since(self, room_id: str, other_room_id: str, stream: int) -> None:
+        def txn_fn(txn: LoggingTransaction) -> None:
+            txn.execute(
+                "UPDATE room_connect_connections SET active_since = ?"
+                " WHERE room_id = ? AND other_room_id = ?",
+                (stream, room_id, other_room_id),
+            )
+
+        await self._run("room_connect_set_active_since", txn_fn)
+
+    async def active_targets(self, ferry: str) -> dict[str, list[tuple[str, int]]]:
+        """For each source room, the rooms it ferries to and since when."""
+
+        def txn_fn(txn: LoggingTransaction) -> dict[str, list[tuple[str, int]]]:
+            txn.execute(
+                "SELECT room_id, other_room_id, active_since FROM room_connect_connections"
+                " WHERE status = 'active' AND ferry = ? AND active_since IS NOT NULL",
+                (ferry,),
+            )
+            targets: dict[str, list[tuple[str, int]]] = {}
+            for room_id, other, since in txn.fetchall():
+                targets.setdefault(room_id, []).append((other, int(since)))
+            return targets
+
+        return await self._run("room_connect_active_targets", txn_fn)
+
+    async def get_cursor(self, room_id: str, target_room_id: str) -> int | None:
+        def txn_fn(txn: LoggingTransaction) -> int | None:
+            txn.execute(
+                "SELECT stream_ordering FROM room_connect_cursors"
+                " WHERE room_id = ? AND target_room_id = ?",
+                (room_id, target_room_id),
+            )
+            row = txn.fetchone()
+            return None if row is None else int(row[0])
+
+        return await self._run("room_connect_get_cursor", txn_fn)
+
+    async def set_cursor(self, room_id: str, target_room_id: str, stream: int) -> None:
+        def txn_fn(txn: LoggingTransaction) -> None:
+            txn.execute(
+                """
+                INSERT INTO room_connect_cursors (room_id, target_room_id, stream_ordering)
+                VALUES (?, ?, ?)
+                ON CONFLICT (room_id, target_room_id) DO UPDATE
+                SET stream_ordering = EXCLUDED.stream_ordering
+                WHERE room_connect_cursors.stream_ordering < EXCLUDED.stream_ordering
+                """,
+                (room_id, target_room_id, stream),
+            )
+
+        await self._run("room_connect_set_cursor", txn_fn)
+
+    async def events_after(self, room_id: str, after: int, limit: int) -> list[tuple[int, str]]:
+        """Timeline events of ``room_id`` past stream position ``after``, in order.
+
+        Reads Synapse's own ``events`` table: it is the durable record of
+        what was persisted, so nothing depends on a callback having run.
+        Outliers and rejected events are not part of the timeline.
+        """
+
+        def txn_fn(txn: LoggingTransaction) -> list[tuple[int, str]]:
+            txn.execute(
+                """
+                SELECT e.stream_ordering, e.event_id FROM events AS e
+                LEFT JOIN rejections AS r ON r.event_id = e.event_id
+                WHERE e.room_id = ? AND e.stream_ordering > ? AND NOT e.outlier
+                    AND r.event_id IS NULL
+                ORDER BY e.stream_ordering
+                LIMIT ?
+                """,
+                (room_id, after, limit),
+            )
+            return [(int(row[0]), str(row[1])) for row in txn.fetchall()]
+
+        return await self._run("room_connect_events_after", txn_fn)
+
+    async def record_pointer(
+        self, source_room_id: str, source_event_id: str, target_room_id: str, pointer_id: str
+    ) -> None:
+        def txn_fn(txn: LoggingTransaction) -> None:
+            txn.execute(
+                """
+                INSERT INTO room_connect_pointers
+                    (source_room_id, source_event_id, target_room_id, pointer_event_id)
+                VALUES (?, ?, ?, ?)
+                ON CONFLICT (source_event_id, target_room_id) DO NOTHING
+                """,
+                (source_room_id, source_event_id, target_room_id, pointer_id),
+            )
+
+        await self._run("room_connect_record_pointer", txn_fn)
+
+    async def pointer_for(self, source_event_id: str, target_room_id: str) -> str | None:
+        def txn_fn(txn: LoggingTransaction) -> str | None:
+            txn.execute(
+                "SELECT pointer_event_id FROM room_connect_pointers"
+                " WHERE source_event_id = ? AND target_room_id = ?",
+                (source_event_id, target_room_id),
+            )
+            row = txn.fetchone()
+            return None if row is None else str(row[0])
+
+        return await self._run("room_connect_pointer_for", txn_fn)
+
+    async def original_of(self, pointer_event_id: str) -> tuple[str, str] | None:
+        """(source room, source event) of a pointer the bot sent."""
+
+        def txn_fn(txn: LoggingTransaction) -> tuple[str, str] | None:
+            txn.execute(
+                "SELECT source_room_id, source_event_id FROM room_connect_pointers"
+                " WHERE pointer_event_id = ?",
+                (pointer_event_id,),
+            )
+            row = txn.fetchone()
+            return None if row is None else (str(row[0]), str(row[1]))
+
+        return await self._run("room_connect_original_of", txn_fn)

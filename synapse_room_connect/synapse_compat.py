@@ -11,6 +11,7 @@ from typing import Any
 
 from synapse.event_auth import get_user_power_level
 from synapse.module_api import EventBase, ModuleApi
+from synapse.types import create_requester
 
 
 async def get_events(api: ModuleApi, event_ids: Iterable[str]) -> dict[str, EventBase]:
@@ -57,3 +58,37 @@ async def rooms_for_user(api: ModuleApi, user_id: str) -> frozenset[str]:
     """Rooms a local user is joined to."""
     store: Any = api._store
     return frozenset(await store.get_rooms_for_user(user_id))
+
+
+async def ensure_device(api: ModuleApi, user_id: str, device_id: str, display_name: str) -> None:
+    """Register a device for a local user if it has none by that ID."""
+    handler: Any = api._hs.get_device_handler()
+    await handler.check_device_registered(user_id, device_id, display_name)
+
+
+async def send_idempotent(
+    api: ModuleApi, user_id: str, device_id: str, event_dict: dict[str, Any], txn_id: str
+) -> EventBase:
+    """Send an event as a local user's device with a transaction ID.
+
+    Synapse stores the transaction ID with the event in the same database
+    transaction and answers a repeated send with the event already persisted,
+    which is what makes re-running the ferry after a crash exactly-once. The
+    ModuleApi's own send takes no transaction ID, hence the internal handler.
+    """
+    requester = create_requester(user_id, device_id=device_id)
+    handler = api._hs.get_event_creation_handler()
+    event, _ = await handler.create_and_send_nonmember_event(
+        requester, event_dict, ratelimit=False, txn_id=txn_id
+    )
+    return event
+
+
+def stream_ordering_of(event: EventBase) -> int | None:
+    ordering = event.internal_metadata.stream_ordering
+    return None if ordering is None else int(ordering)
+
+
+def current_stream_position(api: ModuleApi) -> int:
+    """The stream ordering of the newest event this process knows is persisted."""
+    return int(api._store.get_room_max_stream_ordering())

@@ -1,0 +1,282 @@
+"""The ferry: reads connected rooms' timelines and sends pointer events.
+
+Durability comes from two facts rather than from an in-memory queue:
+Synapse's ``events`` table is the record of what was persisted, and a
+per-room cursor says how far the ferry has read it. Each pointer is sent with
+a transaction ID derived from (original, target room), so re-reading after a
+crash makes Synapse return the pointer it already stored instead of sending a
+second one. ``on_new_event`` only wakes the loop.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, Final
+
+from synapse.api.errors import SynapseError
+from synapse.module_api import EventBase, ModuleApi
+from synapse.util.frozenutils import unfreeze
+
+from synapse_room_connect import metrics, synapse_compat
+from synapse_room_connect.bot import FerryBot
+from synapse_room_connect.config import RoomConnectConfig
+from synapse_room_connect.constants import POINTER_KEY
+from synapse_room_connect.pointers import (
+    Original,
+    edit_content,
+    is_ferriable_message,
+    map_relation,
+    render,
+)
+from synapse_room_connect.rooms import RoomReader
+from synapse_room_connect.store import Store
+
+logger = logging.getLogger(__name__)
+
+BATCH_SIZE: Final = 100
+FERRY_DEVICE_ID: Final = "MSC2923FERRY"
+_FERRIED_TYPES: Final = frozenset({"m.room.message", "m.sticker", "m.reaction", "m.room.redaction"})
+
+
+class Ferry:
+    def __init__(
+        self,
+        api: ModuleApi,
+        config: RoomConnectConfig,
+        store: Store,
+        bot: FerryBot,
+        reader: RoomReader,
+        label: Callable[[str], Awaitable[str]],
+    ) -> None:
+        self._api = api
+        self._config = config
+        self._store = store
+        self._bot = bot
+        self._reader = reader
+        self._label = label
+        self._running = False
+        self._woken = False
+        # Bumped on every connection change so a pass in progress notices a
+        # revocation before its next event, not at the end of its batch.
+        self._generation = 0
+        self.active_rooms: frozenset[str] = frozenset()
+        self._device_ready = False
+
+    def connections_changed(self) -> None:
+        self._generation += 1
+        self.wake()
+
+    def wake(self) -> None:
+        """Make sure a pass runs after now; cheap enough for on_new_event."""
+        self._woken = True
+        if not self._running:
+            self._running = True
+            self._api.run_as_background_process("room_connect_ferry", self._run)
+
+    async def _run(self) -> None:
+        try:
+            if not self._device_ready:
+                await self._bot.ensure_registered()
+                await synapse_compat.ensure_device(
+                    self._api, self._bot.user_id, FERRY_DEVICE_ID, "MSC2923 ferry"
+                )
+                self._device_ready = True
+            while True:
+                self._woken = False
+                progressed = await self._pass()
+                # No await between this check and returning, so a wake() can
+                # not slip in unnoticed.
+                if not progressed and not self._woken:
+                    return
+        except Exception:
+            logger.exception("Ferry pass failed; will retry on the next event")
+        finally:
+            self._running = False
+
+    async def _pass(self) -> bool:
+        generation = self._generation
+        targets = await self._store.active_targets(self._bot.user_id)
+        self.active_rooms = frozenset(targets)
+        progressed = False
+        depth = 0
+        for room_id, connections in targets.items():
+            for target, since in connections:
+                cursor = max(await self._store.get_cursor(room_id, target) or since, since)
+                rows = await self._store.events_after(room_id, cursor, BATCH_SIZE)
+                depth += len(rows)
+                if not rows or not await self._ferries_content(room_id, target):
+                    continue
+                for stream, event_id in rows:
+                    if self._generation != generation:
+                        return True  # connections changed: re-read them first
+                    await self._ferry_event(room_id, event_id, target)
+                    await self._store.set_cursor(room_id, target, stream)
+                    progressed = True
+        metrics.ferry_queue_depth.labels(self._api.server_name).set(depth)
+        return progressed
+
+    async def _ferries_content(self, room_id: str, target: str) -> bool:
+        """False when either room is encrypted: clients fan out instead."""
+        for room in (room_id, target):
+            traits = await self._reader.traits(room)
+            if traits is not None and traits.encrypted:
+                return False
+        return True
+
+    def _should_ferry(self, event: EventBase) -> bool:
+        if event.sender == self._bot.user_id or event.type not in _FERRIED_TYPES:
+            return False
+        if event.is_state() or event.internal_metadata.is_soft_failed():
+            return False
+        if POINTER_KEY in event.content:
+            return False  # another connection's pointer: never carried twice
+        return not self._config.is_ignored_sender(event.sender)
+
+    async def _ferry_event(self, room_id: str, event_id: str, target: str) -> None:
+        event = await synapse_compat.get_event(self._api, event_id)
+        if event is None or not self._should_ferry(event):
+            return
+        try:
+            await self._ferry_to(event, target)
+        except Exception as e:
+            # One bad event must not wedge the connection: count it, log the
+            # IDs, move on.
+            metrics.ferry_failures.labels(self._api.server_name).inc()
+            logger.warning("Failed to ferry %s from %s into %s: %s", event_id, room_id, target, e)
+
+    async def _ferry_to(self, event: EventBase, target: str) -> None:
+        content = unfreeze(event.content)
+        if event.type == "m.room.redaction":
+            await self._ferry_redaction(event, target)
+            return
+        relates = content.get("m.relates_to")
+        relates = relates if isinstance(relates, dict) else {}
+        if event.type == "m.reaction":
+            await self._ferry_reaction(event, relates, target)
+            return
+        if not is_ferriable_message(event.type, content):
+            return
+        if relates.get("rel_type") == "m.replace":
+            await self._ferry_edit(event, content, relates, target)
+            return
+        pointer = render(await self._original(event, content), self._config.fallback_mode)
+        if relates:
+            referenced = [
+                relates.get("event_id"),
+                (relates.get("m.in_reply_to") or {}).get("event_id"),
+            ]
+            mapped = {
+                ref: await self.map_event(ref, target) for ref in referenced if isinstance(ref, str)
+            }
+            relation = map_relation(relates, mapped.get)
+            if relation is not None:
+                pointer["m.relates_to"] = relation
+        await self._send(event, target, "m.room.message", pointer, kind="message")
+
+    async def _ferry_edit(
+        self, event: EventBase, content: dict[str, Any], relates: dict[str, Any], target: str
+    ) -> None:
+        edited = relates.get("event_id")
+        new_content = content.get("m.new_content")
+        if not isinstance(edited, str) or not isinstance(new_content, dict):
+            return
+        # Only the bot's own pointers can be edited by the bot.
+        pointer_id = await self._store.pointer_for(edited, target)
+        if pointer_id is None:
+            return
+        original = await synapse_compat.get_event(self._api, edited)
+        if original is None or original.sender != event.sender:
+            return  # clients ignore edits by anyone but the author; so do we
+        renewed = render(await self._original(original, new_content), self._config.fallback_mode)
+        edit = edit_content(renewed, pointer_id, await self._original(event, content))
+        await self._send(event, target, "m.room.message", edit, kind="edit")
+
+    async def _ferry_reaction(self, event: EventBase, relates: dict[str, Any], target: str) -> None:
+        if relates.get("rel_type") != "m.annotation" or not isinstance(relates.get("key"), str):
+            return
+        reacted = relates.get("event_id")
+        mapped = await self.map_event(reacted, target) if isinstance(reacted, str) else None
+        if mapped is None:
+            return
+        content = {
+            "m.relates_to": {"rel_type": "m.annotation", "event_id": mapped, "key": relates["key"]}
+        }
+        try:
+            await self._send(event, target, "m.reaction", content, kind="reaction")
+        except SynapseError as e:
+            # The bot already carries this key on that event for someone else.
+            if e.errcode != "M_DUPLICATE_ANNOTATION":
+                raise
+
+    async def _ferry_redaction(self, event: EventBase, target: str) -> None:
+        redacted = event.redacts
+        pointer_id = await self._store.pointer_for(redacted, target) if redacted else None
+        if pointer_id is None:
+            return
+        content = {"redacts": pointer_id, "reason": "The original was redacted"}
+        await self._send(
+            event, target, "m.room.redaction", content, kind="redaction", redacts=pointer_id
+        )
+
+    async def map_event(self, event_id: str, target: str) -> str | None:
+        """The counterpart in ``target`` of an event of a connected room."""
+        pointer = await self._store.pointer_for(event_id, target)
+        if pointer is not None:
+            return pointer
+        source = await self._store.original_of(event_id)
+        if source is None:
+            return None
+        source_room, source_event = source
+        if source_room == target:
+            return source_event
+        return await self._store.pointer_for(source_event, target)
+
+    async def _original(self, event: EventBase, content: Mapping[str, Any]) -> Original:
+        member_key = ("m.room.member", event.sender)
+        state = await self._api.get_room_state(event.room_id, [member_key])
+        member = state.get(member_key)
+        displayname = member.content.get("displayname") if member is not None else None
+        avatar = member.content.get("avatar_url") if member is not None else None
+        return Original(
+            room_id=event.room_id,
+            event_id=event.event_id,
+            sender=event.sender,
+            origin_server_ts=int(event.origin_server_ts),
+            type=event.type,
+            content=content,
+            displayname=displayname if isinstance(displayname, str) else None,
+            avatar_url=avatar if isinstance(avatar, str) else None,
+            room_label=await self._label(event.room_id),
+        )
+
+    async def _send(
+        self,
+        event: EventBase,
+        target: str,
+        event_type: str,
+        content: dict[str, Any],
+        *,
+        kind: str,
+        redacts: str | None = None,
+    ) -> None:
+        event_dict: dict[str, Any] = {
+            "type": event_type,
+            "room_id": target,
+            "sender": self._bot.user_id,
+            "content": content,
+        }
+        if redacts is not None:
+            event_dict["redacts"] = redacts
+        sent = await synapse_compat.send_idempotent(
+            self._api,
+            self._bot.user_id,
+            FERRY_DEVICE_ID,
+            event_dict,
+            txn_id=f"msc2923:{event.event_id}:{target}",
+        )
+        await self._store.record_pointer(event.room_id, event.event_id, target, sent.event_id)
+        metrics.ferried_events.labels(self._api.server_name, kind).inc()
+        latency = (self._api.get_current_time_msec() - int(event.origin_server_ts)) / 1000
+        metrics.ferry_latency.labels(self._api.server_name).observe(max(latency, 0.0))
+        logger.debug("Ferried %s %s into %s as %s", kind, event.event_id, target, sent.event_id)

@@ -1,0 +1,228 @@
+"""Pointer events on one homeserver: content, relations, exactly once, limits."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.connect_api import connect, revoke, unique, wait_for_notice
+from tests.ferry_helpers import (
+    POINTER,
+    PROFILE,
+    barrier,
+    connected_pair,
+    is_pointer_to,
+    pointers_in,
+    wait_for_pointer,
+)
+from tests.harness.client import JsonDict
+from tests.harness.synapse import Homeserver, HomeserverFactory
+
+
+def test_messages_cross_both_ways_as_pointers(homeserver: Homeserver) -> None:
+    pair = connected_pair(homeserver)
+    sent = pair.alice.send_message(pair.room_a, "Hello <b>from</b> A")
+    pointer = wait_for_pointer(pair.bob, pair.room_b, sent)
+    content = pointer["content"]
+    assert pointer["sender"] == pair.bot
+    assert content[POINTER]["room_id"] == pair.room_a
+    assert content[POINTER]["sender"] == pair.alice.user_id
+    assert isinstance(content[POINTER]["origin_server_ts"], int)
+    assert content["msgtype"] == "m.text"
+    assert content["body"] == "Alice: Hello <b>from</b> A"
+    assert content["formatted_body"] == (
+        "<strong data-mx-profile-fallback>Alice: </strong>Hello &lt;b&gt;from&lt;/b&gt; A"
+    )
+    assert content[PROFILE] == {
+        "id": pair.alice.user_id,
+        "displayname": "Alice",
+        "has_fallback": True,
+    }
+
+    back = pair.bob.send_message(pair.room_b, "hi", msgtype="m.emote")
+    emote = wait_for_pointer(pair.alice, pair.room_a, back)["content"]
+    assert (emote["msgtype"], emote["body"]) == ("m.emote", "Bob hi")
+
+    image = pair.alice.send_event(
+        pair.room_a,
+        "m.room.message",
+        {"msgtype": "m.image", "body": "cat.png", "url": "mxc://example.org/cat", "info": {"w": 4}},
+    )
+    media = wait_for_pointer(pair.bob, pair.room_b, image)["content"]
+    assert (media["msgtype"], media["url"], media["info"]) == (
+        "m.image",
+        "mxc://example.org/cat",
+        {"w": 4},
+    )
+
+
+def test_only_events_while_active_are_ferried(homeserver: Homeserver) -> None:
+    bot = homeserver.info()["bot_user_id"]
+    alice = homeserver.register(unique("alice"))
+    bob = homeserver.register(unique("bob"))
+    room_a, room_b = alice.create_room(), bob.create_room()
+    connect(alice, room_a, room_b)
+    early = alice.send_message(room_a, "before approval")
+    connect(bob, room_b, room_a)
+    wait_for_notice(bob, room_b, bot, "now connected")
+    during = alice.send_message(room_a, "while active")
+    wait_for_pointer(bob, room_b, during)
+
+    revoke(bob, room_b, room_a)
+    wait_for_notice(alice, room_a, bot, "has ended")
+    late = alice.send_message(room_a, "after revocation")
+    barrier(alice, room_a)
+    barrier(bob, room_b)
+    originals = {p["content"][POINTER]["event_id"] for p in pointers_in(bob, room_b)}
+    assert originals == {during}
+    assert early not in originals
+    assert late not in originals
+
+
+def test_replies_edits_reactions_redactions_and_threads(homeserver: Homeserver) -> None:
+    pair = connected_pair(homeserver)
+    alice, bob = pair.alice, pair.bob
+    question = alice.send_message(pair.room_a, "question?")
+    question_in_b = wait_for_pointer(bob, pair.room_b, question)["event_id"]
+
+    # Bob replies to the pointer: in A it becomes a reply to the original.
+    answer = bob.send_message(
+        pair.room_b, "answer!", **{"m.relates_to": {"m.in_reply_to": {"event_id": question_in_b}}}
+    )
+    answer_in_a = wait_for_pointer(alice, pair.room_a, answer)
+    assert answer_in_a["content"]["m.relates_to"] == {"m.in_reply_to": {"event_id": question}}
+
+    # Alice edits her original: the bot edits its pointer in B.
+    edit = alice.send_event(
+        pair.room_a,
+        "m.room.message",
+        {
+            "msgtype": "m.text",
+            "body": "* question, edited?",
+            "m.new_content": {"msgtype": "m.text", "body": "question, edited?"},
+            "m.relates_to": {"rel_type": "m.replace", "event_id": question},
+        },
+    )
+
+    def is_edit(event: JsonDict) -> bool:
+        return event.get("content", {}).get("m.relates_to", {}).get("rel_type") == "m.replace"
+
+    edit_in_b = bob.wait_for_event(pair.room_b, lambda e: is_edit(e) and is_pointer_to(e, edit))
+    assert edit_in_b["sender"] == pair.bot
+    assert edit_in_b["content"]["m.relates_to"]["event_id"] == question_in_b
+    assert edit_in_b["content"]["m.new_content"]["body"] == "Alice: question, edited?"
+
+    # Bob reacts to the pointer: the bot reacts to the original in A.
+    bob.send_event(
+        pair.room_b,
+        "m.reaction",
+        {"m.relates_to": {"rel_type": "m.annotation", "event_id": question_in_b, "key": "👍"}},
+    )
+    reaction = alice.wait_for_event(pair.room_a, lambda e: e.get("type") == "m.reaction")
+    assert reaction["sender"] == pair.bot
+    assert reaction["content"]["m.relates_to"] == {
+        "rel_type": "m.annotation",
+        "event_id": question,
+        "key": "👍",
+    }
+
+    # A thread reply stays in the mapped thread.
+    in_thread = alice.send_message(
+        pair.room_a,
+        "in thread",
+        **{
+            "m.relates_to": {
+                "rel_type": "m.thread",
+                "event_id": question,
+                "is_falling_back": True,
+                "m.in_reply_to": {"event_id": question},
+            }
+        },
+    )
+    thread_in_b = wait_for_pointer(bob, pair.room_b, in_thread)
+    assert thread_in_b["content"]["m.relates_to"] == {
+        "rel_type": "m.thread",
+        "event_id": question_in_b,
+        "is_falling_back": True,
+        "m.in_reply_to": {"event_id": question_in_b},
+    }
+
+    # Alice redacts her original: the pointer in B is redacted too.
+    alice.request(
+        "PUT",
+        f"/_matrix/client/v3/rooms/{pair.room_a}/redact/{question}/{unique('txn')}",
+        {"reason": "oops"},
+    )
+    redaction = bob.wait_for_event(
+        pair.room_b, lambda e: e.get("type") == "m.room.redaction" and e.get("sender") == pair.bot
+    )
+    assert redaction["redacts"] == question_in_b or redaction["content"]["redacts"] == question_in_b
+
+
+def test_three_room_mesh_delivers_each_message_once_everywhere(homeserver: Homeserver) -> None:
+    bot = homeserver.info()["bot_user_id"]
+    users = [homeserver.register(unique(n), displayname=n) for n in ("ann", "ben", "cat")]
+    rooms = [u.create_room(name=unique("mesh")) for u in users]
+    for i in range(3):
+        for j in range(i + 1, 3):
+            connect(users[i], rooms[i], rooms[j])
+            assert connect(users[j], rooms[j], rooms[i])["status"] == "active"
+    wait_for_notice(users[2], rooms[2], bot, "now connected")
+    sent = {i: users[i].send_message(rooms[i], f"from room {i}") for i in range(3)}
+    for i in range(3):
+        for j in range(3):
+            if i != j:
+                wait_for_pointer(users[j], rooms[j], sent[i])
+    for j in range(3):
+        barrier(users[j], rooms[j])
+    for j in range(3):
+        originals = [p["content"][POINTER]["event_id"] for p in pointers_in(users[j], rooms[j])]
+        for i in range(3):
+            assert originals.count(sent[i]) == (0 if i == j else 1)
+
+
+def test_placeholder_mode(make_homeserver: HomeserverFactory) -> None:
+    hs = make_homeserver(module_config={"fallback_mode": "placeholder"})
+    pair = connected_pair(hs)
+    secret = pair.alice.send_message(pair.room_a, "the secret plan")
+    content = wait_for_pointer(pair.bob, pair.room_b, secret)["content"]
+    assert "secret plan" not in content["body"]
+    assert content["body"].startswith(f"Alice wrote in {pair.room_a}")
+    assert f"https://matrix.to/#/{pair.room_a}/{secret}" in content["body"]
+    assert content[POINTER]["event_id"] == secret
+
+
+def test_encrypted_connection_ferries_nothing(homeserver: Homeserver) -> None:
+    encryption = {
+        "type": "m.room.encryption",
+        "state_key": "",
+        "content": {"algorithm": "m.megolm.v1.aes-sha2"},
+    }
+    bot = homeserver.info()["bot_user_id"]
+    alice = homeserver.register(unique("alice"))
+    bob = homeserver.register(unique("bob"))
+    room_a = alice.create_room(initial_state=[encryption])
+    room_b = bob.create_room(initial_state=[encryption])
+    connect(alice, room_a, room_b)
+    assert connect(bob, room_b, room_a)["mode"] == "client_fanout"
+    wait_for_notice(bob, room_b, bot, "clients send to both themselves")
+    alice.send_event(
+        room_a, "m.room.encrypted", {"algorithm": "m.megolm.v1.aes-sha2", "ciphertext": "x"}
+    )
+    alice.send_message(room_a, "plaintext in an encrypted room")
+    barrier(alice, room_a)
+    barrier(bob, room_b)
+    assert pointers_in(bob, room_b) == []
+
+
+@pytest.mark.parametrize("pattern", [r"@bridge-.*"])
+def test_ignored_senders_are_not_ferried(make_homeserver: HomeserverFactory, pattern: str) -> None:
+    hs = make_homeserver(module_config={"ignore_users": [pattern]})
+    pair = connected_pair(hs)
+    bridge = hs.register(unique("bridge"))
+    pair.alice.invite(pair.room_a, bridge.user_id or "")
+    bridge.join(pair.room_a)
+    ignored = bridge.send_message(pair.room_a, "relayed by a bridge")
+    carried = pair.alice.send_message(pair.room_a, "said by alice")
+    wait_for_pointer(pair.bob, pair.room_b, carried)
+    originals = {p["content"][POINTER]["event_id"] for p in pointers_in(pair.bob, pair.room_b)}
+    assert ignored not in originals
