@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.connect_api import connect, connections, notices_from, unique, wait_for_notice
+from tests.ferry_helpers import POINTER, barrier, pointers_in, wait_for_pointer
 from tests.harness.postgres import PostgresServer
 from tests.harness.workers import WorkerDeployment
 
@@ -52,6 +53,17 @@ def test_handshake_side_effects_happen_exactly_once(
         (bot, room_a, room_b),
     )
     assert bot_joins == [(2,)]
+    # A message through the client worker is ferried once, by main.
+    hello = alice.send_message(room_a, "hello via the client worker")
+    wait_for_pointer(bob, room_b, hello)
+    barrier(bob, room_b)
+    ferried = [p["content"][POINTER]["event_id"] for p in pointers_in(bob, room_b)]
+    assert ferried.count(hello) == 1
+    assert postgres.query(
+        workers.database_name,
+        "SELECT count(*) FROM room_connect_pointers WHERE source_event_id = %s",
+        (hello,),
+    ) == [(1,)]
     assert "Connection " in workers.log_text("main")
     for process in ("event_persister", "client_worker"):
         assert "Connection " not in workers.log_text(process)

@@ -1,0 +1,48 @@
+"""Pointers across two federating homeservers, with hs1's bot as the ferry."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.connect_api import CONNECTION, connect, unique, wait_for_membership, wait_for_notice
+from tests.ferry_helpers import POINTER, barrier, pointers_in, wait_for_pointer
+from tests.harness.synapse import Homeserver
+
+pytestmark = pytest.mark.federation
+
+
+def test_original_on_hs1_pointer_on_hs2_and_back(federation: tuple[Homeserver, Homeserver]) -> None:
+    hs1, hs2 = federation
+    bot = hs1.info()["bot_user_id"]
+    alice = hs1.register(unique("alice"), displayname="Alice")
+    bob = hs2.register(unique("bob"), displayname="Bob")
+    room_a = alice.create_room(name="A")
+    room_b = bob.create_room(name="B")
+    connect(alice, room_a, room_b, via=[hs2.server_name])
+    bob.invite(room_b, bot)
+    wait_for_membership(bob, room_b, bot, "join", timeout=60)
+    bob.send_state(
+        room_b, CONNECTION, room_a, {"room_id": room_a, "via": [hs1.server_name], "ferry": bot}
+    )
+    wait_for_notice(bob, room_b, bot, "now connected", timeout=60)
+
+    hello = alice.send_message(room_a, "hello over federation")
+    pointer = wait_for_pointer(bob, room_b, hello, timeout=60)
+    assert pointer["sender"] == bot
+    assert pointer["content"]["body"] == "Alice: hello over federation"
+
+    reply = bob.send_message(
+        room_b, "hi back", **{"m.relates_to": {"m.in_reply_to": {"event_id": pointer["event_id"]}}}
+    )
+    back = wait_for_pointer(alice, room_a, reply, timeout=60)
+    assert back["content"]["body"] == "Bob: hi back"
+    assert back["content"]["m.relates_to"] == {"m.in_reply_to": {"event_id": hello}}
+
+    # hs2 runs the module too, with its own bot: it must not ferry as well.
+    barrier(bob, room_b)
+    barrier(alice, room_a)
+    in_b = [p["content"][POINTER]["event_id"] for p in pointers_in(bob, room_b)]
+    in_a = [p["content"][POINTER]["event_id"] for p in pointers_in(alice, room_a)]
+    assert in_b.count(hello) == 1
+    assert in_a.count(reply) == 1
+    assert {p["sender"] for p in pointers_in(bob, room_b)} == {bot}
