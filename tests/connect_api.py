@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import re
+import urllib.request
 import uuid
 from typing import Any
 from urllib.parse import quote
 
 from tests.harness.client import JsonDict, MatrixClient
+from tests.harness.synapse import Homeserver
 
 ROOT = "/_synapse/client/org.matrix.msc2923"
 CONNECTION = "org.matrix.msc2923.connection"
@@ -78,3 +81,22 @@ def notices_from(client: MatrixClient, room_id: str, bot: str) -> list[str]:
         for e in reversed(chunk)
         if e.get("sender") == bot and e.get("content", {}).get("msgtype") == "m.notice"
     ]
+
+
+def metrics_text(hs: Homeserver) -> str:
+    with urllib.request.urlopen(hs.metrics_url, timeout=10) as response:
+        text: str = response.read().decode()
+    return text
+
+
+def metric_value(hs: Homeserver, name: str, **labels: str) -> float:
+    """One sample from the homeserver's Prometheus endpoint, 0 if absent."""
+    wanted = {**labels, "server_name": hs.server_name}
+    for line in metrics_text(hs).splitlines():
+        if not line.startswith(name + "{"):
+            continue
+        label_text, _, value = line[len(name) + 1 :].rpartition("} ")
+        found = dict(re.findall(r'(\w+)="([^"]*)"', label_text))
+        if found == wanted:
+            return float(value)
+    return 0.0

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from tests.connect_api import connect, revoke, unique, wait_for_notice
+from tests.connect_api import (
+    connect,
+    metric_value,
+    metrics_text,
+    revoke,
+    unique,
+    wait_for_notice,
+)
 from tests.ferry_helpers import (
     POINTER,
     PROFILE,
@@ -226,3 +233,17 @@ def test_ignored_senders_are_not_ferried(make_homeserver: HomeserverFactory, pat
     wait_for_pointer(pair.bob, pair.room_b, carried)
     originals = {p["content"][POINTER]["event_id"] for p in pointers_in(pair.bob, pair.room_b)}
     assert ignored not in originals
+
+
+def test_ferry_metrics(homeserver: Homeserver) -> None:
+    pair = connected_pair(homeserver)
+    ferried = "synapse_room_connect_ferried_events_total"
+    before = metric_value(homeserver, ferried, kind="message")
+    latency_before = metric_value(homeserver, "synapse_room_connect_ferry_latency_seconds_count")
+    sent = pair.alice.send_message(pair.room_a, "count me")
+    wait_for_pointer(pair.bob, pair.room_b, sent)
+    assert metric_value(homeserver, ferried, kind="message") == before + 1
+    assert metric_value(homeserver, "synapse_room_connect_ferry_latency_seconds_count") == (
+        latency_before + 1
+    )
+    assert "synapse_room_connect_ferry_queue_depth{" in metrics_text(homeserver)

@@ -6,7 +6,7 @@ import pytest
 
 from tests.connect_api import CONNECTION, connect, unique, wait_for_membership, wait_for_notice
 from tests.ferry_helpers import POINTER, barrier, pointers_in, wait_for_pointer
-from tests.harness.synapse import Homeserver
+from tests.harness.synapse import Homeserver, HomeserverFactory
 
 pytestmark = pytest.mark.federation
 
@@ -46,3 +46,32 @@ def test_original_on_hs1_pointer_on_hs2_and_back(federation: tuple[Homeserver, H
     assert in_b.count(hello) == 1
     assert in_a.count(reply) == 1
     assert {p["sender"] for p in pointers_in(bob, room_b)} == {bot}
+
+
+def test_pointers_reach_a_homeserver_that_was_down(make_homeserver: HomeserverFactory) -> None:
+    """The ferry keeps sending into B while B's server is down; Synapse's
+    federation catch-up delivers every pointer once it is back."""
+    quick_retry = {"federation": {"destination_min_retry_interval": 500}}
+    hs1 = make_homeserver(name="up", config_overrides=quick_retry)
+    hs2 = make_homeserver(name="down", config_overrides=quick_retry)
+    bot = hs1.info()["bot_user_id"]
+    alice = hs1.register(unique("alice"), displayname="Alice")
+    bob = hs2.register(unique("bob"), displayname="Bob")
+    room_a = alice.create_room(name="A")
+    room_b = bob.create_room(name="B")
+    connect(alice, room_a, room_b, via=[hs2.server_name])
+    bob.invite(room_b, bot)
+    wait_for_membership(bob, room_b, bot, "join", timeout=60)
+    bob.send_state(
+        room_b, CONNECTION, room_a, {"room_id": room_a, "via": [hs1.server_name], "ferry": bot}
+    )
+    wait_for_notice(alice, room_a, bot, "now connected", timeout=60)
+
+    hs2.stop()
+    sent = [alice.send_message(room_a, f"while B's server is down {i}") for i in range(20)]
+    hs2.start()
+    # Anything hs2 sends tells hs1 it is back, which ends hs1's backoff.
+    bob.send_message(room_b, "I'm back")
+    wait_for_pointer(bob, room_b, sent[-1], timeout=120)
+    ferried = [p["content"][POINTER]["event_id"] for p in pointers_in(bob, room_b)]
+    assert ferried == sent

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import re
-import urllib.request
-
 import attrs
 import pytest
 
@@ -12,6 +9,7 @@ from tests.connect_api import (
     CONNECTION,
     connect,
     connections,
+    metric_value,
     notices_from,
     revoke,
     unique,
@@ -320,21 +318,6 @@ def test_restart_keeps_every_status(make_homeserver: HomeserverFactory) -> None:
     marker = bob.client.send_message(bob.room_id, "after restart")
     bob.client.wait_for_event(bob.room_id, lambda e: e.get("event_id") == marker)
     assert notices_from(bob.client, bob.room_id, bot) == notices_before
-
-
-def metric_value(hs: Homeserver, name: str, **labels: str) -> float:
-    """One sample from the homeserver's Prometheus endpoint, 0 if absent."""
-    with urllib.request.urlopen(hs.metrics_url, timeout=10) as response:
-        text = response.read().decode()
-    wanted = {**labels, "server_name": hs.server_name}
-    for line in text.splitlines():
-        if not line.startswith(name + "{"):
-            continue
-        label_text, _, value = line[len(name) + 1 :].rpartition("} ")
-        found = dict(re.findall(r'(\w+)="([^"]*)"', label_text))
-        if found == wanted:
-            return float(value)
-    return 0.0
 
 
 def test_metrics_count_refusals_transitions_and_commands(homeserver: Homeserver) -> None:
