@@ -12,7 +12,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from tests.connect_api import connect, connections, notices_from
+from tests.connect_api import connect, connections, wait_for_notice
+from tests.ferry_helpers import wait_for_pointer
 from tests.harness.client import JsonDict, MatrixClient, register_with_shared_secret
 from tests.harness.synapse import Homeserver
 
@@ -64,16 +65,14 @@ def main() -> int:
         print(f"Bob approves from {alias('annex')}...")
         print("  ->", connect(bob, annex, alias("lobby"))["status"])
 
-        alice.send_message(lobby, "Hello from the lobby!")
-        bob.send_message(annex, "Hi Alice, greetings from the annex.")
         # Wait for the bot's announcements so the printout is complete.
         for client, room in ((alice, lobby), (bob, annex)):
-            client.wait_for_event(
-                room,
-                lambda e: (
-                    e.get("sender") == bot and "now connected" in e["content"].get("body", "")
-                ),
-            )
+            wait_for_notice(client, room, bot, "now connected")
+        hello = alice.send_message(lobby, "Hello from the lobby!")
+        hi = bob.send_message(annex, "Hi Alice, greetings from the annex.")
+        print("Messages sent; waiting for their pointers to cross...")
+        wait_for_pointer(bob, annex, hello)
+        wait_for_pointer(alice, lobby, hi)
 
         print("\nConnections as the module reports them:")
         for client, room, name in ((alice, lobby, "lobby"), (bob, annex, "annex")):
@@ -83,10 +82,9 @@ def main() -> int:
 
         show(f"{alias('lobby')} timeline:", timeline(alice, lobby))
         show(f"{alias('annex')} timeline:", timeline(bob, annex))
-        print(f"\n  Bot notices in the lobby: {len(notices_from(alice, lobby, bot))}")
         print(
-            "  (Carrying messages between connected rooms as pointer events is the next\n"
-            "   capability on the roadmap; this release connects rooms and announces it.)"
+            "\n  Lines from the bot that start with a name are pointers: copies of the\n"
+            "  other room's messages, tied to the originals by org.matrix.msc2923.pointer."
         )
 
         print(
