@@ -49,6 +49,13 @@ def test_config_is_frozen() -> None:
         config.approve_power_level = 1  # type: ignore[misc]
 
 
+def test_ignored_senders_match_whole_ids() -> None:
+    config = parse_config({"ignore_users": [r"@irc_.*:example\.org"]})
+    assert config.is_ignored_sender("@irc_bob:example.org")
+    assert not config.is_ignored_sender("@irc_bob:example.org.evil")
+    assert not config.is_ignored_sender("@alice:example.org")
+
+
 def test_acting_process() -> None:
     assert parse_config({}).is_acting_process(None)
     assert not parse_config({}).is_acting_process("client1")
@@ -68,6 +75,8 @@ def test_acting_process() -> None:
         ({"limits": {"connections_per_room": 0}}, "connections_per_room"),
         ({"limits": {"per_room": 3}}, "per_room"),
         ({"bogus": 1}, "bogus"),
+        ({"ignore_users": ["(unclosed"]}, "ignore_users"),
+        ({"ignore_users": "@bot:.*"}, "ignore_users"),
     ],
 )
 def test_bad_values_name_the_key(raw: dict[str, Any], key: str) -> None:
