@@ -21,3 +21,6 @@ MAX_CONNECTION_CONTENT_BYTES: Final = 4096
 
 # Content key of a pointer event: where the original lives.
 POINTER_KEY: Final = f"{PREFIX}.pointer"
+
+# unsigned key under which clients find a pointer's original (or placeholder).
+ORIGINAL_KEY: Final = f"{PREFIX}.original"

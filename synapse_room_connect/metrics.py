@@ -62,3 +62,9 @@ ferry_latency = Histogram(
     labelnames=[SERVER_NAME_LABEL],
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0),
 )
+
+expansions = Counter(
+    "synapse_room_connect_expansions_total",
+    "Pointers served to clients, per result (original or placeholder)",
+    labelnames=[SERVER_NAME_LABEL, "result"],
+)

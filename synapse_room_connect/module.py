@@ -15,6 +15,7 @@ from synapse_room_connect.commands import is_command
 from synapse_room_connect.config import RoomConnectConfig, parse_config
 from synapse_room_connect.connections import Connections
 from synapse_room_connect.constants import CONNECTION_EVENT_TYPE, HTTP_ROOT
+from synapse_room_connect.expansion import Expander
 from synapse_room_connect.http import RoomConnectResource
 from synapse_room_connect.rooms import StateMap
 from synapse_room_connect.store import Store
@@ -37,10 +38,14 @@ class RoomConnectModule:
         self.bot = FerryBot(api, config.bot_localpart, config.bot_displayname)
         self.bot_user_id = self.bot.user_id
         self.connections = Connections(api, config, self.store, self.bot)
+        self.expander = Expander(api, self.store)
         # on_new_event fires on every process; only one of them may act.
         self.is_acting_process = config.is_acting_process(api.worker_name)
 
         api.register_web_resource(HTTP_ROOT, RoomConnectResource(self))
+        api.register_add_extra_fields_to_unsigned_client_event_callbacks(
+            add_field_to_unsigned_callback=self.expander.unsigned_for
+        )
         api.register_third_party_rules_callbacks(
             check_event_allowed=self.check_event_allowed,
             on_new_event=self.on_new_event,
@@ -96,6 +101,7 @@ class RoomConnectModule:
     async def on_new_event(self, event: EventBase, state_events: StateMap) -> None:
         # Runs inline before /sync wakes up: filter cheaply, hand work to the
         # background, never await a send here.
+        self.expander.on_new_event(event)
         if not self.is_acting_process:
             return
         ferry = self.connections.ferry

@@ -92,3 +92,10 @@ def stream_ordering_of(event: EventBase) -> int | None:
 def current_stream_position(api: ModuleApi) -> int:
     """The stream ordering of the newest event this process knows is persisted."""
     return int(api._store.get_room_max_stream_ordering())
+
+
+async def latest_edits(api: ModuleApi, event_ids: Iterable[str]) -> dict[str, EventBase]:
+    """The newest valid ``m.replace`` of each event, by Synapse's own rules."""
+    store: Any = api._store
+    edits = await store.get_applicable_edits(list(event_ids))
+    return {event_id: edit for event_id, edit in edits.items() if edit is not None}

@@ -30,6 +30,12 @@ def test_original_on_hs1_pointer_on_hs2_and_back(federation: tuple[Homeserver, H
     pointer = wait_for_pointer(bob, room_b, hello, timeout=60)
     assert pointer["sender"] == bot
     assert pointer["content"]["body"] == "Alice: hello over federation"
+    # hs2 is not in A, so it cannot vouch for or load the original.
+    assert pointer["unsigned"]["org.matrix.msc2923.original"] == {
+        "placeholder": True,
+        "room_id": room_a,
+        "via": [hs1.server_name],
+    }
 
     reply = bob.send_message(
         room_b, "hi back", **{"m.relates_to": {"m.in_reply_to": {"event_id": pointer["event_id"]}}}

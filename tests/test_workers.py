@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
 import pytest
 
 from tests.connect_api import connect, connections, notices_from, unique, wait_for_notice
@@ -10,6 +12,8 @@ from tests.harness.postgres import PostgresServer
 from tests.harness.workers import WorkerDeployment
 
 pytestmark = pytest.mark.workers
+
+ORIGINAL = "org.matrix.msc2923.original"
 
 
 def test_handshake_side_effects_happen_exactly_once(
@@ -67,3 +71,32 @@ def test_handshake_side_effects_happen_exactly_once(
     assert "Connection " in workers.log_text("main")
     for process in ("event_persister", "client_worker"):
         assert "Connection " not in workers.log_text(process)
+
+
+def test_expansion_cache_is_invalidated_on_the_client_worker(workers: WorkerDeployment) -> None:
+    """The client worker serves the expansion from its own cache; an edit
+    persisted by the event persister must still show up there at once."""
+    bot = workers.info()["bot_user_id"]
+    alice = workers.register(unique("alice"))
+    bob = workers.register(unique("bob"))
+    room_a, room_b = alice.create_room(name="A"), bob.create_room(name="B")
+    connect(alice, room_a, room_b)
+    connect(bob, room_b, room_a)
+    wait_for_notice(bob, room_b, bot, "now connected")
+    sent = alice.send_message(room_a, "v1")
+    pointer = wait_for_pointer(bob, room_b, sent)
+    pointer_id = quote(pointer["event_id"], safe="")
+    path = f"/_matrix/client/v3/rooms/{quote(room_b, safe='')}/event/{pointer_id}"
+    assert bob.request("GET", path)["unsigned"][ORIGINAL]["content"]["body"] == "v1"
+    alice.send_event(
+        room_a,
+        "m.room.message",
+        {
+            "msgtype": "m.text",
+            "body": "* v2",
+            "m.new_content": {"msgtype": "m.text", "body": "v2"},
+            "m.relates_to": {"rel_type": "m.replace", "event_id": sent},
+        },
+    )
+    barrier(alice, room_a)
+    assert bob.request("GET", path)["unsigned"][ORIGINAL]["content"]["body"] == "v2"

@@ -1,0 +1,156 @@
+"""Expanding pointers for clients: the original, or a placeholder.
+
+Synapse calls ``unsigned_for`` for every event it serves to any client, so
+the first lines are the whole cost for everything that is not a pointer. The
+callback does not know who is asking: it expands only pointers that the
+connection itself vouches for (sent by the connection's ferry while both
+admins consented to sharing with the other room), and checks that the
+original really is the event the pointer claims.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from collections.abc import Mapping
+from typing import Any, Final
+
+import attrs
+from synapse.module_api import EventBase, ModuleApi
+from synapse.util.frozenutils import unfreeze
+
+from synapse_room_connect import metrics, synapse_compat
+from synapse_room_connect.constants import ORIGINAL_KEY, POINTER_KEY
+from synapse_room_connect.handshake import Status
+from synapse_room_connect.store import Store
+
+logger = logging.getLogger(__name__)
+
+CACHE_SIZE: Final = 10_000
+
+
+@attrs.frozen
+class PointerRef:
+    room_id: str
+    event_id: str
+    sender: str
+
+
+def pointer_ref_of(event: EventBase) -> PointerRef | None:
+    """The original a well-formed pointer names, or None."""
+    ref = event.content.get(POINTER_KEY)
+    if not isinstance(ref, Mapping):
+        return None
+    room_id, event_id, sender = ref.get("room_id"), ref.get("event_id"), ref.get("sender")
+    if not (isinstance(room_id, str) and isinstance(event_id, str) and isinstance(sender, str)):
+        return None
+    return PointerRef(room_id, event_id, sender)
+
+
+class Expander:
+    def __init__(self, api: ModuleApi, store: Store) -> None:
+        self._api = api
+        self._store = store
+        # original event ID -> its client form; edits and redactions evict.
+        self._originals: OrderedDict[str, dict[str, Any] | None] = OrderedDict()
+        # edit event ID -> the original it was applied to, so redacting the
+        # edit evicts the original too.
+        self._edit_of: OrderedDict[str, str] = OrderedDict()
+
+    def invalidate(self, event_id: str) -> None:
+        self._originals.pop(event_id, None)
+        original = self._edit_of.pop(event_id, None)
+        if original is not None:
+            self._originals.pop(original, None)
+
+    def on_new_event(self, event: EventBase) -> None:
+        """Evict originals that an edit or redaction changed. Runs on every
+        process, which is what keeps every worker's cache correct."""
+        if event.type == "m.room.redaction":
+            if event.redacts:
+                self.invalidate(event.redacts)
+            return
+        relates = event.content.get("m.relates_to")
+        if isinstance(relates, Mapping) and relates.get("rel_type") == "m.replace":
+            target = relates.get("event_id")
+            if isinstance(target, str):
+                self.invalidate(target)
+
+    async def unsigned_for(self, event: EventBase) -> dict[str, Any]:
+        if event.type != "m.room.message" or POINTER_KEY not in event.content:
+            return {}
+        ref = pointer_ref_of(event)
+        if ref is None:
+            return {}
+        if await self._vouched(event, ref):
+            original = await self._original(ref)
+            if original is not None:
+                metrics.expansions.labels(self._api.server_name, "original").inc()
+                return {ORIGINAL_KEY: original}
+        metrics.expansions.labels(self._api.server_name, "placeholder").inc()
+        return {ORIGINAL_KEY: await self._placeholder(event, ref)}
+
+    async def _vouched(self, pointer: EventBase, ref: PointerRef) -> bool:
+        """Whether the connection itself stands behind this pointer."""
+        if ref.room_id == pointer.room_id:
+            return False
+        # Sent by this server's ferry: recorded only while the connection was active.
+        recorded = await self._store.original_of(pointer.event_id)
+        if recorded is not None:
+            return recorded == (ref.room_id, ref.event_id)
+        # Sent by another server's ferry: the connection must be active now
+        # and name that sender as its ferry.
+        row = await self._store.cached_connection(pointer.room_id, ref.room_id)
+        return row is not None and row.status == Status.ACTIVE.value and row.ferry == pointer.sender
+
+    async def _original(self, ref: PointerRef) -> dict[str, Any] | None:
+        if ref.event_id in self._originals:
+            self._originals.move_to_end(ref.event_id)
+            return self._originals[ref.event_id]
+        original = await self._load(ref)
+        self._originals[ref.event_id] = original
+        if len(self._originals) > CACHE_SIZE:
+            self._originals.popitem(last=False)
+        if len(self._edit_of) > CACHE_SIZE:
+            self._edit_of.popitem(last=False)
+        return original
+
+    async def _load(self, ref: PointerRef) -> dict[str, Any] | None:
+        event = await synapse_compat.get_event(self._api, ref.event_id)
+        if event is None or event.room_id != ref.room_id or event.sender != ref.sender:
+            # A pointer naming an event that is not where it claims is forged
+            # or broken: never show whatever event that ID really is.
+            logger.info("Pointer names %s in %s, which does not match", ref.event_id, ref.room_id)
+            return None
+        if event.is_state() or event.internal_metadata.is_outlier():
+            return None
+        body: dict[str, Any] = {
+            "type": event.type,
+            "sender": event.sender,
+            "content": unfreeze(event.content),
+            "origin_server_ts": event.origin_server_ts,
+            "event_id": event.event_id,
+            "room_id": event.room_id,
+        }
+        if event.internal_metadata.is_redacted():
+            body["redacted"] = True
+            return body
+        edit = (await synapse_compat.latest_edits(self._api, [event.event_id])).get(event.event_id)
+        if edit is not None:
+            new_content = edit.content.get("m.new_content")
+            if isinstance(new_content, Mapping):
+                content = unfreeze(new_content)
+                relates = body["content"].get("m.relates_to")
+                if relates is not None:
+                    content["m.relates_to"] = relates  # edits never change relations
+                body["content"] = content
+                body["edited"] = {
+                    "event_id": edit.event_id,
+                    "origin_server_ts": edit.origin_server_ts,
+                }
+        return body
+
+    async def _placeholder(self, pointer: EventBase, ref: PointerRef) -> dict[str, Any]:
+        row = await self._store.cached_connection(pointer.room_id, ref.room_id)
+        via = list(row.via) if row is not None else []
+        return {"placeholder": True, "room_id": ref.room_id, "via": via}
