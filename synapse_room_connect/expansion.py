@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 import attrs
-from synapse.module_api import EventBase, ModuleApi
+from synapse.module_api import EventBase, ModuleApi, Requester, SynapseRequest
 from synapse.util.frozenutils import unfreeze
 
 from synapse_room_connect import metrics, synapse_compat
@@ -154,3 +154,47 @@ class Expander:
         row = await self._store.cached_connection(pointer.room_id, ref.room_id)
         via = list(row.via) if row is not None else []
         return {"placeholder": True, "room_id": ref.room_id, "via": via}
+
+    async def merged_messages(
+        self, requester: Requester, room_id: str, request: SynapseRequest
+    ) -> dict[str, Any]:
+        """``/messages`` for ``room_id`` with pointers replaced by their
+        originals wherever this requester may see them.
+
+        Unlike the unsigned callback this knows the reader, so an original is
+        shown when the requester could read it in its own room, or when the
+        connection vouches for the pointer (both admins consented to share).
+        """
+        page = await synapse_compat.messages_page(self._api, requester, room_id, request)
+        merged: list[dict[str, Any]] = []
+        for served in page["chunk"]:
+            merged.append(await self._merge_one(requester, served))
+        page["chunk"] = merged
+        return page
+
+    async def _merge_one(self, requester: Requester, served: dict[str, Any]) -> dict[str, Any]:
+        content = served.get("content")
+        if (
+            served.get("type") != "m.room.message"
+            or not isinstance(content, dict)
+            or POINTER_KEY not in content
+        ):
+            return served
+        pointer = await synapse_compat.get_event(self._api, served["event_id"])
+        ref = pointer_ref_of(pointer) if pointer is not None else None
+        if pointer is None or ref is None:
+            return served
+        original = await synapse_compat.get_event(self._api, ref.event_id)
+        if original is None or original.room_id != ref.room_id or original.sender != ref.sender:
+            return served
+        shown = await synapse_compat.serialize_if_visible(self._api, requester, original)
+        if shown is None and await self._vouched(pointer, ref):
+            vouched = await self._original(ref)
+            if vouched is not None:
+                shown = dict(vouched)
+        if shown is None:
+            return served  # its unsigned already carries the placeholder
+        unsigned = dict(shown.get("unsigned") or {})
+        unsigned[POINTER_KEY] = {"room_id": served["room_id"], "event_id": served["event_id"]}
+        shown["unsigned"] = unsigned
+        return shown

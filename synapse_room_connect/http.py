@@ -41,6 +41,7 @@ class RoomConnectResource(DirectServeJsonResource):
             ("GET", re.compile(r"^info$"), self._get_info),
             ("GET", re.compile(rf"^rooms/{_ROOM}/connections$"), self._list),
             ("POST", re.compile(rf"^rooms/{_ROOM}/connections$"), self._connect),
+            ("GET", re.compile(rf"^rooms/{_ROOM}/messages$"), self._messages),
             (
                 "DELETE",
                 re.compile(rf"^rooms/{_ROOM}/connections/(?P<other_room_id>![^/]+)$"),
@@ -104,6 +105,12 @@ class RoomConnectResource(DirectServeJsonResource):
             requester.user.to_string(), params["room_id"], other, via, acknowledge
         )
         return 200, view.to_json()
+
+    async def _messages(self, request: SynapseRequest, params: dict[str, str]) -> Response:
+        requester = await self._module.api.get_user_by_req(request)
+        # get_messages enforces that the requester may read room_id itself.
+        page = await self._module.expander.merged_messages(requester, params["room_id"], request)
+        return 200, page
 
     async def _revoke(self, request: SynapseRequest, params: dict[str, str]) -> Response:
         requester = await self._module.api.get_user_by_req(request)

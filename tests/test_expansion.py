@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from urllib.parse import quote
 
+import pytest
+
 from tests.connect_api import CONNECTION, connect, unique, wait_for_notice
 from tests.ferry_helpers import POINTER, barrier, connected_pair, wait_for_pointer
-from tests.harness.client import JsonDict, MatrixClient
+from tests.harness.client import JsonDict, MatrixClient, MatrixError
 from tests.harness.synapse import Homeserver
 
 ORIGINAL = "org.matrix.msc2923.original"
@@ -154,3 +156,54 @@ def test_pointer_in_a_never_active_connection_is_a_placeholder(homeserver: Homes
         "room_id": room_a,
         "via": [homeserver.server_name],
     }
+
+
+def merged(client: MatrixClient, room_id: str, **query: str) -> JsonDict:
+    path = f"/_synapse/client/org.matrix.msc2923/rooms/{quote(room_id, safe='')}/messages"
+    return client.request("GET", path, query={"dir": "b", "limit": "50", **query})
+
+
+def test_merged_timeline_replaces_pointers_per_reader(homeserver: Homeserver) -> None:
+    pair = connected_pair(homeserver)
+    hello = pair.alice.send_message(pair.room_a, "hello B")
+    pointer = wait_for_pointer(pair.bob, pair.room_b, hello)
+
+    page = merged(pair.bob, pair.room_b)
+    assert {"chunk", "start", "end"} <= set(page)
+    by_id = {e["event_id"]: e for e in page["chunk"]}
+    assert pointer["event_id"] not in by_id
+    shown = by_id[hello]
+    assert shown["room_id"] == pair.room_a
+    assert shown["content"]["body"] == "hello B"
+    assert shown["unsigned"][POINTER] == {"room_id": pair.room_b, "event_id": pointer["event_id"]}
+
+    # A forged pointer to a private room: shown only to a reader of that room.
+    victim = homeserver.register(unique("victim"))
+    private = victim.create_room(name="private")
+    secret = victim.send_message(private, "top secret")
+    pair.bob.invite(pair.room_b, victim.user_id or "")
+    victim.join(pair.room_b)
+    forged = pair.bob.send_message(
+        pair.room_b,
+        "look",
+        **{POINTER: {"room_id": private, "event_id": secret, "sender": victim.user_id}},
+    )
+    for_bob = {e["event_id"]: e for e in merged(pair.bob, pair.room_b)["chunk"]}
+    assert secret not in for_bob
+    assert for_bob[forged]["unsigned"][ORIGINAL]["placeholder"] is True
+    assert "top secret" not in str(for_bob)
+    for_victim = {e["event_id"]: e for e in merged(victim, pair.room_b)["chunk"]}
+    assert for_victim[secret]["content"]["body"] == "top secret"
+
+    outsider = homeserver.register(unique("outsider"))
+    with pytest.raises(MatrixError) as info:
+        merged(outsider, pair.room_b)
+    assert info.value.errcode == "M_FORBIDDEN"
+
+    # Pagination tokens work like /messages.
+    first = merged(pair.bob, pair.room_b, limit="2")
+    assert len(first["chunk"]) == 2
+    second = merged(pair.bob, pair.room_b, limit="2", **{"from": first["end"]})
+    assert {e["event_id"] for e in first["chunk"]}.isdisjoint(
+        e["event_id"] for e in second["chunk"]
+    )
