@@ -1,0 +1,21 @@
+package msc2923_test
+
+import (
+	"fmt"
+	"os"
+	"testing"
+
+	"github.com/matrix-org/complement"
+
+	"synapse-room-connect/complement/deployer"
+)
+
+// TestMain runs Complement's package set-up with homeservers from the process
+// deployer; each test asks deployer.Deploy for its own fresh homeservers.
+func TestMain(m *testing.M) {
+	if err := deployer.PrepareEnvironment(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	complement.TestMainWithCleanup(m, "msc2923", deployer.Cleanup)
+}
