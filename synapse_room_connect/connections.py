@@ -386,12 +386,26 @@ class Connections:
         verdict_a = derive(side_a, side_b, traits_here=traits_a, traits_there=traits_b)
         verdict_b = derive(side_b, side_a, traits_here=traits_b, traits_there=traits_a)
         now = self._api.get_current_time_msec()
-        old_a = await self._store.swap_connection(
-            a, b, verdict_a.status.value, verdict_a.ferry, self._via_to(b, side_a, side_b), now
+        mode = mode_for(traits_a, traits_b)
+        prev_a = await self._store.swap_connection(
+            a,
+            b,
+            verdict_a.status.value,
+            verdict_a.ferry,
+            self._via_to(b, side_a, side_b),
+            mode,
+            now,
         )
-        old_b = await self._store.swap_connection(
-            b, a, verdict_b.status.value, verdict_b.ferry, self._via_to(a, side_b, side_a), now
+        prev_b = await self._store.swap_connection(
+            b,
+            a,
+            verdict_b.status.value,
+            verdict_b.ferry,
+            self._via_to(a, side_b, side_a),
+            mode,
+            now,
         )
+        old_a, old_b = (prev_a.status, prev_a.ferry), (prev_b.status, prev_b.ferry)
         ferries = {verdict_a.ferry, verdict_b.ferry, old_a[1], old_b[1]}
         if side_a.consent is not None:
             ferries.add(side_a.consent.ferry)
@@ -420,8 +434,12 @@ class Connections:
                 verdict_a.status.value,
                 verdict_b.status.value,
             )
-        await self._act(a, b, old_a[0], verdict_a, side_a, side_b, mode_for(traits_a, traits_b))
-        await self._act(b, a, old_b[0], verdict_b, side_b, side_a, mode_for(traits_a, traits_b))
+        await self._act(a, b, old_a[0], verdict_a, side_a, side_b, mode)
+        await self._act(b, a, old_b[0], verdict_b, side_b, side_a, mode)
+        stayed_active = verdict_a.status is Status.ACTIVE and old_a[0] == Status.ACTIVE.value
+        if stayed_active and prev_a.mode is not None and prev_a.mode != mode:
+            await self._announce_mode(a, b, mode)
+            await self._announce_mode(b, a, mode)
 
     async def _activation_position(self, side_a: Side, side_b: Side) -> int:
         """Stream position of the later consent: what came before it stays put.
@@ -466,6 +484,16 @@ class Connections:
                     else "the rooms are end-to-end encrypted, so clients send to both themselves"
                 )
                 await self._notice(here, f"This room is now connected to {label}; {how}.")
+            elif old == Status.ACTIVE.value and verdict.blocked_by:
+                # A room changed (e.g. turned on encryption) under a live
+                # connection: say why it stopped rather than re-announcing a request.
+                await self._notice(
+                    here,
+                    f"The connection to {label} is paused: "
+                    + "; ".join(_ACK_REASONS[b] for b in verdict.blocked_by)
+                    + ". It resumes once both rooms acknowledge this (--ack-encryption / "
+                    "--ack-visibility, or acknowledge in the connection state event).",
+                )
             else:
                 text = (
                     f"Requested a connection from this room to {label}. It becomes active once "
@@ -500,6 +528,21 @@ class Connections:
                     here, f"The connection to {label} has ended; messages are no longer shared."
                 )
             await self._leave_if_unneeded(here)
+
+    async def _announce_mode(self, here: str, other: str, mode: str) -> None:
+        label = await self._label(other)
+        if mode == MODE_CLIENT_FANOUT:
+            text = (
+                f"End-to-end encryption is now on for the connection with {label}: the server "
+                "no longer copies messages; clients that support MSC2923 send to both rooms."
+            )
+        else:
+            text = (
+                f"The connection with {label} is unencrypted again: messages are shared both ways."
+            )
+        logger.info("Connection %s -> %s switched to mode %s", here, other, mode)
+        if await self._bot.membership(here) == "join":
+            await self._notice(here, text)
 
     def _join_via(self, room_id: str, here_side: Side, there_side: Side) -> list[str]:
         servers: list[str] = []

@@ -74,6 +74,11 @@ MIGRATIONS: Final[Sequence[Sequence[str]]] = (
         "CREATE UNIQUE INDEX room_connect_pointers_pointer"
         " ON room_connect_pointers (pointer_event_id)",
     ),
+    (
+        # ferry or client_fanout as last derived, so a switch (a room turning
+        # on encryption) is announced once.
+        "ALTER TABLE room_connect_connections ADD COLUMN mode TEXT",
+    ),
 )
 
 SCHEMA_VERSION: Final = len(MIGRATIONS)
@@ -123,6 +128,15 @@ class CachedConnection:
     status: str
     ferry: str | None
     via: tuple[str, ...]
+
+
+@attrs.frozen
+class Previous:
+    """A direction's cached row before an update; all None when it is new."""
+
+    status: str | None = None
+    ferry: str | None = None
+    mode: str | None = None
 
 
 class Store:
@@ -191,14 +205,14 @@ class Store:
         status: str,
         ferry: str | None,
         via: Sequence[str],
+        mode: str,
         now_ms: int,
-    ) -> tuple[str | None, str | None]:
-        """Record the derived status of one direction; return the previous
-        (status, ferry), or (None, None) for a direction seen for the first time."""
+    ) -> Previous:
+        """Record the derived status of one direction; return what it was."""
 
-        def txn_fn(txn: LoggingTransaction) -> tuple[str | None, str | None]:
+        def txn_fn(txn: LoggingTransaction) -> Previous:
             txn.execute(
-                "SELECT status, ferry FROM room_connect_connections"
+                "SELECT status, ferry, mode FROM room_connect_connections"
                 " WHERE room_id = ? AND other_room_id = ?",
                 (room_id, other_room_id),
             )
@@ -206,23 +220,33 @@ class Store:
             txn.execute(
                 """
                 INSERT INTO room_connect_connections
-                    (room_id, other_room_id, status, ferry, via, updated_ts)
-                VALUES (?, ?, ?, ?, ?, ?)
+                    (room_id, other_room_id, status, ferry, via, mode, updated_ts)
+                VALUES (?, ?, ?, ?, ?, ?, ?)
                 ON CONFLICT (room_id, other_room_id) DO UPDATE SET
-                    status = EXCLUDED.status, ferry = EXCLUDED.ferry,
-                    via = EXCLUDED.via, updated_ts = EXCLUDED.updated_ts
+                    status = EXCLUDED.status, ferry = EXCLUDED.ferry, via = EXCLUDED.via,
+                    mode = EXCLUDED.mode, updated_ts = EXCLUDED.updated_ts
                 """,
-                (room_id, other_room_id, status, ferry, json.dumps(list(via)), now_ms),
+                (room_id, other_room_id, status, ferry, json.dumps(list(via)), mode, now_ms),
             )
-            return (None, None) if row is None else (str(row[0]), row[1])
+            return Previous() if row is None else Previous(str(row[0]), row[1], row[2])
 
         return await self._run("room_connect_swap_connection", txn_fn)
 
     async def cached_connection(self, room_id: str, other_room_id: str) -> CachedConnection | None:
-        rows = [
-            r for r in await self.cached_connections(room_id) if r.other_room_id == other_room_id
-        ]
-        return rows[0] if rows else None
+        def txn_fn(txn: LoggingTransaction) -> CachedConnection | None:
+            txn.execute(
+                "SELECT room_id, other_room_id, status, ferry, via FROM room_connect_connections"
+                " WHERE room_id = ? AND other_room_id = ?",
+                (room_id, other_room_id),
+            )
+            r = txn.fetchone()
+            return (
+                None
+                if r is None
+                else CachedConnection(r[0], r[1], r[2], r[3], tuple(json.loads(r[4])))
+            )
+
+        return await self._run("room_connect_cached_connection", txn_fn)
 
     async def cached_connections(self, room_id: str | None = None) -> list[CachedConnection]:
         """Cached rows for ``room_id``, or every row when it is None."""

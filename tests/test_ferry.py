@@ -6,6 +6,7 @@ import pytest
 
 from tests.connect_api import (
     connect,
+    connections,
     metric_value,
     metrics_text,
     revoke,
@@ -247,3 +248,45 @@ def test_ferry_metrics(homeserver: Homeserver) -> None:
         latency_before + 1
     )
     assert "synapse_room_connect_ferry_queue_depth{" in metrics_text(homeserver)
+
+
+def test_turning_on_encryption_pauses_an_unacknowledged_connection(homeserver: Homeserver) -> None:
+    pair = connected_pair(homeserver)
+    before = pair.alice.send_message(pair.room_a, "still plaintext")
+    wait_for_pointer(pair.bob, pair.room_b, before)
+    pair.alice.send_state(
+        pair.room_a, "m.room.encryption", "", {"algorithm": "m.megolm.v1.aes-sha2"}
+    )
+    for client, room in ((pair.alice, pair.room_a), (pair.bob, pair.room_b)):
+        wait_for_notice(client, room, pair.bot, "is paused: one room is end-to-end encrypted")
+    view = connections(pair.bob, pair.room_b)[pair.room_a]
+    assert (view["status"], view["blocked_by"]) == ("requested", ["encryption_mismatch"])
+    after = pair.alice.send_message(pair.room_a, "a client that ignores encryption")
+    barrier(pair.alice, pair.room_a)
+    barrier(pair.bob, pair.room_b)
+    originals = [p["content"][POINTER]["event_id"] for p in pointers_in(pair.bob, pair.room_b)]
+    assert before in originals
+    assert after not in originals
+
+
+def test_turning_on_encryption_switches_an_acknowledged_connection_to_fanout(
+    homeserver: Homeserver,
+) -> None:
+    bot = homeserver.info()["bot_user_id"]
+    alice = homeserver.register(unique("alice"))
+    bob = homeserver.register(unique("bob"))
+    room_a, room_b = alice.create_room(), bob.create_room()
+    ack = ["encryption_mismatch"]
+    connect(alice, room_a, room_b, acknowledge=ack)
+    assert connect(bob, room_b, room_a, acknowledge=ack)["mode"] == "ferry"
+    wait_for_notice(bob, room_b, bot, "now connected")
+    alice.send_state(room_a, "m.room.encryption", "", {"algorithm": "m.megolm.v1.aes-sha2"})
+    for client, room in ((alice, room_a), (bob, room_b)):
+        wait_for_notice(client, room, bot, "End-to-end encryption is now on")
+    view = connections(bob, room_b)[room_a]
+    assert (view["status"], view["mode"]) == ("active", "client_fanout")
+    after = alice.send_message(room_a, "not ferried any more")
+    barrier(alice, room_a)
+    barrier(bob, room_b)
+    originals = [p["content"][POINTER]["event_id"] for p in pointers_in(bob, room_b)]
+    assert after not in originals
