@@ -7,7 +7,13 @@ from typing import Any
 
 import attrs
 
-from tests.connect_api import connect, unique, wait_for_notice
+from tests.connect_api import (
+    CONNECTION,
+    connect,
+    unique,
+    wait_for_membership,
+    wait_for_notice,
+)
 from tests.harness.client import JsonDict, MatrixClient
 
 POINTER = "org.matrix.msc2923.pointer"
@@ -34,6 +40,38 @@ def connected_pair(hs: Any, **room: Any) -> Pair:
     wait_for_notice(alice, room_a, bot, "now connected")
     wait_for_notice(bob, room_b, bot, "now connected")
     return Pair(alice, room_a, bob, room_b, bot)
+
+
+def connected_across(hs1: Any, hs2: Any) -> Pair:
+    """Room A on hs1 and room B on hs2, connected with hs1's bot as the ferry:
+    A's admin requests, B's admin invites that bot and consents by state event."""
+    bot: str = hs1.info()["bot_user_id"]
+    alice = hs1.register(unique("alice"), displayname="Alice")
+    bob = hs2.register(unique("bob"), displayname="Bob")
+    room_a = alice.create_room(name="A")
+    room_b = bob.create_room(name="B")
+    connect(alice, room_a, room_b, via=[hs2.server_name])
+    bob.invite(room_b, bot)
+    wait_for_membership(bob, room_b, bot, "join", timeout=60)
+    bob.send_state(
+        room_b, CONNECTION, room_a, {"room_id": room_a, "via": [hs1.server_name], "ferry": bot}
+    )
+    wait_for_notice(alice, room_a, bot, "now connected", timeout=60)
+    wait_for_notice(bob, room_b, bot, "now connected", timeout=60)
+    return Pair(alice, room_a, bob, room_b, bot)
+
+
+def send_edit(client: MatrixClient, room_id: str, original_id: str, new_body: str) -> str:
+    return client.send_event(
+        room_id,
+        "m.room.message",
+        {
+            "msgtype": "m.text",
+            "body": f"* {new_body}",
+            "m.new_content": {"msgtype": "m.text", "body": new_body},
+            "m.relates_to": {"rel_type": "m.replace", "event_id": original_id},
+        },
+    )
 
 
 def is_pointer_to(event: JsonDict, original_id: str) -> bool:

@@ -7,7 +7,7 @@ from urllib.parse import quote
 import pytest
 
 from tests.connect_api import CONNECTION, connect, unique, wait_for_notice
-from tests.ferry_helpers import POINTER, barrier, connected_pair, wait_for_pointer
+from tests.ferry_helpers import POINTER, barrier, connected_pair, send_edit, wait_for_pointer
 from tests.harness.client import JsonDict, MatrixClient, MatrixError
 from tests.harness.synapse import Homeserver
 
@@ -51,16 +51,7 @@ def test_pointer_carries_the_live_original_everywhere(homeserver: Homeserver) ->
     ):
         assert served["unsigned"][ORIGINAL]["content"]["body"] == "first version"
 
-    edit = pair.alice.send_event(
-        pair.room_a,
-        "m.room.message",
-        {
-            "msgtype": "m.text",
-            "body": "* second version",
-            "m.new_content": {"msgtype": "m.text", "body": "second version"},
-            "m.relates_to": {"rel_type": "m.replace", "event_id": sent},
-        },
-    )
+    edit = send_edit(pair.alice, pair.room_a, sent, "second version")
     barrier(pair.alice, pair.room_a)
     live = event_via_api(pair.bob, pair.room_b, pointer_id)["unsigned"][ORIGINAL]
     assert live["content"]["body"] == "second version"

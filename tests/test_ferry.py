@@ -20,6 +20,7 @@ from tests.ferry_helpers import (
     connected_pair,
     is_pointer_to,
     pointers_in,
+    send_edit,
     wait_for_pointer,
 )
 from tests.harness.client import JsonDict
@@ -100,16 +101,7 @@ def test_replies_edits_reactions_redactions_and_threads(homeserver: Homeserver) 
     assert answer_in_a["content"]["m.relates_to"] == {"m.in_reply_to": {"event_id": question}}
 
     # Alice edits her original: the bot edits its pointer in B.
-    edit = alice.send_event(
-        pair.room_a,
-        "m.room.message",
-        {
-            "msgtype": "m.text",
-            "body": "* question, edited?",
-            "m.new_content": {"msgtype": "m.text", "body": "question, edited?"},
-            "m.relates_to": {"rel_type": "m.replace", "event_id": question},
-        },
-    )
+    edit = send_edit(alice, pair.room_a, question, "question, edited?")
 
     def is_edit(event: JsonDict) -> bool:
         return event.get("content", {}).get("m.relates_to", {}).get("rel_type") == "m.replace"

@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from tests.connect_api import CONNECTION, connect, unique, wait_for_membership, wait_for_notice
-from tests.ferry_helpers import POINTER, barrier, pointers_in, wait_for_pointer
+from tests.ferry_helpers import (
+    POINTER,
+    barrier,
+    connected_across,
+    pointers_in,
+    wait_for_pointer,
+)
 from tests.harness.synapse import Homeserver, HomeserverFactory
 
 pytestmark = pytest.mark.federation
@@ -13,18 +18,8 @@ pytestmark = pytest.mark.federation
 
 def test_original_on_hs1_pointer_on_hs2_and_back(federation: tuple[Homeserver, Homeserver]) -> None:
     hs1, hs2 = federation
-    bot = hs1.info()["bot_user_id"]
-    alice = hs1.register(unique("alice"), displayname="Alice")
-    bob = hs2.register(unique("bob"), displayname="Bob")
-    room_a = alice.create_room(name="A")
-    room_b = bob.create_room(name="B")
-    connect(alice, room_a, room_b, via=[hs2.server_name])
-    bob.invite(room_b, bot)
-    wait_for_membership(bob, room_b, bot, "join", timeout=60)
-    bob.send_state(
-        room_b, CONNECTION, room_a, {"room_id": room_a, "via": [hs1.server_name], "ferry": bot}
-    )
-    wait_for_notice(bob, room_b, bot, "now connected", timeout=60)
+    pair = connected_across(hs1, hs2)
+    alice, room_a, bob, room_b, bot = pair.alice, pair.room_a, pair.bob, pair.room_b, pair.bot
 
     hello = alice.send_message(room_a, "hello over federation")
     pointer = wait_for_pointer(bob, room_b, hello, timeout=60)
@@ -60,18 +55,8 @@ def test_pointers_reach_a_homeserver_that_was_down(make_homeserver: HomeserverFa
     quick_retry = {"federation": {"destination_min_retry_interval": 500}}
     hs1 = make_homeserver(name="up", config_overrides=quick_retry)
     hs2 = make_homeserver(name="down", config_overrides=quick_retry)
-    bot = hs1.info()["bot_user_id"]
-    alice = hs1.register(unique("alice"), displayname="Alice")
-    bob = hs2.register(unique("bob"), displayname="Bob")
-    room_a = alice.create_room(name="A")
-    room_b = bob.create_room(name="B")
-    connect(alice, room_a, room_b, via=[hs2.server_name])
-    bob.invite(room_b, bot)
-    wait_for_membership(bob, room_b, bot, "join", timeout=60)
-    bob.send_state(
-        room_b, CONNECTION, room_a, {"room_id": room_a, "via": [hs1.server_name], "ferry": bot}
-    )
-    wait_for_notice(alice, room_a, bot, "now connected", timeout=60)
+    pair = connected_across(hs1, hs2)
+    alice, room_a, bob, room_b = pair.alice, pair.room_a, pair.bob, pair.room_b
 
     hs2.stop()
     sent = [alice.send_message(room_a, f"while B's server is down {i}") for i in range(20)]

@@ -7,7 +7,7 @@ from urllib.parse import quote
 import pytest
 
 from tests.connect_api import connect, connections, notices_from, unique, wait_for_notice
-from tests.ferry_helpers import POINTER, barrier, pointers_in, wait_for_pointer
+from tests.ferry_helpers import POINTER, barrier, pointers_in, send_edit, wait_for_pointer
 from tests.harness.postgres import PostgresServer
 from tests.harness.workers import WorkerDeployment
 
@@ -88,15 +88,6 @@ def test_expansion_cache_is_invalidated_on_the_client_worker(workers: WorkerDepl
     pointer_id = quote(pointer["event_id"], safe="")
     path = f"/_matrix/client/v3/rooms/{quote(room_b, safe='')}/event/{pointer_id}"
     assert bob.request("GET", path)["unsigned"][ORIGINAL]["content"]["body"] == "v1"
-    alice.send_event(
-        room_a,
-        "m.room.message",
-        {
-            "msgtype": "m.text",
-            "body": "* v2",
-            "m.new_content": {"msgtype": "m.text", "body": "v2"},
-            "m.relates_to": {"rel_type": "m.replace", "event_id": sent},
-        },
-    )
+    send_edit(alice, room_a, sent, "v2")
     barrier(alice, room_a)
     assert bob.request("GET", path)["unsigned"][ORIGINAL]["content"]["body"] == "v2"
