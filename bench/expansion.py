@@ -1,0 +1,592 @@
+"""Expansion benchmark: what the module's unsigned callback costs clients.
+
+Synapse calls the module's ``add_extra_fields_to_unsigned_client_event``
+callback for every event it serves. For events that are not pointers it
+returns ``{}`` after one type/content check; for pointers it adds
+``unsigned["org.matrix.msc2923.original"]``. One run starts two real Synapse
+processes through the test harness, one with the module and one without it,
+and times three requests that each serve a page of 100 events:
+
+- ``GET /rooms/{roomId}/messages?dir=b&limit=100``;
+- an initial ``/sync`` (no ``since``) filtered to the room, timeline limit 100;
+- an incremental ``/sync`` from a token taken just before the 100 events.
+
+against three pages:
+
+- ``plain/off``: 100 plain ``m.text`` messages on the server without the module;
+- ``plain/on``: the same 100 messages on the server with the module;
+- ``pointers/on``: 100 pointers the ferry sent into a connected room, whose
+  originals are 100 messages with the same bodies.
+
+It reports medians and two ratios: plain/on over plain/off (the cost of the
+callback on everything that is not a pointer) and pointers/on over plain/on
+(the cost of a pointer, its larger content included). Measurements of the
+three pages alternate within each round, in an order that rotates from round
+to round, so the servers share the same machine noise; the bracket next to a
+ratio is the interquartile range of the per-round ratios.
+
+Times come from two places: the client's round trip over a persistent
+loopback connection (the headline figures and the RATIO lines), and Synapse's
+own access log line for the same request ("Processed request": wall time from
+receiving the request to sending the last byte, CPU time and database
+transactions), matched through a ``bench=`` query parameter Synapse ignores.
+
+Run from the repository root with the project's virtualenv::
+
+    .venv/bin/python bench/expansion.py            # full run, a few minutes
+    .venv/bin/python bench/expansion.py --short    # CI smoke run, well under 90 s
+
+Exits 1 on errors (a server that does not start, a page that is not what it
+should be, a request that fails); ratios never fail the run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import platform
+import re
+import signal
+import statistics
+import sys
+import tempfile
+import time
+import traceback
+import urllib.parse
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from types import FrameType
+from typing import Any, Final
+
+ROOT: Final = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    # Run as a script (bench/expansion.py): the harness lives in the repository's tests/.
+    sys.path.insert(0, str(ROOT))
+
+from tests.connect_api import unique  # noqa: E402
+from tests.ferry_helpers import POINTER, connected_pair, wait_for_pointer  # noqa: E402
+from tests.harness.client import MatrixClient  # noqa: E402
+from tests.harness.process import remove_dir  # noqa: E402
+from tests.harness.synapse import Homeserver  # noqa: E402
+
+JsonDict = dict[str, Any]
+
+CLIENT_V3: Final = "/_matrix/client/v3"
+ORIGINAL: Final = "org.matrix.msc2923.original"
+PAGE: Final = 100
+# Same text in every page, so plain and pointer pages differ only by what the
+# ferry and the expansion add.
+BODY: Final = "message {index:03d}: the quick brown fox jumps over the lazy dog"
+
+PLAIN_OFF: Final = "plain/off"
+PLAIN_ON: Final = "plain/on"
+POINTERS_ON: Final = "pointers/on"
+TARGETS: Final = (PLAIN_OFF, PLAIN_ON, POINTERS_ON)
+
+MESSAGES: Final = "/messages limit=100"
+INITIAL_SYNC: Final = "/sync initial limit=100"
+INCREMENTAL_SYNC: Final = "/sync incremental 100"
+ENDPOINTS: Final = (MESSAGES, INITIAL_SYNC, INCREMENTAL_SYNC)
+SHORT_NAMES: Final = {
+    MESSAGES: "/messages",
+    INITIAL_SYNC: "/sync initial",
+    INCREMENTAL_SYNC: "/sync incremental",
+}
+
+# Synapse 1.163's access log line (synapse/http/site.py, _finished_processing).
+ACCESS_LOG_RE: Final = re.compile(
+    r"Processed request: (?P<processing>-?[\d.]+)sec/(?P<sending>-?[\d.]+)sec"
+    r" ru=\((?P<utime>[\d.]+)sec, (?P<stime>[\d.]+)sec\)"
+    r" db=\((?P<db_sched>[\d.]+)sec/(?P<db_txn>[\d.]+)sec/(?P<txns>\d+)\)"
+    r' \S+ \S+ "GET \S*[?&]bench=(?P<tag>\w+)'
+)
+
+
+class BenchError(RuntimeError):
+    """Something went wrong that makes the run's figures meaningless."""
+
+
+def q(segment: str) -> str:
+    return urllib.parse.quote(segment, safe="")
+
+
+class Connection:
+    """One persistent HTTP/1.1 connection with one user's token.
+
+    The harness's ``MatrixClient`` opens a connection per request: fine for
+    setting up, but a TCP handshake per measured request would be noise of the
+    same size as the differences measured here.
+    """
+
+    def __init__(self, base_url: str, access_token: str) -> None:
+        parts = urllib.parse.urlsplit(base_url)
+        if parts.hostname is None or parts.port is None:
+            raise ValueError(f"need a host and a port in {base_url!r}")
+        self._host = parts.hostname
+        self._port = parts.port
+        self._headers = {"Accept": "application/json", "Authorization": f"Bearer {access_token}"}
+        self._conn: http.client.HTTPConnection | None = None
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def get(self, path: str) -> tuple[JsonDict, float]:
+        """The decoded body and the round trip in seconds (request sent to body read).
+
+        A keep-alive connection the server dropped is reopened once, untimed:
+        every request here is a GET.
+        """
+        for attempt in (1, 2):
+            if self._conn is None:
+                self._conn = http.client.HTTPConnection(self._host, self._port, timeout=60)
+                self._conn.connect()
+            try:
+                started = time.perf_counter()
+                self._conn.request("GET", path, headers=self._headers)
+                response = self._conn.getresponse()
+                raw = response.read()
+                elapsed = time.perf_counter() - started
+            except (http.client.HTTPException, ConnectionError):
+                self.close()
+                if attempt == 2:
+                    raise
+                continue
+            if response.status != 200:
+                raise BenchError(f"GET {path}: HTTP {response.status}: {raw[:300]!r}")
+            body = json.loads(raw)
+            if not isinstance(body, dict):
+                raise BenchError(f"GET {path}: expected a JSON object, got {raw[:100]!r}")
+            return body, elapsed
+        raise AssertionError("unreachable")
+
+
+def sync_filter(room_id: str) -> str:
+    """One room, its last 100 timeline events, and nothing that changes between
+    requests (presence, receipts, account data), so every response is the same."""
+    body = {
+        "room": {
+            "rooms": [room_id],
+            "timeline": {"limit": PAGE},
+            "ephemeral": {"not_types": ["*"]},
+            "account_data": {"not_types": ["*"]},
+        },
+        "presence": {"not_types": ["*"]},
+        "account_data": {"not_types": ["*"]},
+    }
+    return json.dumps(body, separators=(",", ":"))
+
+
+@dataclass
+class Page:
+    """A room page as one reader sees it, and how to request it."""
+
+    name: str
+    connection: Connection
+    room_id: str
+    since: str
+    pointers: bool
+    expanded: bool
+
+    def path(self, endpoint: str, tag: str) -> str:
+        room_filter = sync_filter(self.room_id)
+        if endpoint == MESSAGES:
+            query = {"dir": "b", "limit": str(PAGE), "bench": tag}
+            return f"{CLIENT_V3}/rooms/{q(self.room_id)}/messages?{urllib.parse.urlencode(query)}"
+        query = {"timeout": "0", "filter": room_filter, "bench": tag}
+        if endpoint == INCREMENTAL_SYNC:
+            query["since"] = self.since
+        return f"{CLIENT_V3}/sync?{urllib.parse.urlencode(query)}"
+
+    def check(self, endpoint: str, body: JsonDict) -> None:
+        """Fail the run unless the response holds exactly the page measured."""
+        if endpoint == MESSAGES:
+            events: list[JsonDict] = body.get("chunk", [])
+        else:
+            room = body.get("rooms", {}).get("join", {}).get(self.room_id, {})
+            events = room.get("timeline", {}).get("events", [])
+        messages = [e for e in events if e.get("type") == "m.room.message"]
+        if len(events) != PAGE or len(messages) != PAGE:
+            raise BenchError(
+                f"{self.name} {endpoint}: {len(events)} events, {len(messages)} messages;"
+                f" expected {PAGE} messages"
+            )
+        for event in messages:
+            is_pointer = POINTER in event.get("content", {})
+            has_original = ORIGINAL in event.get("unsigned", {})
+            if is_pointer != self.pointers or has_original != self.expanded:
+                raise BenchError(
+                    f"{self.name} {endpoint}: {event.get('event_id')} pointer={is_pointer}"
+                    f" expanded={has_original}; expected pointer={self.pointers}"
+                    f" expanded={self.expanded}"
+                )
+
+
+@dataclass
+class Sample:
+    round: int
+    endpoint: str
+    target: str
+    tag: str
+    client_s: float
+    server_s: float | None = None
+    cpu_s: float | None = None
+    db_s: float | None = None
+    db_txns: int | None = None
+
+
+@dataclass
+class Results:
+    rounds: int
+    warmup: int
+    samples: list[Sample] = field(default_factory=list)
+    # Other processes on the machine are the main source of noise: say how busy it was.
+    load_before: tuple[float, ...] = ()
+    load_after: tuple[float, ...] = ()
+
+    def measured(self) -> list[Sample]:
+        return [s for s in self.samples if s.round >= self.warmup]
+
+
+# -- setting up -----------------------------------------------------------------------
+
+
+def send_page(client: MatrixClient, room_id: str) -> list[str]:
+    return [client.send_message(room_id, BODY.format(index=i)) for i in range(PAGE)]
+
+
+def since_token(client: MatrixClient, room_id: str) -> str:
+    """A sync token from now: an incremental /sync from it returns what comes next."""
+    query = {"timeout": "0", "filter": sync_filter(room_id)}
+    token: str = client.request("GET", f"{CLIENT_V3}/sync", query=query)["next_batch"]
+    return token
+
+
+def plain_page(hs: Homeserver, name: str) -> Page:
+    carol = hs.register(unique("carol"), displayname="Carol")
+    room_id = carol.create_room(name=unique("plain"))
+    since = since_token(carol, room_id)
+    send_page(carol, room_id)
+    assert carol.access_token is not None
+    return Page(name, Connection(hs.client_url, carol.access_token), room_id, since, False, False)
+
+
+def pointer_page(hs: Homeserver) -> Page:
+    pair = connected_pair(hs)
+    since = since_token(pair.bob, pair.room_b)
+    originals = send_page(pair.alice, pair.room_a)
+    # Pointers go out in order, so the last one arriving means all have.
+    wait_for_pointer(pair.bob, pair.room_b, originals[-1], timeout=120)
+    assert pair.bob.access_token is not None
+    connection = Connection(hs.client_url, pair.bob.access_token)
+    return Page(POINTERS_ON, connection, pair.room_b, since, True, True)
+
+
+# -- measuring ------------------------------------------------------------------------
+
+
+def round_order(index: int) -> Sequence[str]:
+    """The targets' order in round ``index``: each target goes first, second and
+    third equally often, forwards and backwards, so none is favoured by
+    following another."""
+    shift = index % len(TARGETS)
+    order = TARGETS[shift:] + TARGETS[:shift]
+    return order[::-1] if (index // len(TARGETS)) % 2 else order
+
+
+def measure(pages: dict[str, Page], rounds: int, warmup: int, progress: bool) -> Results:
+    results = Results(rounds=rounds, warmup=warmup, load_before=os.getloadavg())
+    counter = 0
+    total = warmup + rounds
+    for index in range(total):
+        for endpoint in ENDPOINTS:
+            for target in round_order(index):
+                page = pages[target]
+                counter += 1
+                tag = f"b{counter}"
+                body, elapsed = page.connection.get(page.path(endpoint, tag))
+                page.check(endpoint, body)
+                results.samples.append(Sample(index, endpoint, target, tag, elapsed))
+        if progress and (index + 1) % 10 == 0:
+            print(f"  round {index + 1}/{total}", file=sys.stderr, flush=True)
+    results.load_after = os.getloadavg()
+    return results
+
+
+def attach_access_log(results: Results, servers: Sequence[Homeserver]) -> None:
+    """Fill in each sample's server-side figures from the Synapse access logs."""
+    wanted = {s.tag: s for s in results.samples}
+    deadline = time.monotonic() + 10
+    found: dict[str, re.Match[str]] = {}
+    while True:
+        for hs in servers:
+            for match in ACCESS_LOG_RE.finditer(hs.log_text()):
+                found[match["tag"]] = match
+        missing = wanted.keys() - found.keys()
+        # The log line is written once the response has gone out, which can be a
+        # moment after the client has read it.
+        if not missing or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    if missing:
+        raise BenchError(f"{len(missing)} requests missing from the access logs, e.g. {missing}")
+    for tag, sample in wanted.items():
+        match = found[tag]
+        sample.server_s = float(match["processing"]) + float(match["sending"])
+        sample.cpu_s = float(match["utime"]) + float(match["stime"])
+        sample.db_s = float(match["db_sched"]) + float(match["db_txn"])
+        sample.db_txns = int(match["txns"])
+
+
+# -- reporting ------------------------------------------------------------------------
+
+
+def quartiles(values: Sequence[float]) -> tuple[float, float, float]:
+    if len(values) == 1:
+        return values[0], values[0], values[0]
+    low, mid, high = statistics.quantiles(values, n=4, method="inclusive")
+    return low, mid, high
+
+
+def by_round(
+    samples: Sequence[Sample], endpoint: str, value: Callable[[Sample], float | None]
+) -> dict[int, dict[str, float]]:
+    table: dict[int, dict[str, float]] = {}
+    for s in samples:
+        v = value(s)
+        if s.endpoint == endpoint and v is not None:
+            table.setdefault(s.round, {})[s.target] = v
+    return table
+
+
+@dataclass
+class Ratio:
+    of_medians: float
+    low: float
+    high: float
+
+    def __str__(self) -> str:
+        return f"{self.of_medians:.2f} [{self.low:.2f}-{self.high:.2f}]"
+
+
+def ratio(rows: dict[int, dict[str, float]], top: str, bottom: str) -> Ratio:
+    """Ratio of the medians, with the interquartile range of per-round ratios:
+    each round measured both pages within a second of each other."""
+    tops = [r[top] for r in rows.values()]
+    bottoms = [r[bottom] for r in rows.values()]
+    paired = [r[top] / r[bottom] for r in rows.values() if r[bottom] > 0]
+    median_bottom = statistics.median(bottoms)
+    of_medians = statistics.median(tops) / median_bottom if median_bottom > 0 else float("nan")
+    if not paired:
+        return Ratio(of_medians, float("nan"), float("nan"))
+    low, _, high = quartiles(paired)
+    return Ratio(of_medians, low, high)
+
+
+def table(
+    title: str,
+    samples: Sequence[Sample],
+    value: Callable[[Sample], float | None],
+    unit: float,
+    *,
+    ratios: bool = True,
+    fastest: bool = False,
+) -> list[str]:
+    """Medians per endpoint and page (or, with ``fastest``, minimums, which
+    other load on the machine can only ever raise), with the two ratios."""
+    header = f"{'':<24}{PLAIN_OFF:>11}{PLAIN_ON:>11}{POINTERS_ON:>13}"
+    if ratios:
+        header += f"{'on/off plain':>22}{'pointers/plain':>22}"
+    lines = [title, header]
+    pick: Callable[[Sequence[float]], float] = min if fastest else statistics.median
+    for endpoint in ENDPOINTS:
+        rows = by_round(samples, endpoint, value)
+        cells = {t: pick([r[t] for r in rows.values()]) for t in TARGETS}
+        digits = 1 if unit < 1 else 0
+        line = f"{endpoint:<24}"
+        line += "".join(f"{cells[t] / unit:>11.{digits}f}" for t in TARGETS[:2])
+        line += f"{cells[POINTERS_ON] / unit:>13.{digits}f}"
+        if ratios and fastest:
+            for top, bottom in ((PLAIN_ON, PLAIN_OFF), (POINTERS_ON, PLAIN_ON)):
+                line += f"{cells[top] / cells[bottom] if cells[bottom] else float('nan'):>22.2f}"
+        elif ratios:
+            line += f"{ratio(rows, PLAIN_ON, PLAIN_OFF)!s:>22}"
+            line += f"{ratio(rows, POINTERS_ON, PLAIN_ON)!s:>22}"
+        lines.append(line)
+    return lines
+
+
+def ratio_lines(samples: Sequence[Sample]) -> list[str]:
+    """Machine-readable summary of the headline (client round trip) ratios."""
+
+    def joined(top: str, bottom: str) -> str:
+        parts = []
+        for endpoint in ENDPOINTS:
+            rows = by_round(samples, endpoint, lambda s: s.client_s)
+            parts.append(f"{SHORT_NAMES[endpoint]} {ratio(rows, top, bottom).of_medians:.2f}")
+        return "; ".join(parts)
+
+    return [
+        f"RATIO module on/off, plain page: {joined(PLAIN_ON, PLAIN_OFF)}",
+        f"RATIO pointers/plain, module on: {joined(POINTERS_ON, PLAIN_ON)}",
+    ]
+
+
+def synapse_version() -> str:
+    try:
+        import synapse
+
+        return str(synapse.__version__)
+    except ImportError:
+        return "?"
+
+
+def report(results: Results) -> str:
+    samples = results.measured()
+    now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    loads = ", ".join(f"{a:.1f}" for a in results.load_before + results.load_after)
+    lines = [
+        f"Expansion benchmark, {now}: {platform.system()} {platform.machine()},"
+        f" {os.cpu_count()} cores, Python {platform.python_version()},"
+        f" Synapse {synapse_version()}",
+        f"load average (1, 5, 15 min) before and after measuring: {loads}",
+        f"pages of {PAGE} events; {results.rounds} interleaved rounds measured"
+        f" after {results.warmup} warm-up rounds; medians, ratios as"
+        " ratio-of-medians [interquartile range of per-round ratios]",
+        "",
+    ]
+    sections: list[list[str]] = [
+        table(
+            "client round trip, ms (loopback, persistent connection)",
+            samples,
+            lambda s: s.client_s,
+            1e-3,
+        ),
+        table(
+            "client round trip, ms, fastest round (least disturbed by other load)",
+            samples,
+            lambda s: s.client_s,
+            1e-3,
+            fastest=True,
+        ),
+        table(
+            "server time, ms (Synapse access log: request received to response sent; 1 ms steps)",
+            samples,
+            lambda s: s.server_s,
+            1e-3,
+        ),
+        table(
+            "server CPU, ms (Synapse access log: main thread user + system; 1 ms steps)",
+            samples,
+            lambda s: s.cpu_s,
+            1e-3,
+        ),
+        table(
+            "database transactions per request (Synapse access log)",
+            samples,
+            lambda s: None if s.db_txns is None else float(s.db_txns),
+            1.0,
+            ratios=False,
+        ),
+        ratio_lines(samples),
+    ]
+    for section in sections:
+        lines += [*section, ""]
+    return "\n".join(lines).rstrip()
+
+
+# -- running --------------------------------------------------------------------------
+
+
+def run(rounds: int, warmup: int, progress: bool, raw_path: Path | None) -> str:
+    base = Path(tempfile.mkdtemp(prefix="room-connect-bench-expansion-"))
+    servers: list[Homeserver] = []
+    pages: dict[str, Page] = {}
+    try:
+        # The response cache would answer a repeated initial /sync without
+        # computing it again; real clients rarely repeat one within minutes.
+        no_cache = {"caches": {"sync_response_cache_duration": 0}}
+        on = Homeserver(base, name="bench-on", config_overrides=no_cache)
+        servers.append(on)
+        off = Homeserver(base, name="bench-off", config_overrides={**no_cache, "modules": []})
+        servers.append(off)
+        started = time.monotonic()
+        # Start both at once: a Synapse start is mostly one core's work.
+        for hs in servers:
+            hs.spawn()
+        for hs in servers:
+            hs.wait_ready()
+        log(progress, f"servers up in {time.monotonic() - started:.1f}s; sending pages")
+        # Side by side: each send waits on the server's database, so the two
+        # servers, and two rooms of one server, overlap well on two cores.
+        with ThreadPoolExecutor(max_workers=len(TARGETS)) as pool:
+            futures = {
+                PLAIN_OFF: pool.submit(plain_page, off, PLAIN_OFF),
+                PLAIN_ON: pool.submit(plain_page, on, PLAIN_ON),
+                POINTERS_ON: pool.submit(pointer_page, on),
+            }
+            for name, future in futures.items():
+                pages[name] = future.result()
+        log(progress, f"pages ready after {time.monotonic() - started:.1f}s; measuring")
+        results = measure(pages, rounds, warmup, progress)
+        attach_access_log(results, servers)
+        if raw_path is not None:
+            raw = {
+                "rounds": rounds,
+                "warmup": warmup,
+                "samples": [asdict(s) for s in results.samples],
+            }
+            raw_path.write_text(json.dumps(raw, indent=1) + "\n", encoding="utf-8")
+        log(progress, f"done after {time.monotonic() - started:.1f}s")
+        return report(results)
+    finally:
+        for page in pages.values():
+            page.connection.close()
+        for hs in servers:
+            try:
+                hs.destroy()
+            except Exception:
+                traceback.print_exc()
+        remove_dir(base)
+
+
+def log(enabled: bool, message: str) -> None:
+    if enabled:
+        print(message, file=sys.stderr, flush=True)
+
+
+def _terminate(signum: int, frame: FrameType | None) -> None:
+    # Unwind through run()'s finally, which stops both servers and removes their files.
+    raise SystemExit(128 + signum)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("--short", action="store_true", help="CI smoke run: few rounds")
+    parser.add_argument("--rounds", type=int, help="measured rounds (default 200, --short 8)")
+    parser.add_argument("--warmup", type=int, help="discarded rounds (default 10, --short 2)")
+    parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    parser.add_argument("--json", type=Path, metavar="PATH", help="write every sample here")
+    args = parser.parse_args(argv)
+    rounds = args.rounds or (8 if args.short else 200)
+    warmup = args.warmup if args.warmup is not None else (2 if args.short else 10)
+    if rounds < 1 or warmup < 0:
+        parser.error("--rounds must be at least 1 and --warmup at least 0")
+    signal.signal(signal.SIGTERM, _terminate)
+    try:
+        print(run(rounds, warmup, progress=not args.quiet, raw_path=args.json), flush=True)
+    except Exception:
+        traceback.print_exc()
+        print("expansion benchmark failed", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
