@@ -1,0 +1,1 @@
+"""Benchmarks that run real Synapse processes through the test harness."""
