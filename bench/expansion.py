@@ -11,25 +11,31 @@ and times three requests that each serve a page of 100 events:
 - an initial ``/sync`` (no ``since``) filtered to the room, timeline limit 100;
 - an incremental ``/sync`` from a token taken just before the 100 events.
 
-against three pages:
+against four pages:
 
 - ``plain/off``: 100 plain ``m.text`` messages on the server without the module;
 - ``plain/on``: the same 100 messages on the server with the module;
 - ``pointers/on``: 100 pointers the ferry sent into a connected room, whose
-  originals are 100 messages with the same bodies.
+  originals are 100 messages with the same bodies;
+- ``pointers/off``: the same 100 pointer contents sent by a user on the server
+  without the module, where nothing expands them.
 
-It reports medians and two ratios: plain/on over plain/off (the cost of the
-callback on everything that is not a pointer) and pointers/on over plain/on
-(the cost of a pointer, its larger content included). Measurements of the
-three pages alternate within each round, in an order that rotates from round
-to round, so the servers share the same machine noise; the bracket next to a
-ratio is the interquartile range of the per-round ratios.
+It reports medians and three ratios: plain/on over plain/off (the cost of the
+callback on everything that is not a pointer), pointers/on over pointers/off
+(the cost of expanding, with the content the same) and pointers/on over
+plain/on (the cost of a pointer to its reader, its larger content included).
+Each round measures the four pages one after another, in an order that
+rotates from round to round, so they share the same machine noise and each
+server serves as many requests as the other; the bracket next to a ratio is
+the interquartile range of the per-round ratios.
 
 Times come from two places: the client's round trip over a persistent
 loopback connection (the headline figures and the RATIO lines), and Synapse's
 own access log line for the same request ("Processed request": wall time from
 receiving the request to sending the last byte, CPU time and database
 transactions), matched through a ``bench=`` query parameter Synapse ignores.
+Last, the callback alone is timed in this process on events that are not
+pointers: the floor under the plain-page difference.
 
 Run from the repository root with the project's virtualenv::
 
@@ -68,6 +74,10 @@ if str(ROOT) not in sys.path:
     # Run as a script (bench/expansion.py): the harness lives in the repository's tests/.
     sys.path.insert(0, str(ROOT))
 
+from synapse.api.room_versions import RoomVersions  # noqa: E402
+from synapse.events import EventBase, make_event_from_dict  # noqa: E402
+
+from synapse_room_connect.expansion import Expander  # noqa: E402
 from tests.connect_api import unique  # noqa: E402
 from tests.ferry_helpers import POINTER, connected_pair, wait_for_pointer  # noqa: E402
 from tests.harness.client import MatrixClient  # noqa: E402
@@ -85,8 +95,15 @@ BODY: Final = "message {index:03d}: the quick brown fox jumps over the lazy dog"
 
 PLAIN_OFF: Final = "plain/off"
 PLAIN_ON: Final = "plain/on"
+POINTERS_OFF: Final = "pointers/off"
 POINTERS_ON: Final = "pointers/on"
-TARGETS: Final = (PLAIN_OFF, PLAIN_ON, POINTERS_ON)
+TARGETS: Final = (PLAIN_OFF, PLAIN_ON, POINTERS_OFF, POINTERS_ON)
+# (label, numerator, denominator) of the ratios reported.
+RATIOS: Final = (
+    ("on/off plain", PLAIN_ON, PLAIN_OFF),
+    ("on/off pointers", POINTERS_ON, POINTERS_OFF),
+    ("pointers/plain on", POINTERS_ON, PLAIN_ON),
+)
 
 MESSAGES: Final = "/messages limit=100"
 INITIAL_SYNC: Final = "/sync initial limit=100"
@@ -191,8 +208,10 @@ class Page:
     connection: Connection
     room_id: str
     since: str
-    pointers: bool
-    expanded: bool
+    # What every event of the page must be: pointer-shaped content, and an
+    # expansion in unsigned.
+    pointers: bool = False
+    expanded: bool = False
 
     def path(self, endpoint: str, tag: str) -> str:
         room_filter = sync_filter(self.room_id)
@@ -274,27 +293,44 @@ def plain_page(hs: Homeserver, name: str) -> Page:
     since = since_token(carol, room_id)
     send_page(carol, room_id)
     assert carol.access_token is not None
-    return Page(name, Connection(hs.client_url, carol.access_token), room_id, since, False, False)
+    return Page(name, Connection(hs.client_url, carol.access_token), room_id, since)
 
 
-def pointer_page(hs: Homeserver) -> Page:
-    pair = connected_pair(hs)
+def pointer_pages(on: Homeserver, off: Homeserver) -> tuple[Page, Page]:
+    """100 pointers the ferry sent on ``on``, and the same contents sent by a
+    user on ``off``, where nothing expands them: the pair isolates what the
+    expansion costs from what the pointers' larger content costs."""
+    pair = connected_pair(on)
     since = since_token(pair.bob, pair.room_b)
     originals = send_page(pair.alice, pair.room_a)
     # Pointers go out in order, so the last one arriving means all have.
     wait_for_pointer(pair.bob, pair.room_b, originals[-1], timeout=120)
     assert pair.bob.access_token is not None
-    connection = Connection(hs.client_url, pair.bob.access_token)
-    return Page(POINTERS_ON, connection, pair.room_b, since, True, True)
+    connection = Connection(on.client_url, pair.bob.access_token)
+    expanded = Page(POINTERS_ON, connection, pair.room_b, since, pointers=True, expanded=True)
+
+    chunk = pair.bob.messages(pair.room_b, dir="b", limit=PAGE)["chunk"]
+    contents = [e["content"] for e in reversed(chunk) if POINTER in e.get("content", {})]
+    if len(contents) != PAGE:
+        raise BenchError(f"expected {PAGE} pointers in {pair.room_b}, found {len(contents)}")
+    dave = off.register(unique("dave"), displayname="Dave")
+    room_id = dave.create_room(name=unique("pointer-shaped"))
+    off_since = since_token(dave, room_id)
+    for content in contents:
+        dave.send_event(room_id, "m.room.message", content)
+    assert dave.access_token is not None
+    dave_connection = Connection(off.client_url, dave.access_token)
+    shaped = Page(POINTERS_OFF, dave_connection, room_id, off_since, pointers=True)
+    return expanded, shaped
 
 
 # -- measuring ------------------------------------------------------------------------
 
 
 def round_order(index: int) -> Sequence[str]:
-    """The targets' order in round ``index``: each target goes first, second and
-    third equally often, forwards and backwards, so none is favoured by
-    following another."""
+    """The targets' order in round ``index``: each takes every position equally
+    often, forwards and backwards, so none is favoured by following another;
+    TARGETS alternates the servers, so consecutive requests always do too."""
     shift = index % len(TARGETS)
     order = TARGETS[shift:] + TARGETS[:shift]
     return order[::-1] if (index // len(TARGETS)) % 2 else order
@@ -342,6 +378,71 @@ def attach_access_log(results: Results, servers: Sequence[Homeserver]) -> None:
         sample.cpu_s = float(match["utime"]) + float(match["stime"])
         sample.db_s = float(match["db_sched"]) + float(match["db_txn"])
         sample.db_txns = int(match["txns"])
+
+
+# -- the callback alone -------------------------------------------------------------
+
+
+def _event(event_type: str, content: JsonDict, state_key: str | None = None) -> EventBase:
+    fields: JsonDict = {
+        "type": event_type,
+        "room_id": "!bench:example.org",
+        "sender": "@carol:example.org",
+        "content": content,
+        "origin_server_ts": 0,
+        "auth_events": [],
+        "prev_events": [],
+        "depth": 1,
+        "hashes": {"sha256": "unused"},
+        "signatures": {},
+    }
+    if state_key is not None:
+        fields["state_key"] = state_key
+    return make_event_from_dict(fields, RoomVersions.V10)
+
+
+def callback_cost(calls: int) -> dict[str, float]:
+    """Seconds per ``Expander.unsigned_for`` call on events that are not
+    pointers, in this process: the floor under what the servers show.
+
+    The coroutine is stepped by hand: on this path it must finish without
+    awaiting anything, and a step that suspends is reported as an error.
+    """
+    # The fast path never touches the module API or the store.
+    expander = Expander(None, None)  # type: ignore[arg-type]
+    events = {
+        "m.room.message": _event("m.room.message", {"msgtype": "m.text", "body": "hello"}),
+        "m.room.member": _event("m.room.member", {"membership": "join"}, "@carol:example.org"),
+    }
+    costs: dict[str, float] = {}
+    for name, event in events.items():
+        best = float("inf")
+        # The fastest of a few batches, as timeit does: slower ones measured
+        # other processes, not the callback.
+        for _ in range(5):
+            started = time.perf_counter()
+            for _ in range(calls):
+                step = expander.unsigned_for(event)
+                try:
+                    step.send(None)
+                except StopIteration as done:
+                    if done.value != {}:
+                        raise BenchError(f"{name}: unsigned_for returned {done.value!r}") from None
+                else:
+                    step.close()
+                    raise BenchError(f"{name}: unsigned_for awaited something")
+            best = min(best, (time.perf_counter() - started) / calls)
+        costs[name] = best
+    return costs
+
+
+def callback_lines(costs: dict[str, float]) -> list[str]:
+    per_call = ", ".join(f"{name} {seconds * 1e6:.2f} us" for name, seconds in costs.items())
+    page_ms = max(costs.values()) * PAGE * 1e3
+    return [
+        "the callback alone, in this process, on events that are not pointers",
+        f"  per call: {per_call}; for a page of {PAGE} events: {page_ms:.2f} ms",
+    ]
 
 
 # -- reporting ------------------------------------------------------------------------
@@ -400,24 +501,21 @@ def table(
 ) -> list[str]:
     """Medians per endpoint and page (or, with ``fastest``, minimums, which
     other load on the machine can only ever raise), with the two ratios."""
-    header = f"{'':<24}{PLAIN_OFF:>11}{PLAIN_ON:>11}{POINTERS_ON:>13}"
+    header = f"{'':<24}" + "".join(f"{t:>13}" for t in TARGETS)
     if ratios:
-        header += f"{'on/off plain':>22}{'pointers/plain':>22}"
+        header += "".join(f"{label:>20}" for label, _, _ in RATIOS)
     lines = [title, header]
     pick: Callable[[Sequence[float]], float] = min if fastest else statistics.median
     for endpoint in ENDPOINTS:
         rows = by_round(samples, endpoint, value)
         cells = {t: pick([r[t] for r in rows.values()]) for t in TARGETS}
         digits = 1 if unit < 1 else 0
-        line = f"{endpoint:<24}"
-        line += "".join(f"{cells[t] / unit:>11.{digits}f}" for t in TARGETS[:2])
-        line += f"{cells[POINTERS_ON] / unit:>13.{digits}f}"
-        if ratios and fastest:
-            for top, bottom in ((PLAIN_ON, PLAIN_OFF), (POINTERS_ON, PLAIN_ON)):
-                line += f"{cells[top] / cells[bottom] if cells[bottom] else float('nan'):>22.2f}"
-        elif ratios:
-            line += f"{ratio(rows, PLAIN_ON, PLAIN_OFF)!s:>22}"
-            line += f"{ratio(rows, POINTERS_ON, PLAIN_ON)!s:>22}"
+        line = f"{endpoint:<24}" + "".join(f"{cells[t] / unit:>13.{digits}f}" for t in TARGETS)
+        for _, top, bottom in RATIOS if ratios else ():
+            if fastest:
+                line += f"{cells[top] / cells[bottom] if cells[bottom] else float('nan'):>20.2f}"
+            else:
+                line += f"{ratio(rows, top, bottom)!s:>20}"
         lines.append(line)
     return lines
 
@@ -434,6 +532,7 @@ def ratio_lines(samples: Sequence[Sample]) -> list[str]:
 
     return [
         f"RATIO module on/off, plain page: {joined(PLAIN_ON, PLAIN_OFF)}",
+        f"RATIO module on/off, pointer page: {joined(POINTERS_ON, POINTERS_OFF)}",
         f"RATIO pointers/plain, module on: {joined(POINTERS_ON, PLAIN_ON)}",
     ]
 
@@ -447,7 +546,7 @@ def synapse_version() -> str:
         return "?"
 
 
-def report(results: Results) -> str:
+def report(results: Results, costs: dict[str, float]) -> str:
     samples = results.measured()
     now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     loads = ", ".join(f"{a:.1f}" for a in results.load_before + results.load_after)
@@ -494,6 +593,7 @@ def report(results: Results) -> str:
             1.0,
             ratios=False,
         ),
+        callback_lines(costs),
         ratio_lines(samples),
     ]
     for section in sections:
@@ -529,10 +629,11 @@ def run(rounds: int, warmup: int, progress: bool, raw_path: Path | None) -> str:
             futures = {
                 PLAIN_OFF: pool.submit(plain_page, off, PLAIN_OFF),
                 PLAIN_ON: pool.submit(plain_page, on, PLAIN_ON),
-                POINTERS_ON: pool.submit(pointer_page, on),
             }
+            both = pool.submit(pointer_pages, on, off)
             for name, future in futures.items():
                 pages[name] = future.result()
+            pages[POINTERS_ON], pages[POINTERS_OFF] = both.result()
         log(progress, f"pages ready after {time.monotonic() - started:.1f}s; measuring")
         results = measure(pages, rounds, warmup, progress)
         attach_access_log(results, servers)
@@ -543,8 +644,9 @@ def run(rounds: int, warmup: int, progress: bool, raw_path: Path | None) -> str:
                 "samples": [asdict(s) for s in results.samples],
             }
             raw_path.write_text(json.dumps(raw, indent=1) + "\n", encoding="utf-8")
+        costs = callback_cost(calls=20_000)
         log(progress, f"done after {time.monotonic() - started:.1f}s")
-        return report(results)
+        return report(results, costs)
     finally:
         for page in pages.values():
             page.connection.close()

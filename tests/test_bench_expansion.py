@@ -20,8 +20,13 @@ TIMEOUT_S = 240
 
 NUMBER = r"\d+\.\d+"
 RATIO_LINES = {
-    "module on/off": re.compile(
+    "module on/off plain": re.compile(
         rf"^RATIO module on/off, plain page: /messages {NUMBER};"
+        rf" /sync initial {NUMBER}; /sync incremental {NUMBER}$",
+        re.MULTILINE,
+    ),
+    "module on/off pointers": re.compile(
+        rf"^RATIO module on/off, pointer page: /messages {NUMBER};"
         rf" /sync initial {NUMBER}; /sync incremental {NUMBER}$",
         re.MULTILINE,
     ),
