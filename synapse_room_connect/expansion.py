@@ -56,6 +56,8 @@ class Expander:
         # edit event ID -> the original it was applied to, so redacting the
         # edit evicts the original too.
         self._edit_of: OrderedDict[str, str] = OrderedDict()
+        # pointer event ID -> (source room, original) as recorded by the ferry.
+        self._recorded: OrderedDict[str, tuple[str, str]] = OrderedDict()
 
     def invalidate(self, event_id: str) -> None:
         self._originals.pop(event_id, None)
@@ -95,13 +97,27 @@ class Expander:
         if ref.room_id == pointer.room_id:
             return False
         # Sent by this server's ferry: recorded only while the connection was active.
-        recorded = await self._store.original_of(pointer.event_id)
+        recorded = await self._recorded_original(pointer.event_id)
         if recorded is not None:
             return recorded == (ref.room_id, ref.event_id)
         # Sent by another server's ferry: the connection must be active now
         # and name that sender as its ferry.
         row = await self._store.cached_connection(pointer.room_id, ref.room_id)
         return row is not None and row.status == Status.ACTIVE.value and row.ferry == pointer.sender
+
+    async def _recorded_original(self, pointer_id: str) -> tuple[str, str] | None:
+        # A recorded pointer never changes what it points at, so a hit is
+        # cached for good; a miss is not, as the ferry records a pointer just
+        # after Synapse has served it.
+        if pointer_id in self._recorded:
+            self._recorded.move_to_end(pointer_id)
+            return self._recorded[pointer_id]
+        recorded = await self._store.original_of(pointer_id)
+        if recorded is not None:
+            self._recorded[pointer_id] = recorded
+            if len(self._recorded) > CACHE_SIZE:
+                self._recorded.popitem(last=False)
+        return recorded
 
     async def _original(self, ref: PointerRef) -> dict[str, Any] | None:
         if ref.event_id in self._originals:
@@ -148,6 +164,7 @@ class Expander:
                     "event_id": edit.event_id,
                     "origin_server_ts": edit.origin_server_ts,
                 }
+                self._edit_of[edit.event_id] = event.event_id
         return body
 
     async def _placeholder(self, pointer: EventBase, ref: PointerRef) -> dict[str, Any]:

@@ -57,6 +57,18 @@ def test_pointer_carries_the_live_original_everywhere(homeserver: Homeserver) ->
     assert live["content"]["body"] == "second version"
     assert live["edited"]["event_id"] == edit
 
+    # Redacting the edit brings the first version back.
+    pair.alice.request(
+        "PUT",
+        f"/_matrix/client/v3/rooms/{quote(pair.room_a, safe='')}/redact/{quote(edit, safe='')}/"
+        + unique("txn"),
+        {},
+    )
+    barrier(pair.alice, pair.room_a)
+    reverted = event_via_api(pair.bob, pair.room_b, pointer_id)["unsigned"][ORIGINAL]
+    assert reverted["content"]["body"] == "first version"
+    assert "edited" not in reverted
+
     pair.alice.request(
         "PUT",
         f"/_matrix/client/v3/rooms/{quote(pair.room_a, safe='')}/redact/{quote(sent, safe='')}/"
