@@ -340,12 +340,17 @@ class Observer(threading.Thread):
         self._changed = threading.Condition(self._lock)
         self.arrivals: dict[tuple[str, int], float] = {}
         self.limited_syncs = 0
+        self._last_seen: dict[str, str] = {}  # room -> newest event looked at
         self.error: BaseException | None = None
 
     def prime(self) -> None:
         """Initial sync: everything before now is history, not an arrival."""
         response, _ = self._http.sync(None, 0, self._filter)
         self._since = str(response["next_batch"])
+        for room_id, room in response.get("rooms", {}).get("join", {}).items():
+            events = room.get("timeline", {}).get("events", [])
+            if events:
+                self._last_seen[room_id] = str(events[-1]["event_id"])
 
     def run(self) -> None:
         try:
@@ -366,9 +371,16 @@ class Observer(threading.Thread):
         for room_id, room in joined.items():
             sender = self._senders.get(room_id)
             timeline = room.get("timeline", {})
-            if timeline.get("limited"):
+            events: list[JsonDict] = timeline.get("events", [])
+            last_seen = self._last_seen.get(room_id)
+            if timeline.get("limited") and last_seen is not None:
+                # A client fills a gap with /messages; what it finds arrives now.
                 self.limited_syncs += 1
-            for event in timeline.get("events", []):
+                events = _backfill(self._http, room_id, timeline, last_seen) + events
+                received = time.monotonic()
+            if events:
+                self._last_seen[room_id] = str(events[-1]["event_id"])
+            for event in events:
                 if event.get("type") != "m.room.message" or event.get("sender") != sender:
                     continue
                 match = TAG_RE.search(str(event.get("content", {}).get("body", "")))
@@ -441,20 +453,31 @@ def relay_bot_main(
     names: dict[str, str] = {}
     relayed = 0
     limited = 0
+    last_seen: str | None = None  # the newest source-room event looked at
     error: str | None = None
     try:
         response, _ = sync_http.sync(None, 0, sync_filter)
         since = str(response["next_batch"])
+        initial = response.get("rooms", {}).get("join", {}).get(spec.source_room, {})
+        history = initial.get("timeline", {}).get("events", [])
+        last_seen = str(history[-1]["event_id"]) if history else None
         ready.set()
         while not stop.is_set():
             response, _ = sync_http.sync(since, RELAY_POLL_MS, sync_filter)
             since = str(response["next_batch"])
             room = response.get("rooms", {}).get("join", {}).get(spec.source_room, {})
-            # A real bridge would backfill a gap with /messages; count them instead.
-            limited += bool(room.get("timeline", {}).get("limited"))
+            timeline = room.get("timeline", {})
+            events: list[JsonDict] = timeline.get("events", [])
+            if timeline.get("limited") and last_seen is not None:
+                # A gap: Synapse sent only the newest events. Fetch the rest, as
+                # a bridge must, or messages would be lost.
+                limited += 1
+                events = _backfill(sync_http, spec.source_room, timeline, last_seen) + events
+            if events:
+                last_seen = str(events[-1]["event_id"])
             for event in room.get("state", {}).get("events", []):
                 _remember_name(names, event)
-            for event in room.get("timeline", {}).get("events", []):
+            for event in events:
                 _remember_name(names, event)
                 if event.get("type") != "m.room.message" or event.get("sender") == spec.user_id:
                     continue
@@ -481,6 +504,25 @@ def relay_bot_main(
     finally:
         ready.set()
         results.put({"relayed": relayed, "limited_syncs": limited, "error": error})
+
+
+def _backfill(http_: Http, room_id: str, timeline: JsonDict, last_seen: str) -> list[JsonDict]:
+    """The events between ``last_seen`` and a limited timeline, oldest first."""
+    token = timeline.get("prev_batch")
+    found: list[JsonDict] = []
+    for _ in range(100):
+        if token is None:
+            break
+        query = urllib.parse.urlencode({"dir": "b", "limit": "100", "from": str(token)})
+        page, _ = http_.request("GET", f"{CLIENT_V3}/rooms/{q(room_id)}/messages?{query}")
+        for event in page.get("chunk", []):
+            if event.get("event_id") == last_seen:
+                return found[::-1]
+            found.append(event)
+        if not page.get("chunk"):
+            break
+        token = page.get("end")
+    raise BenchError(f"relay bot: could not find {last_seen} behind a gap in {room_id}")
 
 
 def _remember_name(names: dict[str, str], event: JsonDict) -> None:
@@ -1089,8 +1131,8 @@ def report(args: argparse.Namespace, r: Results, started: float) -> Iterator[str
         yield from cost_lines(backlog.cost, backlog.sent)
     yield (
         f"  limited /sync timelines: observer {latency.observer_limited_syncs}, relay bot "
-        f"{r.relay_counts.get('limited_syncs', '?')}; relay bot copied "
-        f"{r.relay_counts.get('relayed', '?')} messages in all"
+        f"{r.relay_counts.get('limited_syncs', '?')} (backfilled with /messages); relay bot "
+        f"copied {r.relay_counts.get('relayed', '?')} messages in all"
     )
     yield ""
     ratio = latency.module.p50_ms / latency.relay.p50_ms
