@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
 import pytest
 
+from tests.connect_api import unique
 from tests.ferry_helpers import (
     POINTER,
     barrier,
@@ -14,6 +17,8 @@ from tests.ferry_helpers import (
 from tests.harness.synapse import Homeserver, HomeserverFactory
 
 pytestmark = pytest.mark.federation
+
+ORIGINAL = "org.matrix.msc2923.original"
 
 
 def test_original_on_hs1_pointer_on_hs2_and_back(federation: tuple[Homeserver, Homeserver]) -> None:
@@ -66,3 +71,30 @@ def test_pointers_reach_a_homeserver_that_was_down(make_homeserver: HomeserverFa
     wait_for_pointer(bob, room_b, sent[-1], timeout=120)
     ferried = [p["content"][POINTER]["event_id"] for p in pointers_in(bob, room_b)]
     assert ferried == sent
+
+
+def test_remote_user_cannot_forge_a_pointer_over_federation(
+    federation: tuple[Homeserver, Homeserver],
+) -> None:
+    """bob on hs2 crafts pointers in B naming a private room on hs1; a reader
+    on hs1 gets placeholders from both the unsigned field and the merged
+    timeline, and the private text appears nowhere."""
+    hs1, hs2 = federation
+    pair = connected_across(hs1, hs2)
+    victim = hs1.register(unique("victim"))
+    private = victim.create_room(name="private")
+    secret = victim.send_message(private, "hs1 secret")
+    carol = hs1.register(unique("carol"))
+    pair.bob.invite(pair.room_b, carol.user_id or "")
+    carol.join(pair.room_b, via=[hs2.server_name])
+    forged = pair.bob.send_message(
+        pair.room_b,
+        "look",
+        **{POINTER: {"room_id": private, "event_id": secret, "sender": victim.user_id}},
+    )
+    seen = carol.wait_for_event(pair.room_b, lambda e: e.get("event_id") == forged, timeout=60)
+    assert seen["unsigned"][ORIGINAL] == {"placeholder": True, "room_id": private, "via": []}
+    path = f"/_synapse/client/org.matrix.msc2923/rooms/{quote(pair.room_b, safe='')}/messages"
+    page = carol.request("GET", path, query={"dir": "b", "limit": "50"})
+    assert secret not in {e["event_id"] for e in page["chunk"]}
+    assert "hs1 secret" not in str(page)
