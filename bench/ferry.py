@@ -729,15 +729,46 @@ def wait_for_background_updates(hs: Homeserver, timeout: float = 120) -> None:
         database.close()
 
 
-def throughput_room(hs: Homeserver) -> tuple[MatrixClient, str]:
+def throughput_room(hs: Homeserver, state_events: int) -> tuple[MatrixClient, str]:
+    """An unconnected room, with ``state_events`` extra state events if asked.
+
+    Synapse hands the module's ``check_event_allowed`` and ``on_new_event``
+    callbacks the room's state, which it loads for every event; a room with a
+    large state (many members) shows what that costs.
+    """
     sender = hs.register(unique("tp"), displayname="Throughput")
-    return sender, sender.create_room(name=unique("tp"))
+    # Creating a room with thousands of state events takes minutes on a slow machine.
+    sender.request_timeout = 1800
+    initial_state = [
+        {"type": "org.example.bench.filler", "state_key": str(i), "content": {"n": i}}
+        for i in range(state_events)
+    ]
+    return sender, sender.create_room(name=unique("tp"), initial_state=initial_state)
 
 
-def setup_rooms(mod: Homeserver, plain: Homeserver) -> Setup:
-    # The throughput rooms first, so both databases hold about the same when (c) runs.
-    tp_mod = throughput_room(mod)
-    tp_plain = throughput_room(plain)
+def setup_rooms(mod: Homeserver, plain: Homeserver, state_events: int) -> Setup:
+    # The throughput rooms first, so both databases hold about the same when (c)
+    # runs; both at once, as a large initial state takes a while.
+    rooms: dict[str, tuple[MatrixClient, str]] = {}
+    errors: list[BaseException] = []
+
+    def create(key: str, hs: Homeserver) -> None:
+        try:
+            rooms[key] = throughput_room(hs, state_events)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [
+        threading.Thread(target=create, args=(key, hs))
+        for key, hs in (("with", mod), ("without", plain))
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise BenchError(f"creating the throughput rooms failed: {errors[0]!r}") from errors[0]
+    tp_mod, tp_plain = rooms["with"], rooms["without"]
     pair = connected_pair(mod)
     relay_user = mod.register(unique("relay"), displayname="Relay")
     room_a2 = pair.alice.create_room(name=unique("A-relay"), invite=[relay_user.user_id])
@@ -1074,9 +1105,10 @@ def report(args: argparse.Namespace, r: Results, started: float) -> Iterator[str
     )
     yield from cost_lines(latency.cost, latency.module.n)
     yield ""
+    state = f" with {args.throughput_state} extra state events" if args.throughput_state else ""
     yield (
-        f"(c) send throughput: sequential PUT /send by one client into an unconnected room, "
-        f"{throughput.rounds} alternating rounds (ABBA)"
+        f"(c) send throughput: sequential PUT /send by one client into an unconnected room"
+        f"{state}, {throughput.rounds} alternating rounds (ABBA)"
     )
     yield (
         f"  {'server':<18}{'msgs':>6}{'seconds':>9}{'msg/s':>8}{'round min':>11}"
@@ -1193,6 +1225,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--throughput-messages", type=int, help="sends per server (full: 500)")
     parser.add_argument("--rounds", type=int, help="ABBA rounds for throughput (full: 20)")
+    parser.add_argument(
+        "--throughput-state",
+        type=int,
+        default=0,
+        help="extra state events in the throughput rooms (default 0: a fresh room)",
+    )
     parser.add_argument("--backlog-rate", type=float, default=100.0, help="messages/s")
     parser.add_argument("--backlog-seconds", type=float, help="seconds of load (full: 15)")
     parser.add_argument("--json", type=Path, help="also write the results as JSON here")
@@ -1205,7 +1243,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         if getattr(args, name) is None:
             setattr(args, name, default)
     positive = (args.messages, args.throughput_messages, args.rounds, args.backlog_seconds)
-    if min(positive) <= 0 or args.backlog_rate <= 0 or (args.rate is not None and args.rate <= 0):
+    if (
+        args.throughput_state < 0
+        or min(positive) <= 0
+        or args.backlog_rate <= 0
+        or (args.rate is not None and args.rate <= 0)
+    ):
         parser.error("counts, rates and durations must be positive")
     return args
 
@@ -1233,7 +1276,7 @@ def run(args: argparse.Namespace, print_line: Callable[[str], None]) -> int:
     try:
         mod, plain = start_servers(base_dir, servers)
         progress("servers up; setting up rooms")
-        setup = setup_rooms(mod, plain)
+        setup = setup_rooms(mod, plain, args.throughput_state)
         progress("rooms connected; (c) throughput")
 
         throughput = run_throughput(setup, args.throughput_messages, args.rounds)
