@@ -35,6 +35,8 @@ from synapse_room_connect.store import Store
 logger = logging.getLogger(__name__)
 
 BATCH_SIZE: Final = 100
+MAX_ATTEMPTS: Final = 5
+RETRY_DELAY_MS: Final = 1000
 FERRY_DEVICE_ID: Final = "MSC2923FERRY"
 _FERRIED_TYPES: Final = frozenset({"m.room.message", "m.sticker", "m.reaction", "m.room.redaction"})
 
@@ -62,6 +64,8 @@ class Ferry:
         self._generation = 0
         self.active_rooms: frozenset[str] = frozenset()
         self._device_ready = False
+        # (event, target) -> failed attempts so far, for events still pending.
+        self._attempts: dict[tuple[str, str], int] = {}
 
     def connections_changed(self) -> None:
         self._generation += 1
@@ -90,9 +94,15 @@ class Ferry:
                 if not progressed and not self._woken:
                     return
         except Exception:
-            logger.exception("Ferry pass failed; will retry on the next event")
+            logger.exception("Ferry pass failed; retrying in %d ms", RETRY_DELAY_MS)
+            self._retry_later()
         finally:
             self._running = False
+
+    def _retry_later(self) -> None:
+        self._api.delayed_background_call(
+            RETRY_DELAY_MS, self.wake, desc="room_connect_ferry_retry"
+        )
 
     async def _pass(self) -> bool:
         generation = self._generation
@@ -103,14 +113,24 @@ class Ferry:
         for room_id, connections in targets.items():
             for target, since in connections:
                 cursor = max(await self._store.get_cursor(room_id, target) or since, since)
-                rows = await self._store.events_after(room_id, cursor, BATCH_SIZE)
+                rows = await self._store.events_after(
+                    room_id, cursor, BATCH_SIZE, exclude_sender=self._bot.user_id
+                )
                 depth += len(rows)
-                if not rows or not await self._ferries_content(room_id, target):
+                if not rows:
+                    continue
+                if not await self._ferries_content(room_id, target):
+                    # Encrypted: clients fan out. Skip, but do not re-read.
+                    await self._store.set_cursor(room_id, target, rows[-1][0])
                     continue
                 for stream, event_id in rows:
                     if self._generation != generation:
                         return True  # connections changed: re-read them first
-                    await self._ferry_event(room_id, event_id, target)
+                    if not await self._ferry_event(room_id, event_id, target):
+                        # Keep the cursor on this event and try again shortly:
+                        # a transient failure must not lose it.
+                        self._retry_later()
+                        return False
                     await self._store.set_cursor(room_id, target, stream)
                     progressed = True
         metrics.ferry_queue_depth.labels(self._api.server_name).set(depth)
@@ -133,17 +153,42 @@ class Ferry:
             return False  # another connection's pointer: never carried twice
         return not self._config.is_ignored_sender(event.sender)
 
-    async def _ferry_event(self, room_id: str, event_id: str, target: str) -> None:
+    async def _ferry_event(self, room_id: str, event_id: str, target: str) -> bool:
+        """Carry one event; False means "failed, retry it later"."""
         event = await synapse_compat.get_event(self._api, event_id)
         if event is None or not self._should_ferry(event):
-            return
+            return True
+        key = (event_id, target)
         try:
             await self._ferry_to(event, target)
         except Exception as e:
-            # One bad event must not wedge the connection: count it, log the
-            # IDs, move on.
             metrics.ferry_failures.labels(self._api.server_name).inc()
-            logger.warning("Failed to ferry %s from %s into %s: %s", event_id, room_id, target, e)
+            attempts = self._attempts.pop(key, 0) + 1
+            if attempts >= MAX_ATTEMPTS:
+                # A permanent failure (e.g. the bot was kicked) must not wedge
+                # the connection forever: give up on this one, loudly.
+                logger.error(
+                    "Giving up ferrying %s from %s into %s after %d attempts: %s",
+                    event_id,
+                    room_id,
+                    target,
+                    attempts,
+                    e,
+                )
+                return True
+            self._attempts[key] = attempts
+            logger.warning(
+                "Failed to ferry %s from %s into %s (attempt %d of %d): %s",
+                event_id,
+                room_id,
+                target,
+                attempts,
+                MAX_ATTEMPTS,
+                e,
+            )
+            return False
+        self._attempts.pop(key, None)
+        return True
 
     async def _ferry_to(self, event: EventBase, target: str) -> None:
         content = unfreeze(event.content)

@@ -319,12 +319,16 @@ class Store:
 
         await self._run("room_connect_set_cursor", txn_fn)
 
-    async def events_after(self, room_id: str, after: int, limit: int) -> list[tuple[int, str]]:
+    async def events_after(
+        self, room_id: str, after: int, limit: int, exclude_sender: str
+    ) -> list[tuple[int, str]]:
         """Timeline events of ``room_id`` past stream position ``after``, in order.
 
         Reads Synapse's own ``events`` table: it is the durable record of
         what was persisted, so nothing depends on a callback having run.
-        Outliers and rejected events are not part of the timeline.
+        Outliers and rejected events are not part of the timeline; the
+        bot's own events (pointers, notices) are never carried, and leaving
+        them out here spares a pass per pointer.
         """
 
         def txn_fn(txn: LoggingTransaction) -> list[tuple[int, str]]:
@@ -333,11 +337,11 @@ class Store:
                 SELECT e.stream_ordering, e.event_id FROM events AS e
                 LEFT JOIN rejections AS r ON r.event_id = e.event_id
                 WHERE e.room_id = ? AND e.stream_ordering > ? AND NOT e.outlier
-                    AND r.event_id IS NULL
+                    AND r.event_id IS NULL AND e.sender != ?
                 ORDER BY e.stream_ordering
                 LIMIT ?
                 """,
-                (room_id, after, limit),
+                (room_id, after, exclude_sender, limit),
             )
             return [(int(row[0]), str(row[1])) for row in txn.fetchall()]
 
