@@ -79,8 +79,10 @@ def is_pointer_to(event: JsonDict, original_id: str) -> bool:
 
 
 def wait_for_pointer(
-    client: MatrixClient, room_id: str, original_id: str, timeout: float = 30
+    client: MatrixClient, room_id: str, original_id: str, timeout: float = 60
 ) -> JsonDict:
+    # Generous: CI shares two cores with other work; this bounds a hang, it
+    # does not measure speed.
     return client.wait_for_event(
         room_id,
         lambda e: e.get("type") == "m.room.message" and is_pointer_to(e, original_id),
