@@ -35,14 +35,12 @@ func (a address) federationHostPort() string {
 	return net.JoinHostPort(a.host, strconv.Itoa(a.fedPort))
 }
 
-// Ports of a named homeserver. A server name without a port makes Synapse
-// first fetch https://<name>/.well-known/matrix/server; each homeserver serves
-// that on 443 itself, answering "<name>:443", so federation lands on the same
-// TLS listener with no DNS (SRV) lookup, which a private namespace could not
-// answer. 8008 is Synapse's usual plain client port.
+// Ports of a named homeserver: 8448 is where Synapse federates with a server
+// name that has no port, once the name has no .well-known delegation and no
+// SRV record (see startNXDomainServer); 8008 is Synapse's usual client port.
 const (
 	namedClientPort     = 8008
-	namedFederationPort = 443
+	namedFederationPort = 8448
 )
 
 // planAddresses picks addresses for n homeservers, in one of two modes.

@@ -66,22 +66,33 @@ func (f homeserverFiles) tlsKey() string     { return filepath.Join(f.dir, "tls.
 func (f homeserverFiles) database() string   { return filepath.Join(f.dir, "homeserver.db") }
 func (f homeserverFiles) mediaStore() string { return filepath.Join(f.dir, "media_store") }
 
-// homeserverConfig is the homeserver.yaml of one Synapse: what Complement's
-// tests expect of a homeserver (open registration without verification,
-// Complement's shared registration secret, loopback federation) plus the module.
+// homeserverConfig is the homeserver.yaml of one Synapse: its identity,
+// listeners and files, loopback federation, what the pinned Complement's tests
+// expect of a homeserver, no rate limits, and the module with moduleConfig
+// (no module at all if moduleConfig is nil).
 func homeserverConfig(addr address, files homeserverFiles, moduleConfig jsonObject) (jsonObject, error) {
-	secret := func() (string, error) {
-		b := make([]byte, 32)
-		if _, err := rand.Read(b); err != nil {
-			return "", err
-		}
-		return hex.EncodeToString(b), nil
-	}
-	macaroon, err := secret()
+	config, err := serverBasics(addr, files)
 	if err != nil {
 		return nil, err
 	}
-	form, err := secret()
+	for _, part := range []jsonObject{loopbackFederation(), complementExpectations(), rateLimits()} {
+		for k, v := range part {
+			config[k] = v
+		}
+	}
+	if moduleConfig != nil {
+		config["modules"] = []jsonObject{{"module": ModulePath, "config": moduleConfig}}
+	}
+	return config, nil
+}
+
+// serverBasics is who the server is, where it listens and where its files are.
+func serverBasics(addr address, files homeserverFiles) (jsonObject, error) {
+	macaroon, err := randomSecret()
+	if err != nil {
+		return nil, err
+	}
+	form, err := randomSecret()
 	if err != nil {
 		return nil, err
 	}
@@ -92,14 +103,15 @@ func homeserverConfig(addr address, files homeserverFiles, moduleConfig jsonObje
 			"resources": []jsonObject{{"names": resources, "compress": false}},
 		}
 	}
-	config := jsonObject{
+	return jsonObject{
 		"server_name":    addr.serverName,
 		"public_baseurl": addr.clientURL() + "/",
 		"report_stats":   false,
 		"listeners": []jsonObject{
-			listener(addr.clientPort, false, "client"),
-			// "client" here only for its /.well-known/matrix/server; see planAddresses.
-			listener(addr.fedPort, true, "client", "federation", "keys"),
+			// Complement's images serve federation on the plain port too, and
+			// its tests probe federation paths through the client URL.
+			listener(addr.clientPort, false, "client", "federation", "keys"),
+			listener(addr.fedPort, true, "federation", "keys"),
 		},
 		"database":             jsonObject{"name": "sqlite3", "args": jsonObject{"database": files.database()}},
 		"log_config":           files.logConfig(),
@@ -107,37 +119,78 @@ func homeserverConfig(addr address, files homeserverFiles, moduleConfig jsonObje
 		"signing_key_path":     files.signingKey(),
 		"tls_certificate_path": files.tlsCert(),
 		"tls_private_key_path": files.tlsKey(),
-		// The secret Complement's client uses for admin registration.
-		"registration_shared_secret":               client.SharedSecret,
-		"macaroon_secret_key":                      macaroon,
-		"form_secret":                              form,
-		"enable_registration":                      true,
-		"enable_registration_without_verification": true,
+		"macaroon_secret_key":  macaroon,
+		"form_secret":          form,
 		// Hashing at the production cost would dominate user creation.
 		"bcrypt_rounds": 4,
-		// Peers present certificates from Complement's CA or its mock servers' own;
-		// the point of these tests is the module, not PKI.
+		// Previews need Synapse's url-preview extra, which .venv does not have.
+		"url_preview_enabled": false,
+	}, nil
+}
+
+func randomSecret() (string, error) {
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(b), nil
+}
+
+// loopbackFederation lets homeservers and mock servers on loopback federate.
+func loopbackFederation() jsonObject {
+	return jsonObject{
+		// Peers present certificates from Complement's CA or its mock servers'
+		// own; the point of these tests is the module, not PKI.
 		"federation_verify_certificates": false,
 		// Synapse refuses outbound requests to loopback by default; everything
 		// here lives on loopback. 1.163 still spells it "whitelist".
 		"ip_range_whitelist":          []string{"127.0.0.0/8", "::1/128"},
 		"trusted_key_servers":         []any{},
 		"suppress_key_server_warning": true,
-		"url_preview_enabled":         false,
-		// The pinned Complement's federation library (and so its mock servers)
-		// predates room version 12, Synapse 1.163's default; tests that need
-		// version 12 ask for it in createRoom.
-		"default_room_version":   "10",
-		"serve_server_wellknown": true,
-		// Complement's room directory tests read public rooms without a token.
+		// Tests stop, pause and restart homeservers, and mock servers come and
+		// go. Synapse's default 10 minute back-off after a failed send would
+		// leave a peer unreachable for the rest of the run; seconds suffice.
+		"federation": jsonObject{
+			"destination_min_retry_interval": "1s",
+			"destination_retry_multiplier":   2,
+			"destination_max_retry_interval": "10s",
+		},
+	}
+}
+
+// complementExpectations are what the pinned Complement's tests assume of a
+// homeserver, as its Synapse image configures it, where Synapse 1.163's
+// defaults differ.
+func complementExpectations() jsonObject {
+	return jsonObject{
+		"enable_registration":                      true,
+		"enable_registration_without_verification": true,
+		// The secret Complement's client uses for admin registration.
+		"registration_shared_secret": client.SharedSecret,
+		// Its federation library (and so its mock servers) predates room
+		// version 12, Synapse 1.163's default; tests that need version 12 ask
+		// for it in createRoom.
+		"default_room_version": "10",
+		// Synapse answers a repeated /sync with the same parameters from a
+		// two-minute cache; tests that sync from scratch twice want fresh data.
+		"caches": jsonObject{"sync_response_cache_duration": 0},
+		// Room directory tests read public rooms without a token and publish
+		// rooms as ordinary users, which Synapse now denies by default.
 		"allow_public_rooms_without_auth":    true,
 		"allow_public_rooms_over_federation": true,
-		"modules":                            []jsonObject{{"module": ModulePath, "config": moduleConfig}},
+		"room_list_publication_rules":        []jsonObject{{"action": "allow"}},
+		// Media is downloaded over the unauthenticated endpoints, which
+		// Synapse 1.163 serves only with this off.
+		"enable_authenticated_media": false,
+		// Key tests expect device names in remote key queries.
+		"allow_device_name_lookup_over_federation": true,
+		// Admin tests send server notices and expect them from @_server.
+		"server_notices": jsonObject{
+			"system_mxid_localpart":    "_server",
+			"system_mxid_display_name": "Server Notices",
+			"room_name":                "Server Notices",
+		},
 	}
-	for k, v := range rateLimits() {
-		config[k] = v
-	}
-	return config, nil
 }
 
 // logConfig is a Python logging config: Synapse at INFO and the module at

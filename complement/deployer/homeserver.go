@@ -16,16 +16,18 @@ const stopGrace = 20 * time.Second
 // homeserver is one Synapse process and its directory (config, keys, SQLite
 // database, logs). The directory outlives restarts, so state persists.
 type homeserver struct {
-	addr   address
-	files  homeserverFiles
-	python string
+	addr       address
+	files      homeserverFiles
+	python     string
+	withModule bool
 
 	mu      sync.Mutex
 	process *synapseProcess // nil while stopped
 	paused  bool
 }
 
-// newHomeserver writes everything Synapse needs into a new directory under base.
+// newHomeserver writes everything Synapse needs into a new directory under
+// base; a nil moduleConfig leaves the module out (see WithoutModuleEnv).
 func newHomeserver(base, python string, addr address, ca certificateAuthority, moduleConfig jsonObject) (*homeserver, error) {
 	dir, err := os.MkdirTemp(base, addr.hsName+"-")
 	if err != nil {
@@ -51,7 +53,7 @@ func newHomeserver(base, python string, addr address, ca certificateAuthority, m
 	if err := writeJSON(files.logConfig(), logConfig(files)); err != nil {
 		return nil, err
 	}
-	return &homeserver{addr: addr, files: files, python: python}, nil
+	return &homeserver{addr: addr, files: files, python: python, withModule: moduleConfig != nil}, nil
 }
 
 // spawn starts the process without waiting for it, so several homeservers of
@@ -79,7 +81,13 @@ func (hs *homeserver) waitHealthy(timeout time.Duration) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	if err := p.waitHealthy(ctx, hs.addr.clientURL()); err != nil {
+	probes := []string{"/health"}
+	if hs.withModule {
+		// The module registers its endpoints during start-up, so a 200 here
+		// proves Synapse loaded it, not merely that Synapse is up.
+		probes = append(probes, moduleInfoPath)
+	}
+	if err := p.waitHealthy(ctx, hs.addr.clientURL(), probes...); err != nil {
 		return fmt.Errorf("%s (%s): %w\n%s", hs.addr.hsName, hs.addr.serverName, err, hs.outputTail(30))
 	}
 	return nil
@@ -123,13 +131,20 @@ func (hs *homeserver) setPaused(paused bool) error {
 	return nil
 }
 
-func (hs *homeserver) pid() int {
+// resume makes a stopped or paused homeserver run again, so a shared
+// deployment is whole for the next test.
+func (hs *homeserver) resume(timeout time.Duration) error {
 	hs.mu.Lock()
-	defer hs.mu.Unlock()
-	if hs.process == nil {
-		return 0
+	stopped := hs.process == nil || !hs.process.running()
+	paused := hs.paused
+	hs.mu.Unlock()
+	switch {
+	case stopped:
+		return hs.start(timeout)
+	case paused:
+		return hs.setPaused(false)
 	}
-	return hs.process.pid()
+	return nil
 }
 
 // logText is everything Synapse has logged so far, across restarts.

@@ -93,10 +93,10 @@ func (p *synapseProcess) stop(grace time.Duration) error {
 	return nil
 }
 
-// waitHealthy polls the client listener's /health and then the module's info
-// endpoint until both answer 200, the process exits, or the deadline passes.
-// Start-up has no event to wait on, so this is a poll with a short interval.
-func (p *synapseProcess) waitHealthy(ctx context.Context, baseURL string) error {
+// waitHealthy polls each path on the client listener until all answer 200,
+// the process exits, or the deadline passes. Start-up has no event to wait
+// on, so this is a poll with a short interval.
+func (p *synapseProcess) waitHealthy(ctx context.Context, baseURL string, paths ...string) error {
 	client := &http.Client{Timeout: 2 * time.Second}
 	ready := func(path string) bool {
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, baseURL+path, nil)
@@ -112,10 +112,16 @@ func (p *synapseProcess) waitHealthy(ctx context.Context, baseURL string) error 
 	}
 	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()
+	allReady := func() bool {
+		for _, path := range paths {
+			if !ready(path) {
+				return false
+			}
+		}
+		return true
+	}
 	for {
-		// The module registers its endpoints during start-up, so a 200 here
-		// proves Synapse loaded it, not merely that Synapse is up.
-		if ready("/health") && ready(moduleInfoPath) {
+		if allReady() {
 			return nil
 		}
 		select {
