@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # `go test -exec` wrapper: runs one test binary in a network and mount
 # namespace of its own, where "hs1".."hs3" and Complement's host name resolve
-# to loopback addresses (see deployer.planAddresses, "named" mode).
+# to loopback addresses (see deployer.planAddresses, "named" mode), and DNS
+# queries go to the test binary's own always-NXDOMAIN server on 127.0.0.1:53
+# (deployer.startNXDomainServer).
 #
 # Why: the pinned Complement's upstream tests name homeservers "hs1", "hs2" in
 # room "via" lists, as on its Docker network. A private /etc/hosts gives those
@@ -26,8 +28,11 @@ cat >"$hosts" <<'EOF'
 127.0.0.12 hs2
 127.0.0.13 hs3
 EOF
-chmod 644 "$hosts"
-# Visible only inside this mount namespace; the machine's /etc/hosts is untouched.
+resolv=$(mktemp)
+printf 'nameserver 127.0.0.1\noptions timeout:1 attempts:1\n' >"$resolv"
+chmod 644 "$hosts" "$resolv"
+# Visible only inside this mount namespace; the machine's files are untouched.
 mount --bind "$hosts" /etc/hosts
-rm -f "$hosts"
+mount --bind "$resolv" /etc/resolv.conf
+rm -f "$hosts" "$resolv"
 exec "$@"

@@ -14,7 +14,7 @@ import (
 // room A's admin on hs1 requests over REST; room B's admin on hs2, whose
 // server cannot act for hs1's bot, invites that bot into B and consents with
 // a state event naming it. Revoking from B ends it on hs1 too.
-func TestConnectionHandshakeOverFederation(t *testing.T) {
+func TestMSC2923HandshakeOverFederation(t *testing.T) {
 	d := deployer.Deploy(t, 2)
 	defer d.Destroy(t)
 	hs1 := string(d.GetFullyQualifiedHomeserverName(t, "hs1"))

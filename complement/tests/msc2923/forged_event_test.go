@@ -20,7 +20,7 @@ import (
 // auth rules to accept its state events, below the module's 100) and sends a
 // connection event approving room C's request. hs1 must accept the event and
 // ignore it: the request stays incoming.
-func TestForgedConnectionFromMockServerIsIgnored(t *testing.T) {
+func TestMSC2923ForgedRemoteConsentIsIgnored(t *testing.T) {
 	d := deployer.Deploy(t, 1)
 	defer d.Destroy(t)
 	hs1 := d.GetFullyQualifiedHomeserverName(t, "hs1")

@@ -15,7 +15,7 @@ import (
 // The two-sided handshake on one homeserver, through the REST API
 // (docs/msc2923.md §2 and §7). The subtests share the homeserver, each with
 // rooms of its own.
-func TestConnectionHandshake(t *testing.T) {
+func TestMSC2923Handshake(t *testing.T) {
 	d := deployer.Deploy(t, 1)
 	defer d.Destroy(t)
 	bot := ferryBot(t, d, "hs1")

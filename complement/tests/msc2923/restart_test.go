@@ -9,7 +9,7 @@ import (
 // Statuses are derived from room state; the module caches them in its table
 // and rebuilds that from state at start-up (docs/msc2923.md §2). A restart
 // must keep every status as it was.
-func TestRestartKeepsEveryStatus(t *testing.T) {
+func TestMSC2923RestartKeepsEveryStatus(t *testing.T) {
 	d := deployer.Deploy(t, 1)
 	defer d.Destroy(t)
 	bot := ferryBot(t, d, "hs1")
