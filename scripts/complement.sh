@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Complement tests against Synapse processes with the module, no Docker:
-# this project's MSC2923 tests (complement/tests/msc2923) and the selection of
-# Complement's own tests listed in complement/UPSTREAM.md.
+# this project's MSC2923 tests (complement/tests/msc2923), the selection of
+# Complement's own tests listed in complement/UPSTREAM.md, and the process
+# deployer's own tests.
 #
 #   scripts/complement.sh                  everything
 #   COMPLEMENT_RUN='^TestMSC2923' scripts/complement.sh   only tests matching a go test -run pattern
@@ -65,20 +66,20 @@ EOF
 selection=$(awk '/^## Selection/ {on = 1; next} /^## / {on = 0} on && /^\| `/ {print}' UPSTREAM.md |
     awk -F'|' '{gsub(/[ `]/, "", $3); print $3}' | paste -sd'|' -)
 [[ -n "$selection" ]] || die "no tests found in the Selection table of complement/UPSTREAM.md"
-run="${COMPLEMENT_RUN:-^(TestMSC2923.*|$selection)\$}"
+run="${COMPLEMENT_RUN:-^(TestDeployer.*|TestMSC2923.*|$selection)\$}"
 
 log "building"
 go build -o "$work/summarize" ./cmd/summarize
 go vet ./...
-go test ./deployer/ ./cmd/...
 
-log "running Complement (MSC2923 tests and the upstream selection)"
+log "running the deployer's own tests, the MSC2923 tests and the upstream selection"
 set +e
 # synapse_blacklist tells Complement which homeserver this is, so tests that
 # upstream marks as failing on Synapse skip themselves.
 go test -json -count=1 -timeout 20m -p 2 -tags synapse_blacklist \
     -modfile="$work/go.mod" -overlay="$work/overlay.json" -exec "$PWD/isolate.sh" \
     -run "$run" \
+    ./deployer/ \
     ./tests/msc2923/ \
     github.com/matrix-org/complement/tests/csapi \
     github.com/matrix-org/complement/tests |

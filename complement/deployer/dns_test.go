@@ -5,7 +5,7 @@ import (
 	"testing"
 )
 
-func TestNXDomainReplyAnswersTheQuestionWithNoSuchName(t *testing.T) {
+func TestDeployerNXDomainReplyAnswersWithNoSuchName(t *testing.T) {
 	// A recursive SRV query for _matrix-fed._tcp.hs1 with ID 0xbeef.
 	query := []byte{0xbe, 0xef, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0}
 	for _, label := range []string{"_matrix-fed", "_tcp", "hs1"} {
@@ -27,7 +27,7 @@ func TestNXDomainReplyAnswersTheQuestionWithNoSuchName(t *testing.T) {
 	}
 }
 
-func TestNXDomainReplyIgnoresWhatIsNotAQuery(t *testing.T) {
+func TestDeployerNXDomainReplyIgnoresNonQueries(t *testing.T) {
 	for name, packet := range map[string][]byte{
 		"short":     {1, 2, 3},
 		"response":  {0, 1, 0x81, 0x80, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 1},
