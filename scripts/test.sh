@@ -92,5 +92,8 @@ if [[ $lint_only -eq 1 ]]; then
     exit 0
 fi
 
+# Complement (Go, black-box) runs in the full check; a targeted pytest run skips it.
+[[ $# -gt 0 ]] || { log "complement"; bash scripts/complement.sh; }
+
 log "pytest"
 exec .venv/bin/pytest -q "$@"
