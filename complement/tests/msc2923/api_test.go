@@ -43,14 +43,28 @@ func ferryBot(t *testing.T, d deployer.Deployment, hsName string) string {
 // unless opts say otherwise.
 func admin(t *testing.T, d deployer.Deployment, hsName, name string, room map[string]any) (*client.CSAPI, string) {
 	t.Helper()
+	c := user(t, d, hsName, name)
+	return c, createRoom(t, c, name, room)
+}
+
+// user registers a user on hsName whose localpart ends in name.
+func user(t *testing.T, d deployer.Deployment, hsName, name string) *client.CSAPI {
+	t.Helper()
 	c := d.Register(t, hsName, helpers.RegistrationOpts{LocalpartSuffix: name})
 	// Bot notices over federation can take a while on a busy two-core machine.
 	c.SyncUntilTimeout = federationTimeout
+	return c
+}
+
+// createRoom creates, as c, a room named after name, version 12 unless room
+// says otherwise.
+func createRoom(t *testing.T, c *client.CSAPI, name string, room map[string]any) string {
+	t.Helper()
 	body := map[string]any{"room_version": "12", "name": name + "'s room"}
 	for k, v := range room {
 		body[k] = v
 	}
-	return c, c.MustCreateRoom(t, body)
+	return c.MustCreateRoom(t, body)
 }
 
 // requestConnection asks, as c, to connect roomID to other over the REST API.
