@@ -39,6 +39,11 @@ class FerryBot:
     async def joined_rooms(self) -> frozenset[str]:
         return await synapse_compat.rooms_for_user(self._api, self.user_id)
 
+    async def rooms_with_membership(self) -> frozenset[str]:
+        """Rooms the bot is joined or invited to: where it takes commands."""
+        joined = await synapse_compat.rooms_for_user(self._api, self.user_id)
+        return joined | await synapse_compat.rooms_invited_to(self._api, self.user_id)
+
     async def membership(self, room_id: str) -> str | None:
         state = await self._api.get_room_state(room_id, [("m.room.member", self.user_id)])
         event = state.get(("m.room.member", self.user_id))

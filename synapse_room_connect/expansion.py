@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
 import attrs
@@ -22,7 +22,7 @@ from synapse.util.frozenutils import unfreeze
 from synapse_room_connect import metrics, synapse_compat
 from synapse_room_connect.constants import ORIGINAL_KEY, POINTER_KEY
 from synapse_room_connect.handshake import Status
-from synapse_room_connect.store import Store
+from synapse_room_connect.store import NewEvent, Store
 
 logger = logging.getLogger(__name__)
 
@@ -65,18 +65,13 @@ class Expander:
         if original is not None:
             self._originals.pop(original, None)
 
-    def on_new_event(self, event: EventBase) -> None:
+    def on_new_events(self, events: Iterable[NewEvent]) -> None:
         """Evict originals that an edit or redaction changed. Runs on every
         process, which is what keeps every worker's cache correct."""
-        if event.type == "m.room.redaction":
-            if event.redacts:
-                self.invalidate(event.redacts)
-            return
-        relates = event.content.get("m.relates_to")
-        if isinstance(relates, Mapping) and relates.get("rel_type") == "m.replace":
-            target = relates.get("event_id")
-            if isinstance(target, str):
-                self.invalidate(target)
+        for event in events:
+            for changed in (event.replaces, event.redacts):
+                if changed is not None:
+                    self.invalidate(changed)
 
     async def unsigned_for(self, event: EventBase) -> dict[str, Any]:
         if event.type != "m.room.message" or POINTER_KEY not in event.content:

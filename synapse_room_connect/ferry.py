@@ -5,13 +5,14 @@ Synapse's ``events`` table is the record of what was persisted, and a
 per-room cursor says how far the ferry has read it. Each pointer is sent with
 a transaction ID derived from (original, target room), so re-reading after a
 crash makes Synapse return the pointer it already stored instead of sending a
-second one. ``on_new_event`` only wakes the loop.
+second one. The feed (``feed.py``) only wakes the loop.
 """
 
 from __future__ import annotations
 
+import enum
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, Final
 
 from synapse.api.errors import SynapseError
@@ -41,6 +42,12 @@ FERRY_DEVICE_ID: Final = "MSC2923FERRY"
 _FERRIED_TYPES: Final = frozenset({"m.room.message", "m.sticker", "m.reaction", "m.room.redaction"})
 
 
+class _Outcome(enum.Enum):
+    SENT = "sent"  # a pointer (or edit, reaction, redaction) is in the target
+    SKIPPED = "skipped"  # nothing to carry, or given up on
+    RETRY = "retry"  # failed; keep the cursor on it
+
+
 class Ferry:
     def __init__(
         self,
@@ -62,17 +69,37 @@ class Ferry:
         # Bumped on every connection change so a pass in progress notices a
         # revocation before its next event, not at the end of its batch.
         self._generation = 0
+        # Source room -> [(target, active since)]; None until (re)loaded. Only
+        # this process writes connections' activation, so memory is current
+        # once it has reloaded after each change.
+        self._targets: dict[str, list[tuple[str, int]]] | None = None
         self.active_rooms: frozenset[str] = frozenset()
+        # Rooms that may have events the ferry has not read; every room with
+        # a connection after a start or a connection change.
+        self._dirty: set[str] = set()
+        self._all_dirty = True
+        # (source, target) -> how far the ferry has read; written through to
+        # the store with each pointer, and with skipped events after a batch.
+        self._cursors: dict[tuple[str, str], int] = {}
         self._device_ready = False
         # (event, target) -> failed attempts so far, for events still pending.
         self._attempts: dict[tuple[str, str], int] = {}
 
     def connections_changed(self) -> None:
         self._generation += 1
+        self._targets = None
+        self._all_dirty = True
         self.wake()
 
+    def events_in(self, room_ids: Iterable[str]) -> None:
+        """New events were persisted in these rooms."""
+        dirty = self.active_rooms.intersection(room_ids)
+        if dirty:
+            self._dirty.update(dirty)
+            self.wake()
+
     def wake(self) -> None:
-        """Make sure a pass runs after now; cheap enough for on_new_event."""
+        """Make sure a pass runs after now; cheap enough for the feed."""
         self._woken = True
         if not self._running:
             self._running = True
@@ -95,6 +122,7 @@ class Ferry:
                     return
         except Exception:
             logger.exception("Ferry pass failed; retrying in %d ms", RETRY_DELAY_MS)
+            self._all_dirty = True
             self._retry_later()
         finally:
             self._running = False
@@ -106,35 +134,63 @@ class Ferry:
 
     async def _pass(self) -> bool:
         generation = self._generation
-        targets = await self._store.active_targets(self._bot.user_id)
-        self.active_rooms = frozenset(targets)
+        if self._targets is None:
+            self._targets = await self._store.active_targets(self._bot.user_id)
+            self.active_rooms = frozenset(self._targets)
+        targets = self._targets
+        rooms = set(targets) if self._all_dirty else self._dirty & set(targets)
+        self._all_dirty = False
+        self._dirty.clear()
+        upto = synapse_compat.current_stream_position(self._api)
         progressed = False
         depth = 0
-        for room_id, connections in targets.items():
-            for target, since in connections:
-                cursor = max(await self._store.get_cursor(room_id, target) or since, since)
+        for room_id in sorted(rooms):
+            for target, since in targets[room_id]:
+                key = (room_id, target)
+                if key not in self._cursors:
+                    stored = await self._store.get_cursor(room_id, target)
+                    self._cursors[key] = max(stored or since, since)
+                read_from = self._cursors[key]
                 rows = await self._store.events_after(
-                    room_id, cursor, BATCH_SIZE, exclude_sender=self._bot.user_id
+                    room_id, read_from, upto, BATCH_SIZE, exclude_sender=self._bot.user_id
                 )
                 depth += len(rows)
                 if not rows:
                     continue
+                if len(rows) == BATCH_SIZE:
+                    self._dirty.add(room_id)  # more to read in the next pass
+                    progressed = True
                 if not await self._ferries_content(room_id, target):
                     # Encrypted: clients fan out. Skip, but do not re-read.
+                    self._cursors[key] = rows[-1][0]
                     await self._store.set_cursor(room_id, target, rows[-1][0])
                     continue
+                recorded = read_from
                 for stream, event_id in rows:
                     if self._generation != generation:
+                        await self._flush_cursor(key, recorded)
                         return True  # connections changed: re-read them first
-                    if not await self._ferry_event(room_id, event_id, target):
+                    outcome = await self._ferry_event(room_id, event_id, stream, target)
+                    if outcome is _Outcome.RETRY:
                         # Keep the cursor on this event and try again shortly:
                         # a transient failure must not lose it.
+                        await self._flush_cursor(key, recorded)
+                        self._dirty.add(room_id)
                         self._retry_later()
                         return False
-                    await self._store.set_cursor(room_id, target, stream)
-                    progressed = True
+                    self._cursors[key] = stream
+                    if outcome is _Outcome.SENT:
+                        recorded = stream
+                        progressed = True
+                await self._flush_cursor(key, recorded)
         metrics.ferry_queue_depth.labels(self._api.server_name).set(depth)
         return progressed
+
+    async def _flush_cursor(self, key: tuple[str, str], recorded: int) -> None:
+        """Persist a cursor that moved past skipped events only; a crash
+        before this just reads those events again and skips them again."""
+        if self._cursors[key] > recorded:
+            await self._store.set_cursor(key[0], key[1], self._cursors[key])
 
     async def _ferries_content(self, room_id: str, target: str) -> bool:
         """False when either room is encrypted: clients fan out instead."""
@@ -153,14 +209,15 @@ class Ferry:
             return False  # another connection's pointer: never carried twice
         return not self._config.is_ignored_sender(event.sender)
 
-    async def _ferry_event(self, room_id: str, event_id: str, target: str) -> bool:
-        """Carry one event; False means "failed, retry it later"."""
+    async def _ferry_event(self, room_id: str, event_id: str, stream: int, target: str) -> _Outcome:
         event = await synapse_compat.get_event(self._api, event_id)
         if event is None or not self._should_ferry(event):
-            return True
+            return _Outcome.SKIPPED
         key = (event_id, target)
         try:
-            await self._ferry_to(event, target)
+            pointer_id = await self._ferry_to(event, target)
+            if pointer_id is not None:
+                await self._store.record_ferried(room_id, event_id, stream, target, pointer_id)
         except Exception as e:
             metrics.ferry_failures.labels(self._api.server_name).inc()
             attempts = self._attempts.pop(key, 0) + 1
@@ -175,7 +232,7 @@ class Ferry:
                     attempts,
                     e,
                 )
-                return True
+                return _Outcome.SKIPPED
             self._attempts[key] = attempts
             logger.warning(
                 "Failed to ferry %s from %s into %s (attempt %d of %d): %s",
@@ -186,25 +243,22 @@ class Ferry:
                 MAX_ATTEMPTS,
                 e,
             )
-            return False
+            return _Outcome.RETRY
         self._attempts.pop(key, None)
-        return True
+        return _Outcome.SKIPPED if pointer_id is None else _Outcome.SENT
 
-    async def _ferry_to(self, event: EventBase, target: str) -> None:
+    async def _ferry_to(self, event: EventBase, target: str) -> str | None:
         content = unfreeze(event.content)
         if event.type == "m.room.redaction":
-            await self._ferry_redaction(event, target)
-            return
+            return await self._ferry_redaction(event, target)
         relates = content.get("m.relates_to")
         relates = relates if isinstance(relates, dict) else {}
         if event.type == "m.reaction":
-            await self._ferry_reaction(event, relates, target)
-            return
+            return await self._ferry_reaction(event, relates, target)
         if not is_ferriable_message(event.type, content):
-            return
+            return None
         if relates.get("rel_type") == "m.replace":
-            await self._ferry_edit(event, content, relates, target)
-            return
+            return await self._ferry_edit(event, content, relates, target)
         pointer = render(await self._original(event, content), self._config.fallback_mode)
         if relates:
             referenced = [
@@ -217,50 +271,53 @@ class Ferry:
             relation = map_relation(relates, mapped.get)
             if relation is not None:
                 pointer["m.relates_to"] = relation
-        await self._send(event, target, "m.room.message", pointer, kind="message")
+        return await self._send(event, target, "m.room.message", pointer, kind="message")
 
     async def _ferry_edit(
         self, event: EventBase, content: dict[str, Any], relates: dict[str, Any], target: str
-    ) -> None:
+    ) -> str | None:
         edited = relates.get("event_id")
         new_content = content.get("m.new_content")
         if not isinstance(edited, str) or not isinstance(new_content, dict):
-            return
+            return None
         # Only the bot's own pointers can be edited by the bot.
         pointer_id = await self._store.pointer_for(edited, target)
         if pointer_id is None:
-            return
+            return None
         original = await synapse_compat.get_event(self._api, edited)
         if original is None or original.sender != event.sender:
-            return  # clients ignore edits by anyone but the author; so do we
+            return None  # clients ignore edits by anyone but the author; so do we
         renewed = render(await self._original(original, new_content), self._config.fallback_mode)
         edit = edit_content(renewed, pointer_id, await self._original(event, content))
-        await self._send(event, target, "m.room.message", edit, kind="edit")
+        return await self._send(event, target, "m.room.message", edit, kind="edit")
 
-    async def _ferry_reaction(self, event: EventBase, relates: dict[str, Any], target: str) -> None:
+    async def _ferry_reaction(
+        self, event: EventBase, relates: dict[str, Any], target: str
+    ) -> str | None:
         if relates.get("rel_type") != "m.annotation" or not isinstance(relates.get("key"), str):
-            return
+            return None
         reacted = relates.get("event_id")
         mapped = await self.map_event(reacted, target) if isinstance(reacted, str) else None
         if mapped is None:
-            return
+            return None
         content = {
             "m.relates_to": {"rel_type": "m.annotation", "event_id": mapped, "key": relates["key"]}
         }
         try:
-            await self._send(event, target, "m.reaction", content, kind="reaction")
+            return await self._send(event, target, "m.reaction", content, kind="reaction")
         except SynapseError as e:
             # The bot already carries this key on that event for someone else.
             if e.errcode != "M_DUPLICATE_ANNOTATION":
                 raise
+            return None
 
-    async def _ferry_redaction(self, event: EventBase, target: str) -> None:
+    async def _ferry_redaction(self, event: EventBase, target: str) -> str | None:
         redacted = event.redacts
         pointer_id = await self._store.pointer_for(redacted, target) if redacted else None
         if pointer_id is None:
-            return
+            return None
         content = {"redacts": pointer_id, "reason": "The original was redacted"}
-        await self._send(
+        return await self._send(
             event, target, "m.room.redaction", content, kind="redaction", redacts=pointer_id
         )
 
@@ -304,7 +361,7 @@ class Ferry:
         *,
         kind: str,
         redacts: str | None = None,
-    ) -> None:
+    ) -> str:
         event_dict: dict[str, Any] = {
             "type": event_type,
             "room_id": target,
@@ -320,8 +377,8 @@ class Ferry:
             event_dict,
             txn_id=f"msc2923:{event.event_id}:{target}",
         )
-        await self._store.record_pointer(event.room_id, event.event_id, target, sent.event_id)
         metrics.ferried_events.labels(self._api.server_name, kind).inc()
         latency = (self._api.get_current_time_msec() - int(event.origin_server_ts)) / 1000
         metrics.ferry_latency.labels(self._api.server_name).observe(max(latency, 0.0))
         logger.debug("Ferried %s %s into %s as %s", kind, event.event_id, target, sent.event_id)
+        return str(sent.event_id)

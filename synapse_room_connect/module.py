@@ -3,22 +3,22 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 from synapse.api.errors import SynapseError
 from synapse.module_api import EventBase, ModuleApi
 
-from synapse_room_connect import metrics
+from synapse_room_connect import metrics, synapse_compat
 from synapse_room_connect.bot import FerryBot
 from synapse_room_connect.commands import is_command
 from synapse_room_connect.config import RoomConnectConfig, parse_config
 from synapse_room_connect.connections import Connections
 from synapse_room_connect.constants import CONNECTION_EVENT_TYPE, HTTP_ROOT
 from synapse_room_connect.expansion import Expander
+from synapse_room_connect.feed import Feed
 from synapse_room_connect.http import RoomConnectResource
-from synapse_room_connect.rooms import StateMap
-from synapse_room_connect.store import Store
+from synapse_room_connect.store import NewEvent, Store
 
 logger = logging.getLogger(__name__)
 
@@ -39,20 +39,24 @@ class RoomConnectModule:
         self.bot_user_id = self.bot.user_id
         self.connections = Connections(api, config, self.store, self.bot)
         self.expander = Expander(api, self.store)
-        # on_new_event fires on every process; only one of them may act.
+        # The feed runs on every process; only one of them may act.
         self.is_acting_process = config.is_acting_process(api.worker_name)
 
         api.register_web_resource(HTTP_ROOT, RoomConnectResource(self))
         api.register_add_extra_fields_to_unsigned_client_event_callbacks(
             add_field_to_unsigned_callback=self.expander.unsigned_for
         )
-        api.register_third_party_rules_callbacks(
-            check_event_allowed=self.check_event_allowed,
-            on_new_event=self.on_new_event,
+        # Validation of connection events: this hook gets the event alone,
+        # where check_event_allowed would make Synapse load the room's whole
+        # state for every event on the server.
+        api.register_spam_checker_callbacks(
+            check_event_for_spam=self.check_event_for_spam,
+            federated_user_may_invite=self._on_federated_invite,
         )
-        # Invites from other servers arrive as outliers, which on_new_event
-        # never sees; this is the one hook that does.
-        api.register_spam_checker_callbacks(federated_user_may_invite=self._on_federated_invite)
+        # The feed stands in for on_new_event; see feed.py for why.
+        self.feed = Feed(api, self.store, self._on_new_events)
+        # (federated_user_may_invite: invites from other servers arrive as
+        # outliers, which the feed never sees; that is the one hook that does.)
         # Migrate as soon as the reactor runs, so a broken database shows up in
         # the log at start-up rather than on the first connection.
         api.delayed_background_call(0, self._start, desc="room_connect_start")
@@ -69,6 +73,7 @@ class RoomConnectModule:
 
     async def _start(self) -> None:
         await self.store.migrate()
+        self.feed.start()
         if self.is_acting_process:
             # Catch up on anything that changed while this process was down.
             await self.connections.reconcile_all()
@@ -76,18 +81,25 @@ class RoomConnectModule:
             # while this process was down (or mid-crash) goes out now.
             self.connections.ferry.wake()
 
-    async def check_event_allowed(
-        self, event: EventBase, state_events: StateMap
-    ) -> tuple[bool, dict[str, Any] | None]:
+    async def check_event_for_spam(self, event: EventBase) -> Literal["NOT_SPAM"]:
+        """Refuse a bad connection event a local user sends, with a clear error.
+
+        Raising (rather than returning an error code) keeps the status and
+        message of the SynapseError; Synapse calls this for local sends only
+        before persisting, and for remote events, which are never refused
+        here: rejecting them would fork our view of the room. They are judged
+        (and ignored) when deriving status.
+        """
         if event.type != CONNECTION_EVENT_TYPE or not event.is_state():
-            return True, None
-        # Remote events are never refused here: rejecting them would fork our
-        # view of the room. They are judged (and ignored) when deriving status.
+            return "NOT_SPAM"
         if not self.api.is_mine(event.sender):
-            return True, None
+            return "NOT_SPAM"
+        # The state the event is about to be added to; connection events are
+        # rare, so reading it whole here costs nothing that matters.
+        state = await self.api.get_room_state(event.room_id)
         try:
-            self.connections.check_local_event(event, state_events)
-            await self.connections.check_local_event_guard(event, state_events)
+            self.connections.check_local_event(event, state)
+            await self.connections.check_local_event_guard(event, state)
         except SynapseError as e:
             # errcode is a str-valued enum member; label with its value.
             errcode = str(getattr(e.errcode, "value", e.errcode))
@@ -96,45 +108,54 @@ class RoomConnectModule:
                 "Refused connection event from %s in %s: %s", event.sender, event.room_id, e.msg
             )
             raise
-        return True, None
+        return "NOT_SPAM"
 
-    async def on_new_event(self, event: EventBase, state_events: StateMap) -> None:
-        # Runs inline before /sync wakes up: filter cheaply, hand work to the
+    async def _on_new_events(self, events: Sequence[NewEvent]) -> None:
+        # Runs in the feed's loop: filter cheaply, hand work to the
         # background, never await a send here.
-        self.expander.on_new_event(event)
+        self.expander.on_new_events(events)
         if not self.is_acting_process:
             return
-        ferry = self.connections.ferry
-        if event.room_id in ferry.active_rooms:
-            ferry.wake()
-        etype = event.type
-        if etype == "m.room.message":
-            if event.sender != self.bot_user_id and is_command(event.content.get("body")):
-                bot_member = state_events.get(("m.room.member", self.bot_user_id))
-                if bot_member is not None and bot_member.content.get("membership") in (
-                    "join",
-                    "invite",
-                ):
-                    self.api.run_as_background_process(
-                        "room_connect_command", self.connections.handle_command, event
-                    )
-            return
-        if not event.is_state():
-            return
-        if etype == CONNECTION_EVENT_TYPE:
-            self.connections.room_changed(event.room_id)
-            if event.state_key:
-                self.connections.room_changed(event.state_key)
-        elif etype == "m.room.member" and event.state_key == self.bot_user_id:
-            membership = event.content.get("membership")
-            if membership == "invite":
-                self.api.run_as_background_process(
-                    "room_connect_accept_invite", self._accept_invite, event
-                )
-            elif membership == "join":
+        bot = self.bot_user_id
+        self.connections.ferry.events_in({e.room_id for e in events if e.sender != bot})
+        messages = []
+        for event in events:
+            etype = event.type
+            if etype == "m.room.message":
+                if event.sender != bot:
+                    messages.append(event)
+            elif event.state_key is None:
+                continue
+            elif etype == CONNECTION_EVENT_TYPE:
                 self.connections.room_changed(event.room_id)
-        elif etype in _TRAIT_EVENT_TYPES:
-            self.connections.room_changed(event.room_id)
+                if event.state_key:
+                    self.connections.room_changed(event.state_key)
+            elif etype == "m.room.member" and event.state_key == bot:
+                if event.membership == "invite":
+                    self.api.run_as_background_process(
+                        "room_connect_accept_invite",
+                        self._accept_invite,
+                        event.room_id,
+                        event.sender,
+                    )
+                elif event.membership == "join":
+                    self.connections.room_changed(event.room_id)
+            elif etype in _TRAIT_EVENT_TYPES:
+                self.connections.room_changed(event.room_id)
+        if messages:
+            await self._commands_in(messages)
+
+    async def _commands_in(self, messages: Sequence[NewEvent]) -> None:
+        """Hand ``!connect`` commands in rooms the bot is in to the background."""
+        bot_rooms = await self.bot.rooms_with_membership()
+        candidates = [m.event_id for m in messages if m.room_id in bot_rooms]
+        if not candidates:
+            return
+        for event in (await synapse_compat.get_events(self.api, candidates)).values():
+            if is_command(event.content.get("body")):
+                self.api.run_as_background_process(
+                    "room_connect_command", self.connections.handle_command, event
+                )
 
     async def _on_federated_invite(self, event: EventBase) -> Literal["NOT_SPAM"]:
         if event.state_key == self.bot_user_id:
@@ -142,13 +163,14 @@ class RoomConnectModule:
             self.api.delayed_background_call(
                 _ACCEPT_INVITE_DELAY_MS,
                 self._accept_invite,
-                event,
+                event.room_id,
+                event.sender,
                 desc="room_connect_accept_invite",
             )
         return "NOT_SPAM"
 
-    async def _accept_invite(self, event: EventBase) -> None:
+    async def _accept_invite(self, room_id: str, inviter: str) -> None:
         # Accepting is what lets an admin of a room on another server approve
         # with a chat command, or lets this server see that room's consent.
-        server = event.sender.partition(":")[2]
-        await self.bot.join(event.room_id, [server] if server else [])
+        server = inviter.partition(":")[2]
+        await self.bot.join(room_id, [server] if server else [])

@@ -121,6 +121,23 @@ def _migrate_txn(txn: LoggingTransaction) -> tuple[int, int]:
     return current, SCHEMA_VERSION
 
 
+def _set_cursor_txn(
+    txn: LoggingTransaction, room_id: str, target_room_id: str, stream: int
+) -> None:
+    # Only forward: a late writer can never move a cursor back over events
+    # already ferried.
+    txn.execute(
+        """
+        INSERT INTO room_connect_cursors (room_id, target_room_id, stream_ordering)
+        VALUES (?, ?, ?)
+        ON CONFLICT (room_id, target_room_id) DO UPDATE
+        SET stream_ordering = EXCLUDED.stream_ordering
+        WHERE room_connect_cursors.stream_ordering < EXCLUDED.stream_ordering
+        """,
+        (room_id, target_room_id, stream),
+    )
+
+
 @attrs.frozen
 class CachedConnection:
     room_id: str
@@ -128,6 +145,22 @@ class CachedConnection:
     status: str
     ferry: str | None
     via: tuple[str, ...]
+
+
+@attrs.frozen
+class NewEvent:
+    """A newly persisted timeline event, as much of it as the module decides on."""
+
+    stream: int
+    event_id: str
+    room_id: str
+    type: str
+    sender: str
+    state_key: str | None = None
+    membership: str | None = None
+    # The event this one edits (an m.replace relation), or redacts.
+    replaces: str | None = None
+    redacts: str | None = None
 
 
 @attrs.frozen
@@ -306,29 +339,22 @@ class Store:
 
     async def set_cursor(self, room_id: str, target_room_id: str, stream: int) -> None:
         def txn_fn(txn: LoggingTransaction) -> None:
-            txn.execute(
-                """
-                INSERT INTO room_connect_cursors (room_id, target_room_id, stream_ordering)
-                VALUES (?, ?, ?)
-                ON CONFLICT (room_id, target_room_id) DO UPDATE
-                SET stream_ordering = EXCLUDED.stream_ordering
-                WHERE room_connect_cursors.stream_ordering < EXCLUDED.stream_ordering
-                """,
-                (room_id, target_room_id, stream),
-            )
+            _set_cursor_txn(txn, room_id, target_room_id, stream)
 
         await self._run("room_connect_set_cursor", txn_fn)
 
     async def events_after(
-        self, room_id: str, after: int, limit: int, exclude_sender: str
+        self, room_id: str, after: int, upto: int, limit: int, exclude_sender: str
     ) -> list[tuple[int, str]]:
-        """Timeline events of ``room_id`` past stream position ``after``, in order.
+        """Timeline events of ``room_id`` in stream positions (after, upto], in order.
 
         Reads Synapse's own ``events`` table: it is the durable record of
-        what was persisted, so nothing depends on a callback having run.
-        Outliers and rejected events are not part of the timeline; the
-        bot's own events (pointers, notices) are never carried, and leaving
-        them out here spares a pass per pointer.
+        what was persisted, so nothing depends on a notification having
+        arrived. ``upto`` is a position up to which everything is persisted,
+        so an event another writer commits late is not skipped. Outliers and
+        rejected events are not part of the timeline; the bot's own events
+        (pointers, notices) are never carried, and leaving them out here
+        spares a pass per pointer.
         """
 
         def txn_fn(txn: LoggingTransaction) -> list[tuple[int, str]]:
@@ -336,20 +362,54 @@ class Store:
                 """
                 SELECT e.stream_ordering, e.event_id FROM events AS e
                 LEFT JOIN rejections AS r ON r.event_id = e.event_id
-                WHERE e.room_id = ? AND e.stream_ordering > ? AND NOT e.outlier
-                    AND r.event_id IS NULL AND e.sender != ?
+                WHERE e.room_id = ? AND e.stream_ordering > ? AND e.stream_ordering <= ?
+                    AND NOT e.outlier AND r.event_id IS NULL AND e.sender != ?
                 ORDER BY e.stream_ordering
                 LIMIT ?
                 """,
-                (room_id, after, exclude_sender, limit),
+                (room_id, after, upto, exclude_sender, limit),
             )
             return [(int(row[0]), str(row[1])) for row in txn.fetchall()]
 
         return await self._run("room_connect_events_after", txn_fn)
 
-    async def record_pointer(
-        self, source_room_id: str, source_event_id: str, target_room_id: str, pointer_id: str
+    async def new_events(self, after: int, upto: int, limit: int) -> list[NewEvent]:
+        """Every room's timeline events in stream positions (after, upto], in order."""
+
+        def txn_fn(txn: LoggingTransaction) -> list[NewEvent]:
+            txn.execute(
+                """
+                SELECT e.stream_ordering, e.event_id, e.room_id, e.type, e.sender,
+                    e.state_key, m.membership, rel.relates_to_id, red.redacts
+                FROM events AS e
+                LEFT JOIN rejections AS r ON r.event_id = e.event_id
+                LEFT JOIN room_memberships AS m ON m.event_id = e.event_id
+                LEFT JOIN event_relations AS rel
+                    ON rel.event_id = e.event_id AND rel.relation_type = 'm.replace'
+                LEFT JOIN redactions AS red ON red.event_id = e.event_id
+                WHERE e.stream_ordering > ? AND e.stream_ordering <= ?
+                    AND NOT e.outlier AND r.event_id IS NULL
+                ORDER BY e.stream_ordering
+                LIMIT ?
+                """,
+                (after, upto, limit),
+            )
+            return [NewEvent(int(row[0]), *row[1:]) for row in txn.fetchall()]
+
+        return await self._run("room_connect_new_events", txn_fn)
+
+    async def record_ferried(
+        self,
+        source_room_id: str,
+        source_event_id: str,
+        stream: int,
+        target_room_id: str,
+        pointer_id: str,
     ) -> None:
+        """Record a pointer and move the cursor past its original, atomically:
+        a crash leaves either both or neither, and a resend after "neither"
+        is answered from Synapse's transaction-ID record."""
+
         def txn_fn(txn: LoggingTransaction) -> None:
             txn.execute(
                 """
@@ -360,8 +420,9 @@ class Store:
                 """,
                 (source_room_id, source_event_id, target_room_id, pointer_id),
             )
+            _set_cursor_txn(txn, source_room_id, target_room_id, stream)
 
-        await self._run("room_connect_record_pointer", txn_fn)
+        await self._run("room_connect_record_ferried", txn_fn)
 
     async def pointer_for(self, source_event_id: str, target_room_id: str) -> str | None:
         def txn_fn(txn: LoggingTransaction) -> str | None:

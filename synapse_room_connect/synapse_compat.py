@@ -6,7 +6,7 @@ Kept in one file so a Synapse upgrade has one place to check; the package pins
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from synapse.api.errors import AuthError
@@ -66,6 +66,12 @@ async def rooms_for_user(api: ModuleApi, user_id: str) -> frozenset[str]:
     return frozenset(await store.get_rooms_for_user(user_id))
 
 
+async def rooms_invited_to(api: ModuleApi, user_id: str) -> frozenset[str]:
+    """Rooms a local user is invited to (both lookups are cached by Synapse)."""
+    store: Any = api._store
+    return frozenset(r.room_id for r in await store.get_invited_rooms_for_local_user(user_id))
+
+
 async def ensure_device(api: ModuleApi, user_id: str, device_id: str, display_name: str) -> None:
     """Register a device for a local user if it has none by that ID."""
     handler: Any = api._hs.get_device_handler()
@@ -93,6 +99,12 @@ async def send_idempotent(
 def stream_ordering_of(event: EventBase) -> int | None:
     ordering = event.internal_metadata.stream_ordering
     return None if ordering is None else int(ordering)
+
+
+def add_replication_callback(api: ModuleApi, callback: Callable[[], None]) -> None:
+    """Call ``callback`` (synchronously) whenever this process learns of new
+    data in any stream, events included; on workers too."""
+    api._hs.get_notifier().add_replication_callback(callback)
 
 
 def current_stream_position(api: ModuleApi) -> int:

@@ -230,6 +230,7 @@ def test_malformed_connection_events_are_refused(
     with pytest.raises(MatrixError) as info:
         alice.client.send_state(alice.room_id, CONNECTION, state_key, content)  # type: ignore[arg-type]
     assert info.value.errcode == errcode
+    assert info.value.status == (400 if errcode == "M_BAD_JSON" else 403)
     assert message in (info.value.error or "")
     assert connections(alice.client, alice.room_id) == {}
 

@@ -1,0 +1,95 @@
+"""What is new in the homeserver's timeline, for the parts of the module that react.
+
+Synapse's per-event module callbacks are not used: ``on_new_event`` and
+``check_event_allowed`` make Synapse load the room's whole current state for
+every event on the server, connected room or not, which cost a quarter of the
+send rate in a room with 500 state events (docs/benchmarks.md). And
+``on_new_event``'s dispatch first fetches the event, which raises for a
+redaction of an event the server lacks and so aborts the notification before
+the federation sender is poked: the redaction never leaves the server.
+
+Instead the feed wakes on Synapse's replication notifier, which fires after
+events are persisted (on every process, workers included) and costs nothing
+per event, and reads what is new since its last position in one query that
+returns just the columns the module decides on. A slow consumer does not slow
+Synapse: events that arrive while a read is running are picked up by the next.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Final
+
+import attrs
+from synapse.module_api import ModuleApi
+
+from synapse_room_connect import synapse_compat
+from synapse_room_connect.store import NewEvent, Store
+
+logger = logging.getLogger(__name__)
+
+BATCH_SIZE: Final = 500
+RETRY_DELAY_MS: Final = 1000
+
+Consumer = Callable[[Sequence[NewEvent]], Awaitable[None]]
+
+
+@attrs.define
+class _State:
+    position: int
+    running: bool = False
+    poked: bool = False
+
+
+class Feed:
+    def __init__(self, api: ModuleApi, store: Store, consumer: Consumer) -> None:
+        self._api = api
+        self._store = store
+        self._consume = consumer
+        self._state: _State | None = None
+
+    def start(self) -> None:
+        """Start from the current position: what was persisted before is the
+        start-up reconciliation's business, as with any restart."""
+        self._state = _State(position=synapse_compat.current_stream_position(self._api))
+        synapse_compat.add_replication_callback(self._api, self.poke)
+
+    def poke(self) -> None:
+        """Called by Synapse for every replication notification: keep it cheap."""
+        state = self._state
+        if state is None:
+            return
+        state.poked = True
+        if state.running:
+            return
+        if synapse_compat.current_stream_position(self._api) <= state.position:
+            return
+        state.running = True
+        self._api.run_as_background_process("room_connect_feed", self._run, state)
+
+    async def _run(self, state: _State) -> None:
+        try:
+            while state.poked:
+                state.poked = False
+                upto = synapse_compat.current_stream_position(self._api)
+                while state.position < upto:
+                    rows = await self._store.new_events(state.position, upto, BATCH_SIZE)
+                    state.position = rows[-1].stream if len(rows) == BATCH_SIZE else upto
+                    if rows:
+                        await self._deliver(rows)
+        except Exception:
+            logger.exception("Reading new events failed; retrying in %d ms", RETRY_DELAY_MS)
+            self._api.delayed_background_call(RETRY_DELAY_MS, self.poke, desc="room_connect_feed")
+        finally:
+            state.running = False
+
+    async def _deliver(self, rows: Sequence[NewEvent]) -> None:
+        # The consumer only queues work; if that fails for these rows, log and
+        # go on, so one bad event cannot stop everything after it.
+        try:
+            await self._consume(rows)
+        except Exception:
+            logger.exception(
+                "Handling new events %s..%s failed", rows[0].event_id, rows[-1].event_id
+            )
