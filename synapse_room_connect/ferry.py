@@ -10,12 +10,11 @@ second one. The feed (``feed.py``) only wakes the loop.
 
 from __future__ import annotations
 
-import enum
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, Final
 
-from synapse.api.errors import SynapseError
+import attrs
 from synapse.module_api import EventBase, ModuleApi
 from synapse.util.frozenutils import unfreeze
 
@@ -36,16 +35,12 @@ from synapse_room_connect.store import Store
 logger = logging.getLogger(__name__)
 
 BATCH_SIZE: Final = 100
+# Counterparts persisted together at most; Synapse persists 100 events a transaction.
+MAX_BATCH: Final = 50
 MAX_ATTEMPTS: Final = 5
 RETRY_DELAY_MS: Final = 1000
 FERRY_DEVICE_ID: Final = "MSC2923FERRY"
 _FERRIED_TYPES: Final = frozenset({"m.room.message", "m.sticker", "m.reaction", "m.room.redaction"})
-
-
-class _Outcome(enum.Enum):
-    SENT = "sent"  # a pointer (or edit, reaction, redaction) is in the target
-    SKIPPED = "skipped"  # nothing to carry, or given up on
-    RETRY = "retry"  # failed; keep the cursor on it
 
 
 class Ferry:
@@ -165,32 +160,24 @@ class Ferry:
                     self._cursors[key] = rows[-1][0]
                     await self._store.set_cursor(room_id, target, rows[-1][0])
                     continue
-                recorded = read_from
+                batch = _Batch(room_id, target, recorded=read_from)
                 for stream, event_id in rows:
                     if self._generation != generation:
-                        await self._flush_cursor(key, recorded)
+                        await self._flush(batch)
                         return True  # connections changed: re-read them first
-                    outcome = await self._ferry_event(room_id, event_id, stream, target)
-                    if outcome is _Outcome.RETRY:
+                    if not await self._add(batch, stream, event_id):
                         # Keep the cursor on this event and try again shortly:
                         # a transient failure must not lose it.
-                        await self._flush_cursor(key, recorded)
                         self._dirty.add(room_id)
                         self._retry_later()
                         return False
-                    self._cursors[key] = stream
-                    if outcome is _Outcome.SENT:
-                        recorded = stream
-                        progressed = True
-                await self._flush_cursor(key, recorded)
+                if not await self._flush(batch):
+                    self._dirty.add(room_id)
+                    self._retry_later()
+                    return False
+                progressed = progressed or batch.sent > 0
         metrics.ferry_queue_depth.labels(self._api.server_name).set(depth)
         return progressed
-
-    async def _flush_cursor(self, key: tuple[str, str], recorded: int) -> None:
-        """Persist a cursor that moved past skipped events only; a crash
-        before this just reads those events again and skips them again."""
-        if self._cursors[key] > recorded:
-            await self._store.set_cursor(key[0], key[1], self._cursors[key])
 
     async def _ferries_content(self, room_id: str, target: str) -> bool:
         """False when either room is encrypted: clients fan out instead."""
@@ -209,45 +196,97 @@ class Ferry:
             return False  # another connection's pointer: never carried twice
         return not self._config.is_ignored_sender(event.sender)
 
-    async def _ferry_event(self, room_id: str, event_id: str, stream: int, target: str) -> _Outcome:
+    async def _add(self, batch: _Batch, stream: int, event_id: str) -> bool:
+        """Queue one event's counterpart in ``batch``; False means "failed,
+        retry from this event later" (what came before it is recorded)."""
         event = await synapse_compat.get_event(self._api, event_id)
         if event is None or not self._should_ferry(event):
-            return _Outcome.SKIPPED
-        key = (event_id, target)
+            batch.skip(stream)
+            return True
+        # A relation to a pointer still in the batch: Synapse checks a relation
+        # against the persisted event, so send those first.
+        related = batch.items and not batch.sources.isdisjoint(_references(event))
+        if related and not await self._flush(batch):
+            return False
         try:
-            pointer_id = await self._ferry_to(event, target)
-            if pointer_id is not None:
-                await self._store.record_ferried(room_id, event_id, stream, target, pointer_id)
+            send = await self._prepare(event, batch.target)
         except Exception as e:
-            metrics.ferry_failures.labels(self._api.server_name).inc()
-            attempts = self._attempts.pop(key, 0) + 1
-            if attempts >= MAX_ATTEMPTS:
-                # A permanent failure (e.g. the bot was kicked) must not wedge
-                # the connection forever: give up on this one, loudly.
-                logger.error(
-                    "Giving up ferrying %s from %s into %s after %d attempts: %s",
-                    event_id,
-                    room_id,
-                    target,
-                    attempts,
-                    e,
-                )
-                return _Outcome.SKIPPED
-            self._attempts[key] = attempts
-            logger.warning(
-                "Failed to ferry %s from %s into %s (attempt %d of %d): %s",
-                event_id,
-                room_id,
+            if self._failed(event, batch.target, e):
+                batch.skip(stream)
+                return True
+            await self._flush(batch)
+            return False
+        if send is None or not batch.add(_Item(event, stream, send)):
+            batch.skip(stream)
+        elif len(batch.items) >= MAX_BATCH:
+            return await self._flush(batch)
+        return True
+
+    async def _flush(self, batch: _Batch) -> bool:
+        """Send and record what ``batch`` holds, and move the cursor over what
+        it skipped; False means "retry from the first unrecorded event"."""
+        items = batch.take()
+        done = True
+        if items:
+            try:
+                await self._send(batch, items, batch.last)
+                batch.recorded = batch.last
+            except Exception as e:
+                done = await self._send_one_by_one(batch, items, e)
+        if done and batch.last > batch.recorded:
+            # Skipped events only: a crash before this just reads them again
+            # and skips them again.
+            await self._store.set_cursor(batch.room_id, batch.target, batch.last)
+            batch.recorded = batch.last
+        self._cursors[(batch.room_id, batch.target)] = batch.recorded
+        return done
+
+    async def _send_one_by_one(self, batch: _Batch, items: list[_Item], error: Exception) -> bool:
+        """After a batch failed: each alone, so one bad event holds back no other."""
+        if len(items) == 1:
+            return self._failed(items[0].original, batch.target, error)
+        logger.info("Ferrying %d events together failed (%s); one at a time", len(items), error)
+        for n, item in enumerate(items):
+            # Up to the next item, everything in between was skipped.
+            upto = items[n + 1].stream - 1 if n + 1 < len(items) else batch.last
+            try:
+                await self._send(batch, [item], upto)
+                batch.recorded = upto
+            except Exception as e:
+                if not self._failed(item.original, batch.target, e):
+                    return False
+        return True
+
+    def _failed(self, event: EventBase, target: str, e: Exception) -> bool:
+        """Count a failed attempt; True when it is given up on (skip it)."""
+        metrics.ferry_failures.labels(self._api.server_name).inc()
+        key = (event.event_id, target)
+        attempts = self._attempts.pop(key, 0) + 1
+        if attempts >= MAX_ATTEMPTS:
+            # A permanent failure (e.g. the bot was kicked) must not wedge
+            # the connection forever: give up on this one, loudly.
+            logger.error(
+                "Giving up ferrying %s from %s into %s after %d attempts: %s",
+                event.event_id,
+                event.room_id,
                 target,
                 attempts,
-                MAX_ATTEMPTS,
                 e,
             )
-            return _Outcome.RETRY
-        self._attempts.pop(key, None)
-        return _Outcome.SKIPPED if pointer_id is None else _Outcome.SENT
+            return True
+        self._attempts[key] = attempts
+        logger.warning(
+            "Failed to ferry %s from %s into %s (attempt %d of %d): %s",
+            event.event_id,
+            event.room_id,
+            target,
+            attempts,
+            MAX_ATTEMPTS,
+            e,
+        )
+        return False
 
-    async def _ferry_to(self, event: EventBase, target: str) -> str | None:
+    async def _prepare(self, event: EventBase, target: str) -> _Send | None:
         content = unfreeze(event.content)
         if event.type == "m.room.redaction":
             return await self._ferry_redaction(event, target)
@@ -271,11 +310,11 @@ class Ferry:
             relation = map_relation(relates, mapped.get)
             if relation is not None:
                 pointer["m.relates_to"] = relation
-        return await self._send(event, target, "m.room.message", pointer, kind="message")
+        return _Send("m.room.message", pointer, "message")
 
     async def _ferry_edit(
         self, event: EventBase, content: dict[str, Any], relates: dict[str, Any], target: str
-    ) -> str | None:
+    ) -> _Send | None:
         edited = relates.get("event_id")
         new_content = content.get("m.new_content")
         if not isinstance(edited, str) or not isinstance(new_content, dict):
@@ -289,11 +328,11 @@ class Ferry:
             return None  # clients ignore edits by anyone but the author; so do we
         renewed = render(await self._original(original, new_content), self._config.fallback_mode)
         edit = edit_content(renewed, pointer_id, await self._original(event, content))
-        return await self._send(event, target, "m.room.message", edit, kind="edit")
+        return _Send("m.room.message", edit, "edit")
 
     async def _ferry_reaction(
         self, event: EventBase, relates: dict[str, Any], target: str
-    ) -> str | None:
+    ) -> _Send | None:
         if relates.get("rel_type") != "m.annotation" or not isinstance(relates.get("key"), str):
             return None
         reacted = relates.get("event_id")
@@ -303,23 +342,19 @@ class Ferry:
         content = {
             "m.relates_to": {"rel_type": "m.annotation", "event_id": mapped, "key": relates["key"]}
         }
-        try:
-            return await self._send(event, target, "m.reaction", content, kind="reaction")
-        except SynapseError as e:
-            # The bot already carries this key on that event for someone else.
-            if e.errcode != "M_DUPLICATE_ANNOTATION":
-                raise
-            return None
+        if await synapse_compat.has_annotation(
+            self._api, mapped, self._bot.user_id, relates["key"]
+        ):
+            return None  # the bot already carries this key there for someone else
+        return _Send("m.reaction", content, "reaction")
 
-    async def _ferry_redaction(self, event: EventBase, target: str) -> str | None:
+    async def _ferry_redaction(self, event: EventBase, target: str) -> _Send | None:
         redacted = event.redacts
         pointer_id = await self._store.pointer_for(redacted, target) if redacted else None
         if pointer_id is None:
             return None
         content = {"redacts": pointer_id, "reason": "The original was redacted"}
-        return await self._send(
-            event, target, "m.room.redaction", content, kind="redaction", redacts=pointer_id
-        )
+        return _Send("m.room.redaction", content, "redaction", redacts=pointer_id)
 
     async def map_event(self, event_id: str, target: str) -> str | None:
         """The counterpart in ``target`` of an event of a connected room."""
@@ -352,33 +387,119 @@ class Ferry:
             room_label=await self._label(event.room_id),
         )
 
-    async def _send(
-        self,
-        event: EventBase,
-        target: str,
-        event_type: str,
-        content: dict[str, Any],
-        *,
-        kind: str,
-        redacts: str | None = None,
-    ) -> str:
-        event_dict: dict[str, Any] = {
-            "type": event_type,
-            "room_id": target,
-            "sender": self._bot.user_id,
-            "content": content,
+    async def _send(self, batch: _Batch, items: Sequence[_Item], cursor: int) -> None:
+        txn_ids = [f"msc2923:{item.original.event_id}:{batch.target}" for item in items]
+        user, device = self._bot.user_id, FERRY_DEVICE_ID
+        # Sent before a crash but not recorded: Synapse kept the transaction IDs.
+        sent = await self._store.sent_transactions(batch.target, user, device, txn_ids)
+        new = [
+            (txn_id, item.send.event_dict(batch.target, user))
+            for txn_id, item in zip(txn_ids, items, strict=True)
+            if txn_id not in sent
+        ]
+        if new:
+            ids = await synapse_compat.send_batch(self._api, user, device, batch.target, new)
+            metrics.ferry_batch_size.labels(self._api.server_name).observe(len(new))
+            sent.update(zip((txn_id for txn_id, _ in new), ids, strict=True))
+        pointers = [
+            (item.original.event_id, sent[txn_id])
+            for txn_id, item in zip(txn_ids, items, strict=True)
+        ]
+        await self._store.record_ferried(batch.room_id, batch.target, pointers, cursor)
+        now = self._api.get_current_time_msec()
+        for item, (_, pointer_id) in zip(items, pointers, strict=True):
+            self._attempts.pop((item.original.event_id, batch.target), None)
+            metrics.ferried_events.labels(self._api.server_name, item.send.kind).inc()
+            latency = (now - int(item.original.origin_server_ts)) / 1000
+            metrics.ferry_latency.labels(self._api.server_name).observe(max(latency, 0.0))
+            logger.debug(
+                "Ferried %s %s into %s as %s",
+                item.send.kind,
+                item.original.event_id,
+                batch.target,
+                pointer_id,
+            )
+        batch.sent += len(items)
+
+
+def _references(event: EventBase) -> set[str]:
+    """Event IDs in the event's own room that it relates to or redacts."""
+    refs = {event.redacts} if event.redacts else set()
+    relates = event.content.get("m.relates_to")
+    if isinstance(relates, Mapping):
+        for ref in (relates.get("event_id"), (relates.get("m.in_reply_to") or {}).get("event_id")):
+            if isinstance(ref, str):
+                refs.add(ref)
+    return refs
+
+
+@attrs.frozen
+class _Send:
+    """The counterpart to send into the target room."""
+
+    type: str
+    content: dict[str, Any]
+    kind: str  # for metrics: message, edit, reaction, redaction
+    redacts: str | None = None
+
+    def event_dict(self, room_id: str, sender: str) -> dict[str, Any]:
+        event: dict[str, Any] = {
+            "type": self.type,
+            "room_id": room_id,
+            "sender": sender,
+            "content": self.content,
         }
-        if redacts is not None:
-            event_dict["redacts"] = redacts
-        sent = await synapse_compat.send_idempotent(
-            self._api,
-            self._bot.user_id,
-            FERRY_DEVICE_ID,
-            event_dict,
-            txn_id=f"msc2923:{event.event_id}:{target}",
-        )
-        metrics.ferried_events.labels(self._api.server_name, kind).inc()
-        latency = (self._api.get_current_time_msec() - int(event.origin_server_ts)) / 1000
-        metrics.ferry_latency.labels(self._api.server_name).observe(max(latency, 0.0))
-        logger.debug("Ferried %s %s into %s as %s", kind, event.event_id, target, sent.event_id)
-        return str(sent.event_id)
+        if self.redacts is not None:
+            event["redacts"] = self.redacts
+        return event
+
+
+@attrs.frozen
+class _Item:
+    original: EventBase
+    stream: int
+    send: _Send
+
+
+@attrs.define
+class _Batch:
+    """Counterparts for one direction, sent together (``MAX_BATCH`` at most).
+
+    ``last`` is the position after which nothing has been looked at yet;
+    ``recorded`` how far the store's cursor is known to be.
+    """
+
+    room_id: str
+    target: str
+    recorded: int
+    last: int = 0
+    sent: int = 0
+    items: list[_Item] = attrs.field(factory=list)
+    sources: set[str] = attrs.field(factory=set)
+    # (event, key) of the bot's reactions in the batch: Synapse allows one.
+    reactions: set[tuple[str, str]] = attrs.field(factory=set)
+
+    def __attrs_post_init__(self) -> None:
+        self.last = self.recorded
+
+    def skip(self, stream: int) -> None:
+        self.last = stream
+
+    def add(self, item: _Item) -> bool:
+        """Queue ``item``; False if it would repeat a reaction already queued."""
+        if item.send.type == "m.reaction":
+            relates = item.send.content["m.relates_to"]
+            reaction = (relates["event_id"], relates["key"])
+            if reaction in self.reactions:
+                return False
+            self.reactions.add(reaction)
+        self.items.append(item)
+        self.sources.add(item.original.event_id)
+        self.last = item.stream
+        return True
+
+    def take(self) -> list[_Item]:
+        items, self.items = self.items, []
+        self.sources.clear()
+        self.reactions.clear()
+        return items

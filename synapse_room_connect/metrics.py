@@ -63,6 +63,13 @@ ferry_latency = Histogram(
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0),
 )
 
+ferry_batch_size = Histogram(
+    "synapse_room_connect_ferry_batch_size",
+    "Counterparts the ferry persisted together in one send",
+    labelnames=[SERVER_NAME_LABEL],
+    buckets=(1, 2, 5, 10, 20, 50),
+)
+
 expansions = Counter(
     "synapse_room_connect_expansions_total",
     "Pointers served to clients, per result (original or placeholder)",

@@ -401,28 +401,47 @@ class Store:
     async def record_ferried(
         self,
         source_room_id: str,
-        source_event_id: str,
-        stream: int,
         target_room_id: str,
-        pointer_id: str,
+        pointers: Sequence[tuple[str, str]],
+        stream: int,
     ) -> None:
-        """Record a pointer and move the cursor past its original, atomically:
-        a crash leaves either both or neither, and a resend after "neither"
-        is answered from Synapse's transaction-ID record."""
+        """Record (source event, pointer) pairs and move the cursor to
+        ``stream``, atomically: a crash leaves either both or neither, and a
+        resend after "neither" is answered from Synapse's transaction IDs."""
 
         def txn_fn(txn: LoggingTransaction) -> None:
-            txn.execute(
+            txn.execute_batch(
                 """
                 INSERT INTO room_connect_pointers
                     (source_room_id, source_event_id, target_room_id, pointer_event_id)
                 VALUES (?, ?, ?, ?)
                 ON CONFLICT (source_event_id, target_room_id) DO NOTHING
                 """,
-                (source_room_id, source_event_id, target_room_id, pointer_id),
+                [(source_room_id, source, target_room_id, ptr) for source, ptr in pointers],
             )
             _set_cursor_txn(txn, source_room_id, target_room_id, stream)
 
         await self._run("room_connect_record_ferried", txn_fn)
+
+    async def sent_transactions(
+        self, room_id: str, user_id: str, device_id: str, txn_ids: Sequence[str]
+    ) -> dict[str, str]:
+        """Transaction ID -> event ID of those already sent, from Synapse's own
+        record (kept for a day): what a crash between sending and recording
+        left behind."""
+
+        def txn_fn(txn: LoggingTransaction) -> dict[str, str]:
+            marks = ", ".join("?" for _ in txn_ids)
+            txn.execute(
+                "SELECT txn_id, event_id FROM event_txn_id_device_id"
+                f" WHERE room_id = ? AND user_id = ? AND device_id = ? AND txn_id IN ({marks})",
+                (room_id, user_id, device_id, *txn_ids),
+            )
+            return {str(row[0]): str(row[1]) for row in txn.fetchall()}
+
+        if not txn_ids:
+            return {}
+        return await self._run("room_connect_sent_transactions", txn_fn)
 
     async def pointer_for(self, source_event_id: str, target_room_id: str) -> str | None:
         def txn_fn(txn: LoggingTransaction) -> str | None:

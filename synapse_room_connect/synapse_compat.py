@@ -6,12 +6,13 @@ Kept in one file so a Synapse upgrade has one place to check; the package pins
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from synapse.api.errors import AuthError
 from synapse.api.filtering import Filter
 from synapse.event_auth import get_user_power_level
+from synapse.events.snapshot import UnpersistedEventContext
 from synapse.http.servlet import parse_json
 from synapse.module_api import EventBase, ModuleApi, Requester, SynapseRequest
 from synapse.rest.client.room import SerializeMessagesDeps, encode_messages_response
@@ -78,22 +79,61 @@ async def ensure_device(api: ModuleApi, user_id: str, device_id: str, display_na
     await handler.check_device_registered(user_id, device_id, display_name)
 
 
-async def send_idempotent(
-    api: ModuleApi, user_id: str, device_id: str, event_dict: dict[str, Any], txn_id: str
-) -> EventBase:
-    """Send an event as a local user's device with a transaction ID.
+async def send_batch(
+    api: ModuleApi,
+    user_id: str,
+    device_id: str,
+    room_id: str,
+    items: Sequence[tuple[str, dict[str, Any]]],
+) -> list[str]:
+    """Send ``(txn_id, event_dict)`` items as one chain of events, persisted
+    together; return their event IDs in order.
 
-    Synapse stores the transaction ID with the event in the same database
-    transaction and answers a repeated send with the event already persisted,
-    which is what makes re-running the ferry after a crash exactly-once. The
-    ModuleApi's own send takes no transaction ID, hence the internal handler.
+    A backlog of pointers then costs one persistence round, one notification
+    and one federation transaction instead of one each per pointer, which is
+    what lets the ferry keep up with a busy room. This is how Synapse itself
+    sends a room's initial events (``create_and_send_new_client_events``),
+    plus what the single-event path adds: the room's creation linearizer, so
+    the chain does not fork the DAG against concurrent sends, and transaction
+    IDs stored with the events (answering a resend with the same ID), which
+    the caller checks with ``sent_transactions`` before sending again.
+    Relations among items of one batch are not possible: Synapse validates a
+    relation against the persisted event it names.
     """
+    hs = api._hs
+    handler: Any = hs.get_event_creation_handler()
+    storage = hs.get_storage_controllers()
     requester = create_requester(user_id, device_id=device_id)
-    handler = api._hs.get_event_creation_handler()
-    event, _ = await handler.create_and_send_nonmember_event(
-        requester, event_dict, ratelimit=False, txn_id=txn_id
-    )
-    return event
+    async with handler.limiter.queue(room_id):
+        # The deepest forward extremity; others stay extremities until the
+        # room's next ordinary send merges them.
+        store: Any = api._store
+        prev_event_id = (await store.get_prev_events_for_room(room_id))[0]
+        groups = await storage.state.get_state_group_for_events([prev_event_id])
+        state_group = groups[prev_event_id]
+        state_map = dict(await storage.state.get_state_ids_for_group(state_group))
+        depth: int | None = None
+        unpersisted = []
+        for txn_id, event_dict in items:
+            event, context = await handler.create_event(
+                requester,
+                event_dict,
+                txn_id=txn_id,
+                prev_event_ids=[prev_event_id],
+                depth=depth,
+                state_map=dict(state_map),
+                for_batch=True,
+            )
+            unpersisted.append((event, context))
+            prev_event_id = event.event_id
+            depth = event.depth + 1
+        persisted = await UnpersistedEventContext.batch_persist_unpersisted_contexts(
+            unpersisted, room_id, state_group, hs.get_datastores().state
+        )
+        await handler.handle_new_client_event(
+            requester, persisted, ratelimit=False, ignore_shadow_ban=True
+        )
+    return [event.event_id for event, _ in unpersisted]
 
 
 def stream_ordering_of(event: EventBase) -> int | None:
@@ -110,6 +150,13 @@ def add_replication_callback(api: ModuleApi, callback: Callable[[], None]) -> No
 def current_stream_position(api: ModuleApi) -> int:
     """The stream ordering of the newest event this process knows is persisted."""
     return int(api._store.get_room_max_stream_ordering())
+
+
+async def has_annotation(api: ModuleApi, event_id: str, sender: str, key: str) -> bool:
+    """Whether ``sender`` already reacted to ``event_id`` with ``key``: Synapse
+    refuses a second one, which would fail a whole batch of sends."""
+    store: Any = api._store
+    return bool(await store.has_user_annotated_event(event_id, "m.reaction", key, sender))
 
 
 async def latest_edits(api: ModuleApi, event_ids: Iterable[str]) -> dict[str, EventBase]:

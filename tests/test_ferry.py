@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
 
 from tests.connect_api import (
@@ -16,6 +18,7 @@ from tests.connect_api import (
 from tests.ferry_helpers import (
     POINTER,
     PROFILE,
+    all_events,
     barrier,
     connected_pair,
     is_pointer_to,
@@ -282,3 +285,85 @@ def test_turning_on_encryption_switches_an_acknowledged_connection_to_fanout(
     barrier(bob, room_b)
     originals = [p["content"][POINTER]["event_id"] for p in pointers_in(bob, room_b)]
     assert after not in originals
+
+
+def test_a_burst_with_relations_is_carried_in_batches(homeserver: Homeserver) -> None:
+    """Four senders at once outpace one pointer at a time, so the ferry sends
+    pointers in batches; replies, edits, reactions and redactions of events
+    whose pointers are in the same batch must still map."""
+    pair = connected_pair(homeserver)
+    senders = [pair.alice]
+    for name in ("Carol", "Dave", "Erin"):
+        user = homeserver.register(unique(name.lower()), displayname=name)
+        pair.alice.invite(pair.room_a, user.user_id)
+        user.join(pair.room_a)
+        senders.append(user)
+    batches = "synapse_room_connect_ferry_batch_size_count"
+    batches_before = metric_value(homeserver, batches)
+    roots = [pair.alice.send_message(pair.room_a, f"root {i}") for i in range(4)]
+
+    def burst(n: int) -> list[tuple[str, str, int]]:
+        """(kind, event ID, root index) of what one sender sent."""
+        client = senders[n]
+        sent = []
+        for i in range(10):
+            root = (n + i) % len(roots)
+            relates = {"m.in_reply_to": {"event_id": roots[root]}}
+            reply = client.send_message(pair.room_a, f"reply {n}.{i}", **{"m.relates_to": relates})
+            sent.append(("reply", reply, root))
+            if i % 3 == 0:
+                # Everyone reacts with the same key: the bot may react once per pointer.
+                client.send_event(
+                    pair.room_a,
+                    "m.reaction",
+                    {
+                        "m.relates_to": {
+                            "rel_type": "m.annotation",
+                            "event_id": roots[root],
+                            "key": "+1",
+                        }
+                    },
+                )
+            if i % 4 == 0:
+                sent.append(("edit", send_edit(client, pair.room_a, reply, f"edited {n}.{i}"), -1))
+        return sent
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        results = [event for part in pool.map(burst, range(4)) for event in part]
+    # A redaction of one reply, once its pointer is there.
+    first_reply = results[0][1]
+    first_pointer = wait_for_pointer(pair.bob, pair.room_b, first_reply)["event_id"]
+    pair.alice.request(
+        "PUT",
+        f"/_matrix/client/v3/rooms/{pair.room_a}/redact/{first_reply}/{unique('txn')}",
+        {},
+    )
+    barrier(pair.alice, pair.room_a)
+    root_pointers = {
+        wait_for_pointer(pair.bob, pair.room_b, root)["event_id"]: n for n, root in enumerate(roots)
+    }
+    for kind, event_id, root in results[1:]:
+        pointer = wait_for_pointer(pair.bob, pair.room_b, event_id)
+        relates = pointer["content"]["m.relates_to"]
+        if kind == "reply":
+            assert root_pointers[relates["m.in_reply_to"]["event_id"]] == root
+        else:
+            assert relates["rel_type"] == "m.replace"
+    barrier(pair.bob, pair.room_b)
+    events_b = list(all_events(pair.bob, pair.room_b))
+    reactions = [e for e in events_b if e.get("type") == "m.reaction"]
+    assert sorted(root_pointers[r["content"]["m.relates_to"]["event_id"]] for r in reactions) == [
+        0,
+        1,
+        2,
+        3,
+    ]
+    assert all(r["sender"] == pair.bot for r in reactions)
+    redactions = [e for e in events_b if e.get("type") == "m.room.redaction"]
+    assert [r.get("redacts") or r["content"]["redacts"] for r in redactions] == [first_pointer]
+    # Each original once, and the burst really was carried in batches.
+    originals = [p["content"][POINTER]["event_id"] for p in pointers_in(pair.bob, pair.room_b)]
+    replies = [event_id for kind, event_id, _ in results[1:] if kind == "reply"]
+    assert sorted(o for o in originals if o in replies) == sorted(replies)
+    pointers = len(roots) + len(results) + len(reactions) + len(redactions)
+    assert metric_value(homeserver, batches) - batches_before < pointers
