@@ -65,6 +65,9 @@ class Expander:
         if original is not None:
             self._originals.pop(original, None)
 
+    def has_cached(self) -> bool:
+        return bool(self._originals)
+
     def on_new_events(self, events: Iterable[NewEvent]) -> None:
         """Evict originals that an edit or redaction changed. Runs on every
         process, which is what keeps every worker's cache correct."""

@@ -43,10 +43,15 @@ class _State:
 
 
 class Feed:
-    def __init__(self, api: ModuleApi, store: Store, consumer: Consumer) -> None:
+    def __init__(
+        self, api: ModuleApi, store: Store, consumer: Consumer, wanted: Callable[[], bool]
+    ) -> None:
         self._api = api
         self._store = store
         self._consume = consumer
+        # False when nothing new could matter to this process (a worker that
+        # has expanded no pointer): skip the read, as every worker runs one.
+        self._wanted = wanted
         self._state: _State | None = None
 
     def start(self) -> None:
@@ -73,6 +78,8 @@ class Feed:
             while state.poked:
                 state.poked = False
                 upto = synapse_compat.current_stream_position(self._api)
+                if not self._wanted():
+                    state.position = max(state.position, upto)
                 while state.position < upto:
                     rows = await self._store.new_events(state.position, upto, BATCH_SIZE)
                     state.position = rows[-1].stream if len(rows) == BATCH_SIZE else upto

@@ -54,7 +54,12 @@ class RoomConnectModule:
             federated_user_may_invite=self._on_federated_invite,
         )
         # The feed stands in for on_new_event; see feed.py for why.
-        self.feed = Feed(api, self.store, self._on_new_events)
+        self.feed = Feed(
+            api,
+            self.store,
+            self._on_new_events,
+            wanted=lambda: self.is_acting_process or self.expander.has_cached(),
+        )
         # (federated_user_may_invite: invites from other servers arrive as
         # outliers, which the feed never sees; that is the one hook that does.)
         # Migrate as soon as the reactor runs, so a broken database shows up in
