@@ -15,7 +15,11 @@ from typing import Any
 import attrs
 import jsonschema
 
-from synapse_room_connect.constants import DEFAULT_BOT_LOCALPART
+from synapse_room_connect.constants import CONNECTION_EVENT_TYPE, DEFAULT_BOT_LOCALPART
+
+# Never ferried, whatever the config says: membership is per room by nature,
+# and connection events are the protocol itself.
+UNFERRIABLE_STATE_TYPES = ("m.room.member", CONNECTION_EVENT_TYPE)
 
 
 class FallbackMode(enum.Enum):
@@ -48,6 +52,16 @@ CONFIG_SCHEMA: dict[str, Any] = {
             "items": {"type": "string", "format": "regex"},
             "description": "regexes of user IDs whose events are never ferried (e.g. bridge bots)",
         },
+        "ferry_state_events": {
+            "type": "array",
+            "uniqueItems": True,
+            "items": {
+                "type": "string",
+                "minLength": 1,
+                "not": {"enum": list(UNFERRIABLE_STATE_TYPES)},
+            },
+            "description": "state event types announced in connected rooms, e.g. m.room.topic",
+        },
         "limits": {
             "type": "object",
             "additionalProperties": False,
@@ -74,6 +88,7 @@ class RoomConnectConfig:
     fallback_mode: FallbackMode = FallbackMode.COPY
     limits: Limits = Limits()
     ignore_users: tuple[re.Pattern[str], ...] = ()
+    ferry_state_events: frozenset[str] = frozenset()
 
     def is_ignored_sender(self, user_id: str) -> bool:
         return any(pattern.fullmatch(user_id) for pattern in self.ignore_users)
@@ -99,4 +114,5 @@ def parse_config(raw: Mapping[str, Any] | None) -> RoomConnectConfig:
         fallback_mode=FallbackMode(raw.get("fallback_mode", defaults.fallback_mode.value)),
         limits=Limits(**raw.get("limits", {})),
         ignore_users=tuple(re.compile(p) for p in raw.get("ignore_users", [])),
+        ferry_state_events=frozenset(raw.get("ferry_state_events", [])),
     )

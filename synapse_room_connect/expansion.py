@@ -48,9 +48,12 @@ def pointer_ref_of(event: EventBase) -> PointerRef | None:
 
 
 class Expander:
-    def __init__(self, api: ModuleApi, store: Store) -> None:
+    def __init__(
+        self, api: ModuleApi, store: Store, state_types: frozenset[str] = frozenset()
+    ) -> None:
         self._api = api
         self._store = store
+        self._state_types = state_types
         # original event ID -> its client form; edits and redactions evict.
         self._originals: OrderedDict[str, dict[str, Any] | None] = OrderedDict()
         # edit event ID -> the original it was applied to, so redacting the
@@ -136,8 +139,10 @@ class Expander:
             # or broken: never show whatever event that ID really is.
             logger.info("Pointer names %s in %s, which does not match", ref.event_id, ref.room_id)
             return None
-        if event.is_state() or event.internal_metadata.is_outlier():
+        if event.internal_metadata.is_outlier():
             return None
+        if event.is_state() and event.type not in self._state_types:
+            return None  # only state the ferry announces is shown through pointers
         body: dict[str, Any] = {
             "type": event.type,
             "sender": event.sender,

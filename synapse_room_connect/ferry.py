@@ -28,6 +28,7 @@ from synapse_room_connect.pointers import (
     is_ferriable_message,
     map_relation,
     render,
+    render_state,
 )
 from synapse_room_connect.rooms import RoomReader
 from synapse_room_connect.store import Store
@@ -188,9 +189,12 @@ class Ferry:
         return True
 
     def _should_ferry(self, event: EventBase) -> bool:
-        if event.sender == self._bot.user_id or event.type not in _FERRIED_TYPES:
+        if event.sender == self._bot.user_id or event.internal_metadata.is_soft_failed():
             return False
-        if event.is_state() or event.internal_metadata.is_soft_failed():
+        if event.is_state():
+            if event.type not in self._config.ferry_state_events:
+                return False
+        elif event.type not in _FERRIED_TYPES:
             return False
         if POINTER_KEY in event.content:
             return False  # another connection's pointer: never carried twice
@@ -288,6 +292,11 @@ class Ferry:
 
     async def _prepare(self, event: EventBase, target: str) -> _Send | None:
         content = unfreeze(event.content)
+        if event.is_state():
+            original = await self._original(event, content)
+            return _Send(
+                "m.room.message", render_state(original, self._config.fallback_mode), "state"
+            )
         if event.type == "m.room.redaction":
             return await self._ferry_redaction(event, target)
         relates = content.get("m.relates_to")

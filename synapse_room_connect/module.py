@@ -38,7 +38,7 @@ class RoomConnectModule:
         self.bot = FerryBot(api, config.bot_localpart, config.bot_displayname)
         self.bot_user_id = self.bot.user_id
         self.connections = Connections(api, config, self.store, self.bot)
-        self.expander = Expander(api, self.store)
+        self.expander = Expander(api, self.store, config.ferry_state_events)
         # The feed runs on every process; only one of them may act.
         self.is_acting_process = config.is_acting_process(api.worker_name)
 

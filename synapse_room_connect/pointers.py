@@ -113,6 +113,39 @@ def render(original: Original, mode: FallbackMode) -> dict[str, Any]:
     return out
 
 
+def _state_change(original: Original) -> tuple[str, str]:
+    """What a state change did, with and without its content."""
+    content, where = original.content, original.room_label or original.room_id
+    name = _name(original)
+    if original.type == "m.room.topic":
+        topic = content.get("topic")
+        said = f"{name} changed the topic of {where}"
+        return said, f"{said} to: {topic}" if isinstance(topic, str) and topic else said
+    if original.type == "m.room.name":
+        new_name = content.get("name")
+        said = f"{name} renamed {where}"
+        return said, f"{said} to {new_name}" if isinstance(new_name, str) and new_name else said
+    if original.type == "m.room.avatar":
+        said = f"{name} changed the avatar of {where}"
+        return said, said
+    said = f"{name} changed {original.type} in {where}"
+    return said, said
+
+
+def render_state(original: Original, mode: FallbackMode) -> dict[str, Any]:
+    """Pointer content for a state change (an admin opted its type in)."""
+    without, with_content = _state_change(original)
+    body = with_content if mode is FallbackMode.COPY else without
+    link = f"https://matrix.to/#/{original.room_id}/{original.event_id}"
+    return {
+        "msgtype": "m.notice",
+        "body": body,
+        "format": "org.matrix.custom.html",
+        "formatted_body": f'<a href="{html.escape(link)}">{html.escape(body, quote=False)}</a>',
+        POINTER_KEY: pointer_ref(original),
+    }
+
+
 def _render_placeholder(original: Original) -> dict[str, Any]:
     where = original.room_label or original.room_id
     link = f"https://matrix.to/#/{original.room_id}/{original.event_id}"

@@ -29,6 +29,8 @@ from tests.ferry_helpers import (
 from tests.harness.client import JsonDict
 from tests.harness.synapse import Homeserver, HomeserverFactory
 
+ORIGINAL = "org.matrix.msc2923.original"
+
 
 def test_messages_cross_both_ways_as_pointers(homeserver: Homeserver) -> None:
     pair = connected_pair(homeserver)
@@ -192,6 +194,34 @@ def test_placeholder_mode(make_homeserver: HomeserverFactory) -> None:
     assert content["body"].startswith(f"Alice wrote in {pair.room_a}")
     assert f"https://matrix.to/#/{pair.room_a}/{secret}" in content["body"]
     assert content[POINTER]["event_id"] == secret
+
+
+def test_state_events_are_ferried_only_when_configured(
+    make_homeserver: HomeserverFactory,
+) -> None:
+    hs = make_homeserver(module_config={"ferry_state_events": ["m.room.topic"]})
+    pair = connected_pair(hs)
+    topic = pair.alice.send_state(pair.room_a, "m.room.topic", "", {"topic": "Release day"})
+    renamed = pair.alice.send_state(pair.room_a, "m.room.name", "", {"name": "Not carried"})
+    pointer = wait_for_pointer(pair.bob, pair.room_b, topic)
+    assert pointer["sender"] == pair.bot
+    assert pointer["content"]["msgtype"] == "m.notice"
+    assert pointer["content"]["body"] == f"Alice changed the topic of {pair.room_a} to: Release day"
+    # Vouched for by the connection, so B's members see the state event itself.
+    original = pointer["unsigned"][ORIGINAL]
+    assert (original["type"], original["content"]) == ("m.room.topic", {"topic": "Release day"})
+    barrier(pair.alice, pair.room_a)
+    barrier(pair.bob, pair.room_b)
+    originals = [p["content"][POINTER]["event_id"] for p in pointers_in(pair.bob, pair.room_b)]
+    assert topic in originals
+    assert renamed not in originals
+    # Memberships are never carried: Carol joining A leaves no trace in B.
+    carol = hs.register(unique("carol"))
+    pair.alice.invite(pair.room_a, carol.user_id or "")
+    carol.join(pair.room_a)
+    barrier(pair.alice, pair.room_a)
+    barrier(pair.bob, pair.room_b)
+    assert len(pointers_in(pair.bob, pair.room_b)) == len(originals) + 1  # Alice's barrier
 
 
 def test_encrypted_connection_ferries_nothing(homeserver: Homeserver) -> None:

@@ -33,6 +33,7 @@ def test_every_option() -> None:
             "approve_power_level": 50,
             "fallback_mode": "placeholder",
             "limits": {"connections_per_room": 3},
+            "ferry_state_events": ["m.room.topic", "m.room.name"],
         }
     )
     assert config.bot_localpart == "bridge.bot"
@@ -41,6 +42,7 @@ def test_every_option() -> None:
     assert config.approve_power_level == 50
     assert config.fallback_mode is FallbackMode.PLACEHOLDER
     assert config.limits.connections_per_room == 3
+    assert config.ferry_state_events == {"m.room.topic", "m.room.name"}
 
 
 def test_config_is_frozen() -> None:
@@ -77,6 +79,9 @@ def test_acting_process() -> None:
         ({"bogus": 1}, "bogus"),
         ({"ignore_users": ["(unclosed"]}, "ignore_users"),
         ({"ignore_users": "@bot:.*"}, "ignore_users"),
+        ({"ferry_state_events": ["m.room.member"]}, "ferry_state_events"),
+        ({"ferry_state_events": ["org.matrix.msc2923.connection"]}, "ferry_state_events"),
+        ({"ferry_state_events": "m.room.topic"}, "ferry_state_events"),
     ],
 )
 def test_bad_values_name_the_key(raw: dict[str, Any], key: str) -> None:

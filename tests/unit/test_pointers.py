@@ -9,6 +9,7 @@ from synapse_room_connect.pointers import (
     edit_content,
     map_relation,
     render,
+    render_state,
 )
 
 POINTER = "org.matrix.msc2923.pointer"
@@ -128,3 +129,31 @@ def test_edit_points_at_the_edit_and_replaces_the_pointer() -> None:
     assert out["m.new_content"]["body"] == "Alice: v2"
     assert out["m.new_content"][POINTER]["event_id"] == "$orig"
     assert out[POINTER]["event_id"] == "$edit"
+
+
+def test_state_changes_render_as_notices() -> None:
+    topic = original({"topic": "Release <b>day</b>"}, type="m.room.topic")
+    out = render_state(topic, FallbackMode.COPY)
+    assert out["msgtype"] == "m.notice"
+    assert out["body"] == "Alice changed the topic of #a:hs to: Release <b>day</b>"
+    assert "&lt;b&gt;day&lt;/b&gt;" in out["formatted_body"]
+    assert "https://matrix.to/#/!a:hs/$orig" in out["formatted_body"]
+    assert out[POINTER] == {
+        "room_id": "!a:hs",
+        "event_id": "$orig",
+        "sender": "@alice:hs",
+        "origin_server_ts": 1234,
+    }
+    name = original({"name": "Lobby"}, type="m.room.name")
+    assert render_state(name, FallbackMode.COPY)["body"] == "Alice renamed #a:hs to Lobby"
+    other = original({"pinned": ["$x"]}, type="m.room.pinned_events")
+    assert render_state(other, FallbackMode.COPY)["body"] == (
+        "Alice changed m.room.pinned_events in #a:hs"
+    )
+
+
+def test_state_changes_in_placeholder_mode_leave_the_content_out() -> None:
+    topic = original({"topic": "the secret plan"}, type="m.room.topic")
+    out = render_state(topic, FallbackMode.PLACEHOLDER)
+    assert out["body"] == "Alice changed the topic of #a:hs"
+    assert "secret" not in out["formatted_body"]
