@@ -104,10 +104,20 @@ async def send_batch(
     handler: Any = hs.get_event_creation_handler()
     storage = hs.get_storage_controllers()
     requester = create_requester(user_id, device_id=device_id)
+    store: Any = api._store
+    if await store.is_partial_state_room(room_id):
+        # Joined over federation and still fetching the room's state: only
+        # Synapse's single-event path knows how to wait for it.
+        sent = []
+        for txn_id, event_dict in items:
+            event, _ = await handler.create_and_send_nonmember_event(
+                requester, event_dict, ratelimit=False, txn_id=txn_id
+            )
+            sent.append(str(event.event_id))
+        return sent
     async with handler.limiter.queue(room_id):
         # The deepest forward extremity; others stay extremities until the
         # room's next ordinary send merges them.
-        store: Any = api._store
         prev_event_id = (await store.get_prev_events_for_room(room_id))[0]
         groups = await storage.state.get_state_group_for_events([prev_event_id])
         state_group = groups[prev_event_id]
