@@ -5,6 +5,7 @@ from __future__ import annotations
 import secrets
 import shutil
 import tempfile
+from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -32,7 +33,72 @@ def unique_db_name(prefix: str) -> str:
     return f"synapse_{cleaned}_{secrets.token_hex(4)}"
 
 
-class Homeserver:
+class SynapseServer(ABC):
+    """What ``Homeserver`` and ``WorkerDeployment`` share: users made through the
+    shared-secret admin API, and the clean-up of their directory and database.
+
+    ``registration_url`` is where the admin API is served (the main process);
+    the clients ``register`` and ``client`` return talk to ``client_url``.
+    """
+
+    name: str
+    server_name: str
+    client_url: str
+    registration_url: str
+    registration_shared_secret: str
+    directory: Path
+    postgres: PostgresServer | None
+    database_name: str | None
+    _destroyed: bool
+
+    @abstractmethod
+    def stop(self, timeout: float = 30) -> int | None:
+        """SIGTERM every process and wait for it."""
+
+    def destroy(self) -> None:
+        """Stop, drop the database and delete every file. Safe to call twice."""
+        if self._destroyed:
+            return
+        self._destroyed = True
+        try:
+            self.stop()
+        finally:
+            try:
+                if (
+                    self.postgres is not None
+                    and self.database_name is not None
+                    and not keep_test_dirs()
+                ):
+                    self.postgres.drop_database(self.database_name)
+            finally:
+                remove_dir(self.directory)
+
+    def client(self, access_token: str | None = None, user_id: str | None = None) -> MatrixClient:
+        return MatrixClient(self.client_url, access_token, user_id)
+
+    def register(
+        self, localpart: str, admin: bool = False, *, displayname: str | None = None
+    ) -> MatrixClient:
+        """Create a user with the shared-secret admin API and return its client.
+
+        A deployment registers through main and returns a client for its client
+        worker (``.with_base_url(deployment.main_client_url)`` for main)."""
+        registered = register_with_shared_secret(
+            self.registration_url,
+            self.registration_shared_secret,
+            localpart,
+            admin=admin,
+            displayname=displayname,
+        )
+        if self.registration_url == self.client_url:
+            return registered
+        return registered.with_base_url(self.client_url)
+
+    def user_id(self, localpart: str) -> str:
+        return f"@{localpart}:{self.server_name}"
+
+
+class Homeserver(SynapseServer):
     """A single-process Synapse in its own temporary directory.
 
     Its server name is ``localhost:<federation port>``, so other harness homeservers
@@ -60,6 +126,7 @@ class Homeserver:
             self.client_url = f"http://127.0.0.1:{self.client_port}"
             self.federation_url = f"https://127.0.0.1:{self.federation_port}"
             self.metrics_url = f"http://127.0.0.1:{self.metrics_port}/_synapse/metrics"
+            self.registration_url = self.client_url
             self.files = hsconfig.ServerDirectory(self.directory, ca)
             self.registration_shared_secret = self.files.registration_shared_secret
             self.config_path = self.files.homeserver_yaml
@@ -168,43 +235,7 @@ class Homeserver:
         """
         return self.process.run_expecting_failure(timeout)
 
-    def destroy(self) -> None:
-        """Stop, drop the database and delete every file. Safe to call twice."""
-        if self._destroyed:
-            return
-        self._destroyed = True
-        try:
-            self.process.stop(timeout=30)
-        finally:
-            try:
-                if (
-                    self.postgres is not None
-                    and self.database_name is not None
-                    and not keep_test_dirs()
-                ):
-                    self.postgres.drop_database(self.database_name)
-            finally:
-                remove_dir(self.directory)
-
     # -- using it --------------------------------------------------------------
-
-    def client(self, access_token: str | None = None, user_id: str | None = None) -> MatrixClient:
-        return MatrixClient(self.client_url, access_token, user_id)
-
-    def register(
-        self, localpart: str, admin: bool = False, *, displayname: str | None = None
-    ) -> MatrixClient:
-        """Create a user with the shared-secret admin API and return its client."""
-        return register_with_shared_secret(
-            self.client_url,
-            self.registration_shared_secret,
-            localpart,
-            admin=admin,
-            displayname=displayname,
-        )
-
-    def user_id(self, localpart: str) -> str:
-        return f"@{localpart}:{self.server_name}"
 
     def info(self) -> JsonDict:
         """The module's unauthenticated info endpoint."""

@@ -23,21 +23,16 @@ from pathlib import Path
 from typing import Any
 
 from tests.harness import config as hsconfig
-from tests.harness.client import JsonDict, MatrixClient, register_with_shared_secret
+from tests.harness.client import JsonDict, MatrixClient
 from tests.harness.ports import free_port
 from tests.harness.postgres import PostgresServer
-from tests.harness.process import (
-    DEFAULT_START_TIMEOUT,
-    SynapseProcess,
-    keep_test_dirs,
-    remove_dir,
-    tail_lines,
-)
+from tests.harness.process import DEFAULT_START_TIMEOUT, SynapseProcess, tail_lines
 from tests.harness.redis import RedisServer
 from tests.harness.synapse import (
     HOMESERVER_APP,
     INFO_PATH,
     WORKER_APP,
+    SynapseServer,
     unique_db_name,
 )
 
@@ -46,7 +41,7 @@ EVENT_PERSISTER = "event_persister"
 CLIENT_WORKER = "client_worker"
 
 
-class WorkerDeployment:
+class WorkerDeployment(SynapseServer):
     """Main process, event persister and client worker on one PostgreSQL database."""
 
     def __init__(
@@ -60,11 +55,11 @@ class WorkerDeployment:
         config_overrides: Mapping[str, Any] | None = None,
     ) -> None:
         self.name = name
-        self.postgres = postgres
+        self.postgres: PostgresServer = postgres
         self.redis = redis
         self.module_config: dict[str, Any] = dict(module_config or {})
         self.config_overrides: dict[str, Any] = dict(config_overrides or {})
-        self.database_name = unique_db_name(name)
+        self.database_name: str = unique_db_name(name)
         self._destroyed = False
 
         self._ports = {
@@ -78,6 +73,7 @@ class WorkerDeployment:
         self.server_name = f"localhost:{self._ports['main_federation']}"
         self.main_client_url = f"http://127.0.0.1:{self._ports['main_client']}"
         self.client_url = f"http://127.0.0.1:{self._ports['client_worker_client']}"
+        self.registration_url = self.main_client_url
         self.persister_replication_url = f"http://127.0.0.1:{self._ports['persister_replication']}"
         self.metrics_urls = {
             proc: f"http://127.0.0.1:{port}/_synapse/metrics"
@@ -204,42 +200,7 @@ class WorkerDeployment:
         for proc in (self.client_worker, self.event_persister, self.main):
             proc.stop(timeout)
 
-    def destroy(self) -> None:
-        """Stop every process, drop the database and delete every file."""
-        if self._destroyed:
-            return
-        self._destroyed = True
-        try:
-            self.stop()
-        finally:
-            try:
-                if not keep_test_dirs():
-                    self.postgres.drop_database(self.database_name)
-            finally:
-                remove_dir(self.directory)
-
     # -- using it --------------------------------------------------------------
-
-    def client(self, access_token: str | None = None, user_id: str | None = None) -> MatrixClient:
-        """A client talking to the client worker."""
-        return MatrixClient(self.client_url, access_token, user_id)
-
-    def register(
-        self, localpart: str, admin: bool = False, *, displayname: str | None = None
-    ) -> MatrixClient:
-        """Register through main's shared-secret admin API; the returned client talks
-        to the client worker (``.with_base_url(deployment.main_client_url)`` for main)."""
-        registered = register_with_shared_secret(
-            self.main_client_url,
-            self.registration_shared_secret,
-            localpart,
-            admin=admin,
-            displayname=displayname,
-        )
-        return registered.with_base_url(self.client_url)
-
-    def user_id(self, localpart: str) -> str:
-        return f"@{localpart}:{self.server_name}"
 
     def info(self, process: str = CLIENT_WORKER) -> JsonDict:
         """The module's info endpoint as served by ``process`` (main or client worker)."""
