@@ -12,9 +12,9 @@ logs, databases) after the run for inspection; the path is printed at the end.
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Generator, Iterator
+from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 import pytest
 
@@ -27,6 +27,7 @@ from tests.harness import (
     WorkerDeployment,
 )
 from tests.harness.process import keep_test_dirs, remove_dir
+from tests.harness.synapse import start_together
 
 LOG_TAIL_LINES = 80
 
@@ -113,47 +114,45 @@ def harness_dir() -> Iterator[Path]:
 
 # -- servers -------------------------------------------------------------------------
 
+_Server = TypeVar("_Server")
+
+
+def _running(
+    server: _Server, start: Callable[[], object], stop: Callable[[], object]
+) -> Iterator[_Server]:
+    """A fixture's body: ``start()``, yield ``server``, and ``stop()`` at teardown,
+    also when starting failed (a half-started server still has processes or files)."""
+    try:
+        start()
+        yield server
+    finally:
+        stop()
+
 
 @pytest.fixture(scope="session")
 def postgres(harness_dir: Path) -> Iterator[PostgresServer]:
     server = PostgresServer(harness_dir)
-    try:
-        server.start()
-        yield server
-    finally:
-        server.stop()
+    yield from _running(server, server.start, server.stop)
 
 
 @pytest.fixture(scope="session")
 def redis(harness_dir: Path) -> Iterator[RedisServer]:
     server = RedisServer(harness_dir)
-    try:
-        server.start()
-        yield server
-    finally:
-        server.stop()
+    yield from _running(server, server.start, server.stop)
 
 
 @pytest.fixture(scope="session")
 def homeserver(harness_dir: Path) -> Iterator[Homeserver]:
     """A shared Synapse on SQLite with the module's default config."""
     hs = Homeserver(harness_dir, name="hs-sqlite")
-    try:
-        hs.start()
-        yield hs
-    finally:
-        hs.destroy()
+    yield from _running(hs, hs.start, hs.destroy)
 
 
 @pytest.fixture(scope="session")
 def homeserver_pg(harness_dir: Path, postgres: PostgresServer) -> Iterator[Homeserver]:
     """A shared Synapse on PostgreSQL with the module's default config."""
     hs = Homeserver(harness_dir, name="hs-pg", postgres=postgres)
-    try:
-        hs.start()
-        yield hs
-    finally:
-        hs.destroy()
+    yield from _running(hs, hs.start, hs.destroy)
 
 
 @pytest.fixture(scope="session")
@@ -165,12 +164,7 @@ def federation(harness_dir: Path) -> Iterator[tuple[Homeserver, Homeserver]]:
         Homeserver(harness_dir, name="hs2", ca=ca),
     )
     try:
-        # Both start at once: each start is mostly single-threaded Python, and CI
-        # has two cores.
-        for hs in pair:
-            hs.spawn()
-        for hs in pair:
-            hs.wait_ready()
+        start_together(pair)
         yield pair
     finally:
         for hs in pair:
@@ -183,11 +177,7 @@ def workers(
 ) -> Iterator[WorkerDeployment]:
     """Main process + event persister + client worker on PostgreSQL and Redis."""
     deployment = WorkerDeployment(postgres, redis, base_dir=harness_dir)
-    try:
-        deployment.start()
-        yield deployment
-    finally:
-        deployment.destroy()
+    yield from _running(deployment, deployment.start, deployment.destroy)
 
 
 @pytest.fixture

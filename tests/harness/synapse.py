@@ -6,7 +6,7 @@ import secrets
 import shutil
 import tempfile
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -257,6 +257,16 @@ class Homeserver(SynapseServer):
                 self.output_text(), lines // 4
             ),
         }
+
+
+def start_together(homeservers: Iterable[Homeserver]) -> None:
+    """Spawn every homeserver, then wait for each to be ready, so they start at once:
+    each start is mostly single-threaded Python, and CI has two cores."""
+    pending = list(homeservers)
+    for hs in pending:
+        hs.spawn()
+    for hs in pending:
+        hs.wait_ready()
 
 
 class HomeserverFactory:
