@@ -67,7 +67,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from types import FrameType
-from typing import Any, Final
+from typing import Final
 
 ROOT: Final = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
@@ -77,16 +77,14 @@ if str(ROOT) not in sys.path:
 from synapse.api.room_versions import RoomVersions  # noqa: E402
 from synapse.events import EventBase, make_event_from_dict  # noqa: E402
 
+from bench.servers import CLIENT_V3, BenchError, create_pair, q  # noqa: E402
 from synapse_room_connect.expansion import Expander  # noqa: E402
 from tests.connect_api import unique  # noqa: E402
 from tests.ferry_helpers import POINTER, connected_pair, wait_for_pointer  # noqa: E402
-from tests.harness.client import MatrixClient  # noqa: E402
+from tests.harness.client import JsonDict, MatrixClient  # noqa: E402
 from tests.harness.process import remove_dir  # noqa: E402
-from tests.harness.synapse import Homeserver  # noqa: E402
+from tests.harness.synapse import Homeserver, start_together  # noqa: E402
 
-JsonDict = dict[str, Any]
-
-CLIENT_V3: Final = "/_matrix/client/v3"
 ORIGINAL: Final = "org.matrix.msc2923.original"
 PAGE: Final = 100
 # Same text in every page, so plain and pointer pages differ only by what the
@@ -122,14 +120,6 @@ ACCESS_LOG_RE: Final = re.compile(
     r" db=\((?P<db_sched>[\d.]+)sec/(?P<db_txn>[\d.]+)sec/(?P<txns>\d+)\)"
     r' \S+ \S+ "GET \S*[?&]bench=(?P<tag>\w+)'
 )
-
-
-class BenchError(RuntimeError):
-    """Something went wrong that makes the run's figures meaningless."""
-
-
-def q(segment: str) -> str:
-    return urllib.parse.quote(segment, safe="")
 
 
 class Connection:
@@ -612,16 +602,11 @@ def run(rounds: int, warmup: int, progress: bool, raw_path: Path | None) -> str:
         # The response cache would answer a repeated initial /sync without
         # computing it again; real clients rarely repeat one within minutes.
         no_cache = {"caches": {"sync_response_cache_duration": 0}}
-        on = Homeserver(base, name="bench-on", config_overrides=no_cache)
-        servers.append(on)
-        off = Homeserver(base, name="bench-off", config_overrides={**no_cache, "modules": []})
-        servers.append(off)
+        on, off = create_pair(
+            base, servers, names=("bench-on", "bench-off"), config_overrides=no_cache
+        )
         started = time.monotonic()
-        # Start both at once: a Synapse start is mostly one core's work.
-        for hs in servers:
-            hs.spawn()
-        for hs in servers:
-            hs.wait_ready()
+        start_together(servers)
         log(progress, f"servers up in {time.monotonic() - started:.1f}s; sending pages")
         # Side by side: each send waits on the server's database, so the two
         # servers, and two rooms of one server, overlap well on two cores.

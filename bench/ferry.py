@@ -58,22 +58,20 @@ import urllib.request
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Final
+from typing import Final
 
 ROOT: Final = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     # Run as a script (bench/ferry.py): the harness lives in the repository's tests/.
     sys.path.insert(0, str(ROOT))
 
+from bench.servers import CLIENT_V3, BenchError, create_pair, q  # noqa: E402
 from tests.connect_api import unique  # noqa: E402
 from tests.ferry_helpers import Pair, connected_pair  # noqa: E402
-from tests.harness.client import MatrixClient  # noqa: E402
+from tests.harness.client import JsonDict, MatrixClient  # noqa: E402
 from tests.harness.process import KEEP_DIRS_ENV, remove_dir  # noqa: E402
-from tests.harness.synapse import Homeserver  # noqa: E402
+from tests.harness.synapse import Homeserver, start_together  # noqa: E402
 
-JsonDict = dict[str, Any]
-
-CLIENT_V3: Final = "/_matrix/client/v3"
 QUEUE_DEPTH_METRIC: Final = "synapse_room_connect_ferry_queue_depth"
 # Every benchmark message carries "bench:<path>:<index>" in its body; pointers and
 # relayed copies keep the body (behind a "Name: " prefix), so the observer finds
@@ -86,14 +84,6 @@ OVERHEAD_TARGET: Final = 0.03
 DRAIN_TARGET_S: Final = 1.0
 WARMUP_MESSAGES: Final = 10
 DEPTH_SAMPLE_INTERVAL_S: Final = 0.2
-
-
-class BenchError(RuntimeError):
-    """Something went wrong that makes the run's figures meaningless."""
-
-
-def q(segment: str) -> str:
-    return urllib.parse.quote(segment, safe="")
 
 
 _txn_ids = itertools.count()
@@ -699,16 +689,10 @@ BENCH_OVERRIDES: Final[JsonDict] = {"background_updates": {"sleep_enabled": Fals
 
 def start_servers(base_dir: Path, servers: list[Homeserver]) -> tuple[Homeserver, Homeserver]:
     """Start both servers at once; ``servers`` collects them for clean-up."""
-    mod = Homeserver(base_dir, name="bench-module", config_overrides=BENCH_OVERRIDES)
-    servers.append(mod)
-    plain = Homeserver(
-        base_dir, name="bench-plain", config_overrides={**BENCH_OVERRIDES, "modules": []}
+    mod, plain = create_pair(
+        base_dir, servers, names=("bench-module", "bench-plain"), config_overrides=BENCH_OVERRIDES
     )
-    servers.append(plain)
-    mod.spawn()
-    plain.spawn()
-    mod.wait_ready()
-    plain.wait_ready()
+    start_together((mod, plain))
     if "bot_user_id" not in mod.info():
         raise BenchError("the module is not answering on the homeserver that should load it")
     for hs in (mod, plain):
