@@ -570,6 +570,19 @@ def sleep_until(deadline: float) -> None:
         time.sleep(delay)
 
 
+def run_threads(
+    threads: Sequence[threading.Thread], errors: list[BaseException], what: str
+) -> None:
+    """Start every thread, wait for them all, then raise the first error that any
+    of them put in ``errors`` as "<what> failed: <error>"."""
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise BenchError(f"{what} failed: {errors[0]!r}") from errors[0]
+
+
 @dataclass
 class Send:
     """One benchmark message: when its PUT started and returned."""
@@ -746,12 +759,7 @@ def setup_rooms(mod: Homeserver, plain: Homeserver, state_events: int) -> Setup:
         threading.Thread(target=create, args=(key, hs))
         for key, hs in (("with", mod), ("without", plain))
     ]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    if errors:
-        raise BenchError(f"creating the throughput rooms failed: {errors[0]!r}") from errors[0]
+    run_threads(threads, errors, "creating the throughput rooms")
     tp_mod, tp_plain = rooms["with"], rooms["without"]
     pair = connected_pair(mod)
     relay_user = mod.register(unique("relay"), displayname="Relay")
@@ -939,12 +947,7 @@ def paced_sends(
             http_.close()
 
     threads = [threading.Thread(target=worker, name=f"sender-{n}") for n in range(workers)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    if errors:
-        raise BenchError(f"sending at {rate}/s failed: {errors[0]!r}") from errors[0]
+    run_threads(threads, errors, f"sending at {rate}/s")
     if not sends:
         raise BenchError(f"no message could be sent in {seconds} s")
     return sorted(sends, key=lambda send: send.index)
