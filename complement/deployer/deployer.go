@@ -36,16 +36,32 @@ var namedSlot = make(chan struct{}, 1)
 // any test asked for, and Cleanup ends it.
 func Deploy(t ct.TestLike, numServers int) Deployment {
 	t.Helper()
+	mustSetUp(t, numServers)
+	if pkg.Config.EnableDirtyRuns {
+		return deployShared(t, numServers)
+	}
+	return deployFresh(t, numServers, false, nil)
+}
+
+// DeployWithModuleConfig is Deploy with the module configured by
+// moduleConfig (its homeserver.yaml keys, e.g. "fallback_mode") instead of
+// its defaults. The homeservers are always fresh, even with
+// COMPLEMENT_ENABLE_DIRTY_RUNS=1, since a shared deployment has one config.
+func DeployWithModuleConfig(t ct.TestLike, numServers int, moduleConfig map[string]any) Deployment {
+	t.Helper()
+	mustSetUp(t, numServers)
+	return deployFresh(t, numServers, false, moduleConfig)
+}
+
+// mustSetUp runs the once-per-binary setup and checks numServers.
+func mustSetUp(t ct.TestLike, numServers int) {
+	t.Helper()
 	if numServers < 1 {
 		ct.Fatalf(t, "deployer: Deploy needs at least one homeserver, got %d", numServers)
 	}
 	if err := setup(); err != nil {
 		ct.Fatalf(t, "deployer: %s", err)
 	}
-	if pkg.Config.EnableDirtyRuns {
-		return deployShared(t, numServers)
-	}
-	return deployFresh(t, numServers, false)
 }
 
 // growable is a deployment that can gain servers; see deployment.grow.
@@ -64,7 +80,7 @@ func deployShared(t ct.TestLike, numServers int) Deployment {
 	sharedMu.Lock()
 	defer sharedMu.Unlock()
 	if shared == nil {
-		shared = deployFresh(t, numServers, true)
+		shared = deployFresh(t, numServers, true, nil)
 		return shared
 	}
 	if err := shared.grow(numServers); err != nil {
@@ -73,7 +89,8 @@ func deployShared(t ct.TestLike, numServers int) Deployment {
 	return shared
 }
 
-func deployFresh(t ct.TestLike, numServers int, dirty bool) growable {
+// deployFresh starts new homeservers; a nil moduleConfig is the module's defaults.
+func deployFresh(t ct.TestLike, numServers int, dirty bool, moduleConfig jsonObject) growable {
 	t.Helper()
 	addrs, exclusive, err := planAddresses(numServers)
 	if err != nil {
@@ -92,7 +109,7 @@ func deployFresh(t ct.TestLike, numServers int, dirty bool) growable {
 			ct.Fatalf(t, "deployer: the previous deployment of this test binary was not destroyed within %s", slotWait)
 		}
 	}
-	d, err := newDeployment(pkg.Config, addrs, release)
+	d, err := newDeployment(pkg.Config, addrs, release, moduleConfig)
 	if err != nil {
 		release()
 		ct.Fatalf(t, "deployer: %s", err)
@@ -109,7 +126,7 @@ func deployFresh(t ct.TestLike, numServers int, dirty bool) growable {
 
 // newDeployment writes the files of every homeserver; nothing runs yet.
 // C is inferred from config; see deployment for why.
-func newDeployment[C any](config C, addrs []address, release func()) (*deployment[C], error) {
+func newDeployment[C any](config C, addrs []address, release func(), moduleConfig jsonObject) (*deployment[C], error) {
 	dir, err := os.MkdirTemp(baseDir, "deployment-")
 	if err != nil {
 		return nil, err
@@ -121,6 +138,7 @@ func newDeployment[C any](config C, addrs []address, release func()) (*deploymen
 		dir:        dir,
 		startLimit: spawnTimeout(),
 		release:    release,
+		module:     moduleConfig,
 		servers:    make(map[string]*homeserver, len(addrs)),
 		tokens:     map[string]string{},
 	}

@@ -37,7 +37,8 @@ type deployment[C any] struct {
 	dirty      bool // shared by every test of the binary; see deployShared
 	dir        string
 	startLimit time.Duration
-	release    func() // frees the address slot; called once by shutdown
+	release    func()     // frees the address slot; called once by shutdown
+	module     jsonObject // the module's config; nil is its defaults
 
 	mu      sync.RWMutex           // guards servers, order and rt, which grow can extend
 	servers map[string]*homeserver // by hs name
@@ -89,6 +90,9 @@ func (d *deployment[C]) homeservers() []*homeserver {
 func (d *deployment[C]) add(addrs []address) error {
 	ca := certificateAuthority{cert: pkg.Config.CACertificate, key: pkg.Config.CAPrivateKey}
 	moduleConfig := jsonObject{} // the module's defaults
+	for k, v := range d.module {
+		moduleConfig[k] = v
+	}
 	if withoutModule() {
 		moduleConfig = nil
 	}

@@ -17,7 +17,7 @@ func TestDeployerLifecycle(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Fresh even when COMPLEMENT_ENABLE_DIRTY_RUNS=1: Destroy must really end it.
-	d := deployFresh(t, 1, false)
+	d := deployFresh(t, 1, false, nil)
 	destroyed := false
 	defer func() {
 		if !destroyed {
