@@ -53,6 +53,16 @@ func named(t *testing.T, d deployer.Deployment, hsName, name, displayName string
 	return c
 }
 
+// member registers a user on hsName with a display name and has inviter
+// invite it into roomID, which it joins.
+func member(t *testing.T, d deployer.Deployment, hsName, name, displayName string, inviter *client.CSAPI, roomID string) *client.CSAPI {
+	t.Helper()
+	c := named(t, d, hsName, name, displayName)
+	inviter.MustInviteRoom(t, roomID, c.UserID)
+	c.MustJoinRoom(t, roomID, nil)
+	return c
+}
+
 // connectedPair connects two new rooms on hsName through the REST handshake:
 // Alice's room A asks, Bob's room B approves.
 func connectedPair(t *testing.T, d deployer.Deployment, hsName string) connectedRooms {
@@ -114,6 +124,42 @@ func sendEdit(t *testing.T, c *client.CSAPI, roomID, originalID, newBody string)
 		"m.new_content": map[string]any{"msgtype": "m.text", "body": newBody},
 		"m.relates_to":  map[string]any{"rel_type": "m.replace", "event_id": originalID},
 	})
+}
+
+// sendReaction reacts, as c, to eventID of roomID with key.
+func sendReaction(t *testing.T, c *client.CSAPI, roomID, eventID, key string) string {
+	t.Helper()
+	return c.SendEventSynced(t, roomID, b.Event{Type: "m.reaction", Content: map[string]any{
+		"m.relates_to": annotation(eventID, key),
+	}})
+}
+
+// annotation is the m.relates_to of a reaction to eventID with key.
+func annotation(eventID, key string) map[string]any {
+	return map[string]any{"rel_type": "m.annotation", "event_id": eventID, "key": key}
+}
+
+// reactionBy matches sender's reaction to eventID with key.
+func reactionBy(sender, eventID, key string) func(gjson.Result) bool {
+	return func(ev gjson.Result) bool {
+		return ev.Get("type").Str == "m.reaction" && ev.Get("sender").Str == sender &&
+			ev.Get(relatesPath+".rel_type").Str == "m.annotation" &&
+			ev.Get(relatesPath+".event_id").Str == eventID &&
+			ev.Get(relatesPath+".key").Str == key
+	}
+}
+
+// isReaction matches any reaction.
+func isReaction(ev gjson.Result) bool { return ev.Get("type").Str == "m.reaction" }
+
+// inThread is the m.relates_to of a message in the thread of root that
+// replies to replyTo; fallingBack says the reply is only the fallback for
+// clients without threads (replyTo is then the thread's latest message).
+func inThread(root, replyTo string, fallingBack bool) map[string]any {
+	return map[string]any{
+		"rel_type": "m.thread", "event_id": root, "is_falling_back": fallingBack,
+		"m.in_reply_to": map[string]any{"event_id": replyTo},
+	}
 }
 
 // pointerTo matches a pointer (not a pointer's edit) whose original is
