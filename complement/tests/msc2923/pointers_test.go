@@ -193,6 +193,26 @@ func waitForEvent(t *testing.T, c *client.CSAPI, roomID string, check func(gjson
 	return found
 }
 
+// collect syncs as c from pos until roomID's timeline has brought n
+// events that pass check, and returns them in the order /sync delivered
+// them, which is the order the server stored them in.
+func collect(t *testing.T, c *client.CSAPI, pos, roomID string, n int, check func(gjson.Result) bool) []gjson.Result {
+	t.Helper()
+	var got []gjson.Result
+	c.MustSyncUntil(t, client.SyncReq{Since: pos, Filter: timelineFilter}, func(_ string, sync gjson.Result) error {
+		for _, ev := range sync.Get("rooms.join." + client.GjsonEscape(roomID) + ".timeline.events").Array() {
+			if check(ev) {
+				got = append(got, ev)
+			}
+		}
+		if len(got) < n {
+			return fmt.Errorf("%d of %d events in %s so far", len(got), n, roomID)
+		}
+		return nil
+	})
+	return got
+}
+
 // waitForPointer waits until c sees in roomID the pointer to originalID.
 func waitForPointer(t *testing.T, c *client.CSAPI, roomID, originalID string) gjson.Result {
 	t.Helper()
