@@ -23,6 +23,12 @@ TEXT_MSGTYPES: Final = frozenset({"m.text", "m.notice", "m.emote"})
 MEDIA_MSGTYPES: Final = frozenset({"m.image", "m.file", "m.audio", "m.video"})
 _MEDIA_KEYS: Final = ("url", "info", "filename", "file")
 
+# A pointer carries its text twice (body and formatted_body) and must stay
+# under Synapse's 64 KiB event limit, which a long original alone can reach;
+# past this many UTF-8 bytes the fallback is cut (the expansion has it all).
+MAX_FALLBACK_BYTES: Final = 16_000
+TRUNCATED_MARK: Final = " […]"
+
 # Maps an event ID of the source room to the matching event ID in the target
 # room, or None when the event has no counterpart there.
 Mapper = Callable[[str], "str | None"]
@@ -95,8 +101,11 @@ def render(original: Original, mode: FallbackMode) -> dict[str, Any]:
             str(content["formatted_body"])
             if content.get("format") == "org.matrix.custom.html"
             and isinstance(content.get("formatted_body"), str)
-            else html.escape(body, quote=False).replace("\n", "<br>")
+            else _html_of_text(body)
         )
+        if max(len(body.encode()), len(html_body.encode())) > MAX_FALLBACK_BYTES:
+            body = _cut(body, MAX_FALLBACK_BYTES) + TRUNCATED_MARK
+            html_body = _html_of_text(body)
         prefix = f"{name}: " if msgtype != "m.emote" else f"{name} "
         out = {
             "msgtype": msgtype,
@@ -144,6 +153,18 @@ def render_state(original: Original, mode: FallbackMode) -> dict[str, Any]:
         "formatted_body": f'<a href="{html.escape(link)}">{html.escape(body, quote=False)}</a>',
         POINTER_KEY: pointer_ref(original),
     }
+
+
+def _html_of_text(text: str) -> str:
+    return html.escape(text, quote=False).replace("\n", "<br>")
+
+
+def _cut(text: str, max_bytes: int) -> str:
+    """A prefix of ``text`` that fits ``max_bytes`` as UTF-8 and as escaped HTML."""
+    cut = text.encode()[:max_bytes].decode(errors="ignore")
+    while len(_html_of_text(cut).encode()) > max_bytes:
+        cut = cut[: len(cut) * 3 // 4]
+    return cut
 
 
 def _render_placeholder(original: Original) -> dict[str, Any]:

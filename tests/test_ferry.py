@@ -397,3 +397,40 @@ def test_a_burst_with_relations_is_carried_in_batches(homeserver: Homeserver) ->
     assert sorted(o for o in originals if o in replies) == sorted(replies)
     pointers = len(roots) + len(results) + len(reactions) + len(redactions)
     assert metric_value(homeserver, batches) - batches_before < pointers
+
+
+def test_an_event_that_cannot_cross_holds_back_nothing_after_it(homeserver: Homeserver) -> None:
+    """B allows no reactions from the bot: the ferry retries, gives up with a
+    log line and a metric, and the messages around the reaction still cross."""
+    pair = connected_pair(homeserver)
+    levels = pair.bob.get_state(pair.room_b, "m.room.power_levels")
+    levels["events"] = {**levels.get("events", {}), "m.reaction": 100}
+    pair.bob.send_state(pair.room_b, "m.room.power_levels", "", levels)
+    failures = "synapse_room_connect_ferry_failures_total"
+    failures_before = metric_value(homeserver, failures)
+    first = pair.alice.send_message(pair.room_a, "before the reaction")
+    pair.alice.send_event(
+        pair.room_a,
+        "m.reaction",
+        {"m.relates_to": {"rel_type": "m.annotation", "event_id": first, "key": "+1"}},
+    )
+    after = pair.alice.send_message(pair.room_a, "after the reaction")
+    wait_for_pointer(pair.bob, pair.room_b, first)
+    wait_for_pointer(pair.bob, pair.room_b, after)
+    # Five attempts, a second apart, came before the message after it.
+    assert metric_value(homeserver, failures) - failures_before == 5
+    events_b = list(all_events(pair.bob, pair.room_b))
+    assert not [e for e in events_b if e.get("type") == "m.reaction"]
+    assert "Giving up ferrying" in homeserver.log_text()
+
+
+def test_a_message_too_long_to_copy_crosses_cut_with_the_whole_in_the_expansion(
+    homeserver: Homeserver,
+) -> None:
+    pair = connected_pair(homeserver)
+    text = "long line\n" * 5_000  # 50 KB: a copy in body and formatted_body would not fit
+    long = pair.alice.send_message(pair.room_a, text)
+    pointer = wait_for_pointer(pair.bob, pair.room_b, long)
+    assert pointer["content"]["body"].startswith("Alice: long line\nlong line")
+    assert pointer["content"]["body"].endswith(" […]")
+    assert pointer["unsigned"][ORIGINAL]["content"]["body"] == text

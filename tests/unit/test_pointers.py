@@ -4,6 +4,7 @@ from typing import Any
 
 from synapse_room_connect.config import FallbackMode
 from synapse_room_connect.pointers import (
+    MAX_FALLBACK_BYTES,
     PROFILE_KEY,
     Original,
     edit_content,
@@ -157,3 +158,17 @@ def test_state_changes_in_placeholder_mode_leave_the_content_out() -> None:
     out = render_state(topic, FallbackMode.PLACEHOLDER)
     assert out["body"] == "Alice changed the topic of #a:hs"
     assert "secret" not in out["formatted_body"]
+
+
+def test_long_text_is_cut_to_fit_an_event() -> None:
+    # Escaping multiplies "<" by four and a newline becomes "<br>".
+    for text in ("x" * 60_000, "<\n" * 20_000, "é" * 30_000):
+        out = render(original({"msgtype": "m.text", "body": text}), FallbackMode.COPY)
+        assert out["body"].startswith("Alice: ")
+        assert out["body"].endswith(" […]")
+        assert len(out["body"].encode()) <= MAX_FALLBACK_BYTES + 100
+        assert len(out["formatted_body"].encode()) <= MAX_FALLBACK_BYTES + 100
+    html_only = {"msgtype": "m.text", "body": "short", "format": "org.matrix.custom.html"}
+    out = render(original({**html_only, "formatted_body": "<b>" * 10_000}), FallbackMode.COPY)
+    assert out["body"] == "Alice: short […]"
+    assert "<b>" not in out["formatted_body"]
