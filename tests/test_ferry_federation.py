@@ -6,7 +6,7 @@ from urllib.parse import quote
 
 import pytest
 
-from tests.connect_api import unique
+from tests.connect_api import unique, wait_for_membership
 from tests.ferry_helpers import (
     POINTER,
     barrier,
@@ -25,6 +25,10 @@ def test_original_on_hs1_pointer_on_hs2_and_back(federation: tuple[Homeserver, H
     hs1, hs2 = federation
     pair = connected_across(hs1, hs2)
     alice, room_a, bob, room_b, bot = pair.alice, pair.room_a, pair.bob, pair.room_b, pair.bot
+    # hs2 runs the module too, and its own bot is in B: it must not ferry as well.
+    bot2 = hs2.info()["bot_user_id"]
+    bob.invite(room_b, bot2)
+    wait_for_membership(bob, room_b, bot2, "join", timeout=60)
 
     hello = alice.send_message(room_a, "hello over federation")
     pointer = wait_for_pointer(bob, room_b, hello, timeout=60)
@@ -44,7 +48,6 @@ def test_original_on_hs1_pointer_on_hs2_and_back(federation: tuple[Homeserver, H
     assert back["content"]["body"] == "Bob: hi back"
     assert back["content"]["m.relates_to"] == {"m.in_reply_to": {"event_id": hello}}
 
-    # hs2 runs the module too, with its own bot: it must not ferry as well.
     barrier(bob, room_b)
     barrier(alice, room_a)
     in_b = [p["content"][POINTER]["event_id"] for p in pointers_in(bob, room_b)]
