@@ -200,11 +200,35 @@ class Ferry:
             return False  # another connection's pointer: never carried twice
         return not self._config.is_ignored_sender(event.sender)
 
+    async def _withheld_by(self, event: EventBase, target: str) -> str | None:
+        """The target room's own moderation, which a pointer must not get
+        round: a sender it has banned, or whose server its ACL denies."""
+        member_key = ("m.room.member", event.sender)
+        member = (await self._api.get_room_state(target, [member_key])).get(member_key)
+        if member is not None and member.content.get("membership") == "ban":
+            return "ban"
+        server = event.sender.partition(":")[2]
+        if await synapse_compat.server_denied(self._api, target, server):
+            return "server_acl"
+        return None
+
     async def _add(self, batch: _Batch, stream: int, event_id: str) -> bool:
         """Queue one event's counterpart in ``batch``; False means "failed,
         retry from this event later" (what came before it is recorded)."""
         event = await synapse_compat.get_event(self._api, event_id)
         if event is None or not self._should_ferry(event):
+            batch.skip(stream)
+            return True
+        withheld = await self._withheld_by(event, batch.target)
+        if withheld is not None:
+            metrics.ferry_withheld.labels(self._api.server_name, withheld).inc()
+            logger.info(
+                "Not ferrying %s from %s into %s: %s there",
+                event_id,
+                event.sender,
+                batch.target,
+                withheld,
+            )
             batch.skip(stream)
             return True
         # A relation to a pointer still in the batch: Synapse checks a relation

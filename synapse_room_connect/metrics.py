@@ -50,6 +50,12 @@ ferry_failures = Counter(
     labelnames=[SERVER_NAME_LABEL],
 )
 
+ferry_withheld = Counter(
+    "synapse_room_connect_ferry_withheld_total",
+    "Events not carried because the target room bans their sender or its server",
+    labelnames=[SERVER_NAME_LABEL, "reason"],
+)
+
 ferry_queue_depth = Gauge(
     "synapse_room_connect_ferry_queue_depth",
     "Timeline events in connected rooms not yet read by the ferry",

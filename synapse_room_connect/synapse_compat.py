@@ -61,6 +61,13 @@ async def server_in_room(api: ModuleApi, room_id: str) -> bool:
     return bool(await store.is_host_joined(room_id, api.server_name))
 
 
+async def server_denied(api: ModuleApi, room_id: str, server_name: str) -> bool:
+    """Whether the room's ``m.room.server_acl`` denies ``server_name`` (cached by Synapse)."""
+    state: Any = api._hs.get_storage_controllers().state
+    acl = await state.get_server_acl_for_room(room_id)
+    return acl is not None and not acl.server_matches_acl_event(server_name)
+
+
 async def rooms_for_user(api: ModuleApi, user_id: str) -> frozenset[str]:
     """Rooms a local user is joined to."""
     store: Any = api._store

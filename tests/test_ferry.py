@@ -434,3 +434,30 @@ def test_a_message_too_long_to_copy_crosses_cut_with_the_whole_in_the_expansion(
     assert pointer["content"]["body"].startswith("Alice: long line\nlong line")
     assert pointer["content"]["body"].endswith(" […]")
     assert pointer["unsigned"][ORIGINAL]["content"]["body"] == text
+
+
+def test_a_user_the_target_room_bans_is_not_carried_there(homeserver: Homeserver) -> None:
+    """B's moderators ban a user of A who was never in B: their messages stop
+    crossing into B, and the ferry says so in a metric and a log line."""
+    pair = connected_pair(homeserver)
+    carol = homeserver.register(unique("carol"), displayname="Carol")
+    pair.alice.invite(pair.room_a, carol.user_id or "")
+    carol.join(pair.room_a)
+    withheld = "synapse_room_connect_ferry_withheld_total"
+    before = metric_value(homeserver, withheld, reason="ban")
+    pair.bob.request(
+        "POST",
+        f"/_matrix/client/v3/rooms/{pair.room_b}/ban",
+        {"user_id": carol.user_id, "reason": "spam"},
+    )
+    banned = carol.send_message(pair.room_a, "from a user B has banned")
+    carried = pair.alice.send_message(pair.room_a, "from alice")
+    # In order: once Alice's later message has crossed, Carol's was decided.
+    wait_for_pointer(pair.bob, pair.room_b, carried)
+    originals = [p["content"][POINTER]["event_id"] for p in pointers_in(pair.bob, pair.room_b)]
+    assert banned not in originals
+    assert metric_value(homeserver, withheld, reason="ban") == before + 1
+    assert f"Not ferrying {banned}" in homeserver.log_text()
+    # Still carried the other way: the ban is B's, not A's.
+    from_bob = pair.bob.send_message(pair.room_b, "to everyone in A, Carol too")
+    wait_for_pointer(carol, pair.room_a, from_bob)
