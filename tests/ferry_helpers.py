@@ -75,7 +75,7 @@ def send_edit(client: MatrixClient, room_id: str, original_id: str, new_body: st
 
 
 def is_pointer_to(event: JsonDict, original_id: str) -> bool:
-    return event.get("content", {}).get(POINTER, {}).get("event_id") == original_id
+    return bool(event.get("content", {}).get(POINTER, {}).get("event_id") == original_id)
 
 
 def wait_for_pointer(
