@@ -144,9 +144,10 @@ class Ferry:
             for target, since in targets[room_id]:
                 key = (room_id, target)
                 if key not in self._cursors:
-                    stored = await self._store.get_cursor(room_id, target)
-                    self._cursors[key] = max(stored or since, since)
-                read_from = self._cursors[key]
+                    self._cursors[key] = await self._store.get_cursor(room_id, target) or since
+                # A connection activated again starts from its new consent:
+                # what was said while it was revoked stays on its side.
+                read_from = max(self._cursors[key], since)
                 rows = await self._store.events_after(
                     room_id, read_from, upto, BATCH_SIZE, exclude_sender=self._bot.user_id
                 )

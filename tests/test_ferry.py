@@ -91,6 +91,14 @@ def test_only_events_while_active_are_ferried(homeserver: Homeserver) -> None:
     assert early not in originals
     assert late not in originals
 
+    # Connected again: what was said while revoked stays on its side.
+    connect(bob, room_b, room_a)
+    assert connect(alice, room_a, room_b)["status"] == "active"
+    again = alice.send_message(room_a, "connected again")
+    wait_for_pointer(bob, room_b, again)
+    originals = {p["content"][POINTER]["event_id"] for p in pointers_in(bob, room_b)}
+    assert originals == {during, again}
+
 
 def test_replies_edits_reactions_redactions_and_threads(homeserver: Homeserver) -> None:
     pair = connected_pair(homeserver)
