@@ -45,12 +45,7 @@ func TestMSC2923FerryOverFederation(t *testing.T) {
 		match.JSONKeyEqual(originalPath+".content.body", "hi back"),
 	)
 
-	p.settle(t)
-	eventsA, eventsB := timeline(t, p.alice, p.roomA), timeline(t, p.bob, p.roomB)
-	mustOccur(t, eventsB, 1, pointerTo(hello), "pointers in B to A's message")
-	mustOccur(t, eventsA, 1, pointerTo(reply), "pointers in A to B's reply")
-	mustOccur(t, eventsA, 0, pointsAt(hello, inB.Get("event_id").Str), "pointers in A to A's message or its pointer")
-	mustOccur(t, eventsB, 0, pointsAt(reply, inA.Get("event_id").Str), "pointers in B to B's reply or its pointer")
+	eventsA, eventsB := p.mustCarryOnce(t, hello, inB, reply, inA)
 	for name, events := range map[string][]gjson.Result{"A": eventsA, "B": eventsB} {
 		mustOccur(t, events, 0, func(ev gjson.Result) bool {
 			return ev.Get(pointerPath).Exists() && ev.Get("sender").Str != p.bot

@@ -287,6 +287,22 @@ func (p connectedRooms) settle(t *testing.T) {
 	waitForPointer(t, p.alice, p.roomA, toA)
 }
 
+// mustCarryOnce settles p and checks that fromA (a message of room A, whose
+// pointer in B is inB) and fromB (a message of B, whose pointer in A is inA)
+// each have exactly one pointer in the other room, and that pointers never
+// travel on: no room gets a pointer to its own message, nor to the other
+// room's pointer to it. It returns both timelines for further checks.
+func (p connectedRooms) mustCarryOnce(t *testing.T, fromA string, inB gjson.Result, fromB string, inA gjson.Result) (eventsA, eventsB []gjson.Result) {
+	t.Helper()
+	p.settle(t)
+	eventsA, eventsB = timeline(t, p.alice, p.roomA), timeline(t, p.bob, p.roomB)
+	mustOccur(t, eventsB, 1, pointerTo(fromA), "pointers in B to A's message")
+	mustOccur(t, eventsA, 1, pointerTo(fromB), "pointers in A to B's message")
+	mustOccur(t, eventsA, 0, pointsAt(fromA, inB.Get("event_id").Str), "pointers in A to A's message or its pointer")
+	mustOccur(t, eventsB, 0, pointsAt(fromB, inA.Get("event_id").Str), "pointers in B to B's message or its pointer")
+	return eventsA, eventsB
+}
+
 // mustBePointer checks that pointer is the bot's pointer in its room to
 // original (an event as its own room serves it), readable as body.
 func mustBePointer(t *testing.T, pointer, original gjson.Result, bot, body string) {
