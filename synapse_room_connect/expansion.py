@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any, Final
 
 import attrs
@@ -22,11 +22,15 @@ from synapse.util.frozenutils import unfreeze
 from synapse_room_connect import metrics, synapse_compat
 from synapse_room_connect.constants import ORIGINAL_KEY, POINTER_KEY
 from synapse_room_connect.handshake import Status
-from synapse_room_connect.store import NewEvent, Store
+from synapse_room_connect.store import Store
 
 logger = logging.getLogger(__name__)
 
 CACHE_SIZE: Final = 10_000
+
+
+# (the latest edit's event ID, redacted): what can change about an original.
+_Version = tuple[str | None, bool]
 
 
 @attrs.frozen
@@ -54,30 +58,14 @@ class Expander:
         self._api = api
         self._store = store
         self._state_types = state_types
-        # original event ID -> its client form; edits and redactions evict.
-        self._originals: OrderedDict[str, dict[str, Any] | None] = OrderedDict()
-        # edit event ID -> the original it was applied to, so redacting the
-        # edit evicts the original too.
-        self._edit_of: OrderedDict[str, str] = OrderedDict()
+        # original event ID -> (its version, its client form). A version is
+        # (latest edit, redacted), read from Synapse's own caches on every
+        # serve: Synapse invalidates those before it tells anyone of an edit
+        # or redaction, on every worker, so a served expansion is never
+        # staler than the event itself.
+        self._originals: OrderedDict[str, tuple[_Version, dict[str, Any]]] = OrderedDict()
         # pointer event ID -> (source room, original) as recorded by the ferry.
         self._recorded: OrderedDict[str, tuple[str, str]] = OrderedDict()
-
-    def invalidate(self, event_id: str) -> None:
-        self._originals.pop(event_id, None)
-        original = self._edit_of.pop(event_id, None)
-        if original is not None:
-            self._originals.pop(original, None)
-
-    def has_cached(self) -> bool:
-        return bool(self._originals)
-
-    def on_new_events(self, events: Iterable[NewEvent]) -> None:
-        """Evict originals that an edit or redaction changed. Runs on every
-        process, which is what keeps every worker's cache correct."""
-        for event in events:
-            for changed in (event.replaces, event.redacts):
-                if changed is not None:
-                    self.invalidate(changed)
 
     async def unsigned_for(self, event: EventBase) -> dict[str, Any]:
         if event.type != "m.room.message" or POINTER_KEY not in event.content:
@@ -121,18 +109,13 @@ class Expander:
         return recorded
 
     async def _original(self, ref: PointerRef) -> dict[str, Any] | None:
-        if ref.event_id in self._originals:
+        cached = self._originals.get(ref.event_id)
+        if cached is not None and cached[0] == synapse_compat.cached_version(
+            self._api, ref.event_id
+        ):
+            # Only ever cached after the checks below passed for this event.
             self._originals.move_to_end(ref.event_id)
-            return self._originals[ref.event_id]
-        original = await self._load(ref)
-        self._originals[ref.event_id] = original
-        if len(self._originals) > CACHE_SIZE:
-            self._originals.popitem(last=False)
-        if len(self._edit_of) > CACHE_SIZE:
-            self._edit_of.popitem(last=False)
-        return original
-
-    async def _load(self, ref: PointerRef) -> dict[str, Any] | None:
+            return cached[1]
         event = await synapse_compat.get_event(self._api, ref.event_id)
         if event is None or event.room_id != ref.room_id or event.sender != ref.sender:
             # A pointer naming an event that is not where it claims is forged
@@ -143,31 +126,16 @@ class Expander:
             return None
         if event.is_state() and event.type not in self._state_types:
             return None  # only state the ferry announces is shown through pointers
-        body: dict[str, Any] = {
-            "type": event.type,
-            "sender": event.sender,
-            "content": unfreeze(event.content),
-            "origin_server_ts": event.origin_server_ts,
-            "event_id": event.event_id,
-            "room_id": event.room_id,
-        }
-        if event.internal_metadata.is_redacted():
-            body["redacted"] = True
-            return body
-        edit = (await synapse_compat.latest_edits(self._api, [event.event_id])).get(event.event_id)
-        if edit is not None:
-            new_content = edit.content.get("m.new_content")
-            if isinstance(new_content, Mapping):
-                content = unfreeze(new_content)
-                relates = body["content"].get("m.relates_to")
-                if relates is not None:
-                    content["m.relates_to"] = relates  # edits never change relations
-                body["content"] = content
-                body["edited"] = {
-                    "event_id": edit.event_id,
-                    "origin_server_ts": edit.origin_server_ts,
-                }
-                self._edit_of[edit.event_id] = event.event_id
+        redacted = event.internal_metadata.is_redacted()
+        edit = None
+        if not redacted:
+            edits = await synapse_compat.latest_edits(self._api, [event.event_id])
+            edit = edits.get(event.event_id)
+        version: _Version = (edit.event_id if edit is not None else None, redacted)
+        body = _client_form(event, edit)
+        self._originals[event.event_id] = (version, body)
+        if len(self._originals) > CACHE_SIZE:
+            self._originals.popitem(last=False)
         return body
 
     async def _placeholder(self, pointer: EventBase, ref: PointerRef) -> dict[str, Any]:
@@ -218,3 +186,28 @@ class Expander:
         unsigned[POINTER_KEY] = {"room_id": served["room_id"], "event_id": served["event_id"]}
         shown["unsigned"] = unsigned
         return shown
+
+
+def _client_form(event: EventBase, edit: EventBase | None) -> dict[str, Any]:
+    """The original as a client would see it: latest edit applied, or redacted."""
+    body: dict[str, Any] = {
+        "type": event.type,
+        "sender": event.sender,
+        "content": unfreeze(event.content),
+        "origin_server_ts": event.origin_server_ts,
+        "event_id": event.event_id,
+        "room_id": event.room_id,
+    }
+    if event.internal_metadata.is_redacted():
+        body["redacted"] = True
+        return body
+    if edit is not None:
+        new_content = edit.content.get("m.new_content")
+        if isinstance(new_content, Mapping):
+            content = unfreeze(new_content)
+            relates = body["content"].get("m.relates_to")
+            if relates is not None:
+                content["m.relates_to"] = relates  # edits never change relations
+            body["content"] = content
+            body["edited"] = {"event_id": edit.event_id, "origin_server_ts": edit.origin_server_ts}
+    return body

@@ -9,9 +9,9 @@ redaction of an event the server lacks and so aborts the notification before
 the federation sender is poked: the redaction never leaves the server.
 
 Instead the feed wakes on Synapse's replication notifier, which fires after
-events are persisted (on every process, workers included) and costs nothing
-per event, and reads what is new since its last position in one query that
-returns just the columns the module decides on. A slow consumer does not slow
+events are persisted (on workers too) and costs nothing per event, and reads
+what is new since its last position in one query that returns just the
+columns the module decides on. Only the acting process runs it. A slow consumer does not slow
 Synapse: events that arrive while a read is running are picked up by the next.
 """
 
@@ -43,15 +43,10 @@ class _State:
 
 
 class Feed:
-    def __init__(
-        self, api: ModuleApi, store: Store, consumer: Consumer, wanted: Callable[[], bool]
-    ) -> None:
+    def __init__(self, api: ModuleApi, store: Store, consumer: Consumer) -> None:
         self._api = api
         self._store = store
         self._consume = consumer
-        # False when nothing new could matter to this process (a worker that
-        # has expanded no pointer): skip the read, as every worker runs one.
-        self._wanted = wanted
         self._state: _State | None = None
 
     def start(self) -> None:
@@ -78,8 +73,6 @@ class Feed:
             while state.poked:
                 state.poked = False
                 upto = synapse_compat.current_stream_position(self._api)
-                if not self._wanted():
-                    state.position = max(state.position, upto)
                 while state.position < upto:
                     rows = await self._store.new_events(state.position, upto, BATCH_SIZE)
                     state.position = rows[-1].stream if len(rows) == BATCH_SIZE else upto

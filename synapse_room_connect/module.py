@@ -54,12 +54,7 @@ class RoomConnectModule:
             federated_user_may_invite=self._on_federated_invite,
         )
         # The feed stands in for on_new_event; see feed.py for why.
-        self.feed = Feed(
-            api,
-            self.store,
-            self._on_new_events,
-            wanted=lambda: self.is_acting_process or self.expander.has_cached(),
-        )
+        self.feed = Feed(api, self.store, self._on_new_events)
         # (federated_user_may_invite: invites from other servers arrive as
         # outliers, which the feed never sees; that is the one hook that does.)
         # Migrate as soon as the reactor runs, so a broken database shows up in
@@ -78,7 +73,8 @@ class RoomConnectModule:
 
     async def _start(self) -> None:
         await self.store.migrate()
-        self.feed.start()
+        if self.is_acting_process:
+            self.feed.start()
         if self.is_acting_process:
             # Catch up on anything that changed while this process was down.
             await self.connections.reconcile_all()
@@ -118,9 +114,6 @@ class RoomConnectModule:
     async def _on_new_events(self, events: Sequence[NewEvent]) -> None:
         # Runs in the feed's loop: filter cheaply, hand work to the
         # background, never await a send here.
-        self.expander.on_new_events(events)
-        if not self.is_acting_process:
-            return
         bot = self.bot_user_id
         self.connections.ferry.events_in({e.room_id for e in events if e.sender != bot})
         messages = []

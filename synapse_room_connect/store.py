@@ -158,9 +158,6 @@ class NewEvent:
     sender: str
     state_key: str | None = None
     membership: str | None = None
-    # The event this one edits (an m.replace relation), or redacts.
-    replaces: str | None = None
-    redacts: str | None = None
 
 
 @attrs.frozen
@@ -380,13 +377,10 @@ class Store:
             txn.execute(
                 """
                 SELECT e.stream_ordering, e.event_id, e.room_id, e.type, e.sender,
-                    e.state_key, m.membership, rel.relates_to_id, red.redacts
+                    e.state_key, m.membership
                 FROM events AS e
                 LEFT JOIN rejections AS r ON r.event_id = e.event_id
                 LEFT JOIN room_memberships AS m ON m.event_id = e.event_id
-                LEFT JOIN event_relations AS rel
-                    ON rel.event_id = e.event_id AND rel.relation_type = 'm.replace'
-                LEFT JOIN redactions AS red ON red.event_id = e.event_id
                 WHERE e.stream_ordering > ? AND e.stream_ordering <= ?
                     AND NOT e.outlier AND r.event_id IS NULL
                 ORDER BY e.stream_ordering

@@ -176,6 +176,27 @@ async def has_annotation(api: ModuleApi, event_id: str, sender: str, key: str) -
     return bool(await store.has_user_annotated_event(event_id, "m.reaction", key, sender))
 
 
+_MISSING = object()
+
+
+def cached_version(api: ModuleApi, event_id: str) -> tuple[str | None, bool] | None:
+    """(latest edit's ID, redacted) of an event from Synapse's in-memory
+    caches alone, or None when either is not cached.
+
+    Synapse drops both entries (on every worker) before it announces an edit
+    or a redaction, so a hit is current; a miss means "ask the store".
+    """
+    store: Any = api._store
+    entry = store._get_event_cache.get_local((event_id,))
+    if entry is None:
+        return None
+    # Single-argument caches are keyed by the bare argument.
+    edit = store.get_applicable_edit.cache.get_immediate(event_id, _MISSING)
+    if edit is _MISSING:
+        return None
+    return (edit.event_id if edit is not None else None, entry.redacted_event is not None)
+
+
 async def latest_edits(api: ModuleApi, event_ids: Iterable[str]) -> dict[str, EventBase]:
     """The newest valid ``m.replace`` of each event, by Synapse's own rules."""
     store: Any = api._store

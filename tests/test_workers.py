@@ -19,7 +19,7 @@ ORIGINAL = "org.matrix.msc2923.original"
 def test_handshake_side_effects_happen_exactly_once(
     workers: WorkerDeployment, postgres: PostgresServer
 ) -> None:
-    """The event feed runs on all three processes; only main (the configured
+    """The module is loaded on all three processes; only main (the configured
     acting process) may announce, join and cache."""
     bot = workers.info()["bot_user_id"]
     alice = workers.register(unique("alice"))
