@@ -11,7 +11,9 @@ the federation sender is poked: the redaction never leaves the server.
 Instead the feed wakes on Synapse's replication notifier, which fires after
 events are persisted (on workers too) and costs nothing per event, and reads
 what is new since its last position in one query that returns just the
-columns the module decides on. Only the acting process runs it. A slow consumer does not slow
+columns the module decides on; and not even that when Synapse's in-memory
+stream caches show nothing it could care about. Only the acting process runs
+it. A slow consumer does not slow
 Synapse: events that arrive while a read is running are picked up by the next.
 """
 
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Set as AbstractSet
 from typing import Final
 
 import attrs
@@ -33,6 +36,9 @@ BATCH_SIZE: Final = 500
 RETRY_DELAY_MS: Final = 1000
 
 Consumer = Callable[[Sequence[NewEvent]], Awaitable[None]]
+# The rooms where any new event matters to the consumer; elsewhere only
+# changes of current state do (a connection event, an invite of the bot).
+Watched = Callable[[], AbstractSet[str]]
 
 
 @attrs.define
@@ -43,10 +49,11 @@ class _State:
 
 
 class Feed:
-    def __init__(self, api: ModuleApi, store: Store, consumer: Consumer) -> None:
+    def __init__(self, api: ModuleApi, store: Store, consumer: Consumer, watched: Watched) -> None:
         self._api = api
         self._store = store
         self._consume = consumer
+        self._watched = watched
         self._state: _State | None = None
 
     def start(self) -> None:
@@ -63,7 +70,11 @@ class Feed:
         state.poked = True
         if state.running:
             return
-        if synapse_compat.current_stream_position(self._api) <= state.position:
+        upto = synapse_compat.current_stream_position(self._api)
+        if upto <= state.position:
+            return
+        if self._nothing_for_us(state.position):
+            state.position = upto
             return
         state.running = True
         self._api.run_as_background_process("room_connect_feed", self._run, state)
@@ -73,6 +84,8 @@ class Feed:
             while state.poked:
                 state.poked = False
                 upto = synapse_compat.current_stream_position(self._api)
+                if self._nothing_for_us(state.position):
+                    state.position = max(state.position, upto)
                 while state.position < upto:
                     rows = await self._store.new_events(state.position, upto, BATCH_SIZE)
                     state.position = rows[-1].stream if len(rows) == BATCH_SIZE else upto
@@ -83,6 +96,19 @@ class Feed:
             self._api.delayed_background_call(RETRY_DELAY_MS, self.poke, desc="room_connect_feed")
         finally:
             state.running = False
+
+    def _nothing_for_us(self, position: int) -> bool:
+        """Whether Synapse's in-memory stream caches already tell that nothing
+        after ``position`` can matter: no room changed its current state, and
+        no watched room has new events. This is what makes a message in a room
+        without connections cost the module no database read at all."""
+        changed = synapse_compat.rooms_with_events_since(self._api, position)
+        if changed is None:
+            return False  # the cache does not reach back that far: read
+        state_changed = synapse_compat.rooms_with_state_changes_since(self._api, position)
+        if state_changed is None or state_changed:
+            return False
+        return self._watched().isdisjoint(changed)
 
     async def _deliver(self, rows: Sequence[NewEvent]) -> None:
         # The consumer only queues work; if that fails for these rows, log and

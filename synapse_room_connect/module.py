@@ -54,7 +54,16 @@ class RoomConnectModule:
             federated_user_may_invite=self._on_federated_invite,
         )
         # The feed stands in for on_new_event; see feed.py for why.
-        self.feed = Feed(api, self.store, self._on_new_events)
+        # Rooms the bot is joined or invited to, as last read: where commands
+        # come from. Any change to it is a change of state, which the feed
+        # always reads, and the consumer refreshes it then.
+        self._bot_rooms: frozenset[str] = frozenset()
+        self.feed = Feed(
+            api,
+            self.store,
+            self._on_new_events,
+            watched=lambda: self.connections.ferry.active_rooms | self._bot_rooms,
+        )
         # (federated_user_may_invite: invites from other servers arrive as
         # outliers, which the feed never sees; that is the one hook that does.)
         # Migrate as soon as the reactor runs, so a broken database shows up in
@@ -74,6 +83,7 @@ class RoomConnectModule:
     async def _start(self) -> None:
         await self.store.migrate()
         if self.is_acting_process:
+            self._bot_rooms = await self.bot.rooms_with_membership()
             self.feed.start()
         if self.is_acting_process:
             # Catch up on anything that changed while this process was down.
@@ -140,13 +150,14 @@ class RoomConnectModule:
                     self.connections.room_changed(event.room_id)
             elif etype in _TRAIT_EVENT_TYPES:
                 self.connections.room_changed(event.room_id)
+        if any(e.type == "m.room.member" and e.state_key == bot for e in events):
+            self._bot_rooms = await self.bot.rooms_with_membership()
         if messages:
             await self._commands_in(messages)
 
     async def _commands_in(self, messages: Sequence[NewEvent]) -> None:
         """Hand ``!connect`` commands in rooms the bot is in to the background."""
-        bot_rooms = await self.bot.rooms_with_membership()
-        candidates = [m.event_id for m in messages if m.room_id in bot_rooms]
+        candidates = [m.event_id for m in messages if m.room_id in self._bot_rooms]
         if not candidates:
             return
         for event in (await synapse_compat.get_events(self.api, candidates)).values():

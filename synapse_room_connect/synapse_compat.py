@@ -164,6 +164,21 @@ def add_replication_callback(api: ModuleApi, callback: Callable[[], None]) -> No
     api._hs.get_notifier().add_replication_callback(callback)
 
 
+def rooms_with_events_since(api: ModuleApi, position: int) -> list[str] | None:
+    """Rooms with events after stream ``position``, from the in-memory cache
+    /sync uses; None when the cache does not reach back that far."""
+    store: Any = api._store
+    result = store._events_stream_cache.get_all_entities_changed(position)
+    return list(result.entities) if result.hit else None
+
+
+def rooms_with_state_changes_since(api: ModuleApi, position: int) -> list[str] | None:
+    """Rooms whose current state changed after ``position``, likewise."""
+    store: Any = api._store
+    result = store._curr_state_delta_stream_cache.get_all_entities_changed(position)
+    return list(result.entities) if result.hit else None
+
+
 def current_stream_position(api: ModuleApi) -> int:
     """The stream ordering of the newest event this process knows is persisted."""
     return int(api._store.get_room_max_stream_ordering())
