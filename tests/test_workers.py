@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from urllib.parse import quote
 
 import pytest
 
 from tests.connect_api import connect, connections, notices_from, unique, wait_for_notice
-from tests.ferry_helpers import POINTER, barrier, pointers_in, send_edit, wait_for_pointer
+from tests.ferry_helpers import (
+    POINTER,
+    barrier,
+    connected_pair,
+    pointers_in,
+    send_edit,
+    wait_for_pointer,
+)
 from tests.harness.postgres import PostgresServer
-from tests.harness.workers import WorkerDeployment
+from tests.harness.redis import RedisServer
+from tests.harness.workers import CLIENT_WORKER, WorkerDeployment
 
 pytestmark = pytest.mark.workers
 
@@ -91,3 +101,36 @@ def test_expansion_cache_is_invalidated_on_the_client_worker(workers: WorkerDepl
     send_edit(alice, room_a, sent, "v2")
     barrier(alice, room_a)
     assert bob.request("GET", path)["unsigned"][ORIGINAL]["content"]["body"] == "v2"
+
+
+def test_a_client_worker_can_be_the_acting_process(
+    harness_dir: Path, postgres: PostgresServer, redis: RedisServer
+) -> None:
+    """``worker: client_worker``: that worker announces and ferries (a burst,
+    in batches it hands to the event persister), main does nothing."""
+    deployment = WorkerDeployment(
+        postgres, redis, {"worker": CLIENT_WORKER}, base_dir=harness_dir, name="acting-worker"
+    )
+    try:
+        deployment.start()
+        pair = connected_pair(deployment)
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            sent = list(
+                pool.map(lambda n: pair.alice.send_message(pair.room_a, f"burst {n}"), range(20))
+            )
+        for event_id in sent:
+            wait_for_pointer(pair.bob, pair.room_b, event_id)
+        barrier(pair.bob, pair.room_b)
+        originals = [p["content"][POINTER]["event_id"] for p in pointers_in(pair.bob, pair.room_b)]
+        assert sorted(o for o in originals if o in sent) == sorted(sent)
+        rows = postgres.query(
+            deployment.database_name,
+            "SELECT count(*), count(DISTINCT source_event_id) FROM room_connect_pointers"
+            " WHERE source_room_id = %s",
+            (pair.room_a,),
+        )
+        assert rows[0][0] == rows[0][1] >= len(sent)
+        assert "Connection " in deployment.log_text(CLIENT_WORKER)
+        assert "Connection " not in deployment.log_text("main")
+    finally:
+        deployment.destroy()
