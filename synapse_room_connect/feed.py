@@ -13,8 +13,8 @@ events are persisted (on workers too) and costs nothing per event, and reads
 what is new since its last position in one query that returns just the
 columns the module decides on; and not even that when Synapse's in-memory
 stream caches show nothing it could care about. Only the acting process runs
-it. A slow consumer does not slow
-Synapse: events that arrive while a read is running are picked up by the next.
+it. A slow consumer does not slow Synapse: events that arrive while a read is
+running are picked up by the next.
 """
 
 from __future__ import annotations

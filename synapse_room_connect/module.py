@@ -39,7 +39,7 @@ class RoomConnectModule:
         self.bot_user_id = self.bot.user_id
         self.connections = Connections(api, config, self.store, self.bot)
         self.expander = Expander(api, self.store, config.ferry_state_events)
-        # The feed runs on every process; only one of them may act.
+        # The module is loaded on every process; only one of them may act.
         self.is_acting_process = config.is_acting_process(api.worker_name)
 
         api.register_web_resource(HTTP_ROOT, RoomConnectResource(self))
@@ -48,7 +48,8 @@ class RoomConnectModule:
         )
         # Validation of connection events: this hook gets the event alone,
         # where check_event_allowed would make Synapse load the room's whole
-        # state for every event on the server.
+        # state for every event on the server. Invites from other servers
+        # arrive as outliers, which the feed never sees; the second hook does.
         api.register_spam_checker_callbacks(
             check_event_for_spam=self.check_event_for_spam,
             federated_user_may_invite=self._on_federated_invite,
@@ -64,8 +65,6 @@ class RoomConnectModule:
             self._on_new_events,
             watched=lambda: self.connections.ferry.active_rooms | self._bot_rooms,
         )
-        # (federated_user_may_invite: invites from other servers arrive as
-        # outliers, which the feed never sees; that is the one hook that does.)
         # Migrate as soon as the reactor runs, so a broken database shows up in
         # the log at start-up rather than on the first connection.
         api.delayed_background_call(0, self._start, desc="room_connect_start")
@@ -85,7 +84,6 @@ class RoomConnectModule:
         if self.is_acting_process:
             self._bot_rooms = await self.bot.rooms_with_membership()
             self.feed.start()
-        if self.is_acting_process:
             # Catch up on anything that changed while this process was down.
             await self.connections.reconcile_all()
             # Resume ferrying from each room's cursor: whatever was persisted
@@ -95,11 +93,11 @@ class RoomConnectModule:
     async def check_event_for_spam(self, event: EventBase) -> Literal["NOT_SPAM"]:
         """Refuse a bad connection event a local user sends, with a clear error.
 
-        Raising (rather than returning an error code) keeps the status and
-        message of the SynapseError; Synapse calls this for local sends only
-        before persisting, and for remote events, which are never refused
-        here: rejecting them would fork our view of the room. They are judged
-        (and ignored) when deriving status.
+        Synapse calls this before persisting a local user's event; raising
+        (rather than returning an error code) keeps the status and message of
+        the SynapseError. Remote events are never refused here: rejecting
+        them would fork our view of the room. They are judged (and ignored)
+        when deriving status.
         """
         if event.type != CONNECTION_EVENT_TYPE or not event.is_state():
             return "NOT_SPAM"
