@@ -45,7 +45,13 @@ from synapse_room_connect.handshake import (
     traits_mismatch,
     validate_content,
 )
-from synapse_room_connect.rooms import RoomReader, StateMap, room_label, traits_from_state
+from synapse_room_connect.rooms import (
+    RoomReader,
+    StateMap,
+    room_label,
+    server_of,
+    traits_from_state,
+)
 from synapse_room_connect.store import Store
 
 logger = logging.getLogger(__name__)
@@ -82,11 +88,6 @@ class ConnectionView:
         if self.blocked_by:
             body["blocked_by"] = list(self.blocked_by)
         return body
-
-
-def server_of(user_or_room_id: str) -> str | None:
-    _, sep, server = user_or_room_id.partition(":")
-    return server if sep else None
 
 
 def mode_for(*traits: RoomTraits | None) -> str:

@@ -30,7 +30,7 @@ from synapse_room_connect.pointers import (
     render,
     render_state,
 )
-from synapse_room_connect.rooms import RoomReader
+from synapse_room_connect.rooms import RoomReader, server_of
 from synapse_room_connect.store import Store
 
 logger = logging.getLogger(__name__)
@@ -208,8 +208,8 @@ class Ferry:
         member = (await self._api.get_room_state(target, [member_key])).get(member_key)
         if member is not None and member.content.get("membership") == "ban":
             return "ban"
-        server = event.sender.partition(":")[2]
-        if await synapse_compat.server_denied(self._api, target, server):
+        server = server_of(event.sender)
+        if server and await synapse_compat.server_denied(self._api, target, server):
             return "server_acl"
         return None
 

@@ -18,6 +18,7 @@ from synapse_room_connect.constants import CONNECTION_EVENT_TYPE, HTTP_ROOT
 from synapse_room_connect.expansion import Expander
 from synapse_room_connect.feed import Feed
 from synapse_room_connect.http import RoomConnectResource
+from synapse_room_connect.rooms import server_of
 from synapse_room_connect.store import NewEvent, Store
 
 logger = logging.getLogger(__name__)
@@ -179,5 +180,5 @@ class RoomConnectModule:
     async def _accept_invite(self, room_id: str, inviter: str) -> None:
         # Accepting is what lets an admin of a room on another server approve
         # with a chat command, or lets this server see that room's consent.
-        server = inviter.partition(":")[2]
+        server = server_of(inviter)
         await self.bot.join(room_id, [server] if server else [])

@@ -115,6 +115,12 @@ class RoomReader:
         )
 
 
+def server_of(user_or_room_id: str) -> str | None:
+    """The server part of a user or room ID, or None if it has none."""
+    _, sep, server = user_or_room_id.partition(":")
+    return server if sep else None
+
+
 async def room_label(api: ModuleApi, room_id: str) -> str:
     """The room's canonical alias if it has one, else its ID: for humans."""
     try:
