@@ -110,10 +110,12 @@ class Expander:
 
     async def _original(self, ref: PointerRef) -> dict[str, Any] | None:
         cached = self._originals.get(ref.event_id)
-        if cached is not None and cached[0] == synapse_compat.cached_version(
-            self._api, ref.event_id
+        if (
+            cached is not None
+            and cached[0] == synapse_compat.cached_version(self._api, ref.event_id)
+            # The same event may be named by another pointer with other claims.
+            and (cached[1]["room_id"], cached[1]["sender"]) == (ref.room_id, ref.sender)
         ):
-            # Only ever cached after the checks below passed for this event.
             self._originals.move_to_end(ref.event_id)
             return cached[1]
         event = await synapse_compat.get_event(self._api, ref.event_id)

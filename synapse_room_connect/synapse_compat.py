@@ -205,11 +205,13 @@ def cached_version(api: ModuleApi, event_id: str) -> tuple[str | None, bool] | N
     entry = store._get_event_cache.get_local((event_id,))
     if entry is None:
         return None
+    if entry.redacted_event is not None:
+        return (None, True)  # as the expansion sees it: a redacted event has no edit
     # Single-argument caches are keyed by the bare argument.
     edit = store.get_applicable_edit.cache.get_immediate(event_id, _MISSING)
     if edit is _MISSING:
         return None
-    return (edit.event_id if edit is not None else None, entry.redacted_event is not None)
+    return (edit.event_id if edit is not None else None, False)
 
 
 async def latest_edits(api: ModuleApi, event_ids: Iterable[str]) -> dict[str, EventBase]:
