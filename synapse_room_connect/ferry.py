@@ -334,13 +334,7 @@ class Ferry:
             return await self._ferry_edit(event, content, relates, target)
         pointer = render(await self._original(event, content), self._config.fallback_mode)
         if relates:
-            referenced = [
-                relates.get("event_id"),
-                (relates.get("m.in_reply_to") or {}).get("event_id"),
-            ]
-            mapped = {
-                ref: await self.map_event(ref, target) for ref in referenced if isinstance(ref, str)
-            }
+            mapped = {ref: await self.map_event(ref, target) for ref in _references(event)}
             relation = map_relation(relates, mapped.get)
             if relation is not None:
                 pointer["m.relates_to"] = relation
