@@ -71,19 +71,19 @@ from typing import Final
 
 ROOT: Final = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
-    # Run as a script (bench/expansion.py): the harness lives in the repository's tests/.
+    # Run as a script (bench/expansion.py): the harness lives in the repository root.
     sys.path.insert(0, str(ROOT))
 
 from synapse.api.room_versions import RoomVersions  # noqa: E402
 from synapse.events import EventBase, make_event_from_dict  # noqa: E402
 
 from bench.servers import CLIENT_V3, BenchError, create_pair, q  # noqa: E402
+from harness.client import JsonDict, MatrixClient  # noqa: E402
+from harness.connect_api import unique  # noqa: E402
+from harness.ferry_helpers import POINTER, connected_pair, wait_for_pointer  # noqa: E402
+from harness.process import remove_dir  # noqa: E402
+from harness.synapse import Homeserver, start_together  # noqa: E402
 from synapse_room_connect.expansion import Expander  # noqa: E402
-from tests.connect_api import unique  # noqa: E402
-from tests.ferry_helpers import POINTER, connected_pair, wait_for_pointer  # noqa: E402
-from tests.harness.client import JsonDict, MatrixClient  # noqa: E402
-from tests.harness.process import remove_dir  # noqa: E402
-from tests.harness.synapse import Homeserver, start_together  # noqa: E402
 
 ORIGINAL: Final = "org.matrix.msc2923.original"
 PAGE: Final = 100

@@ -62,15 +62,15 @@ from typing import Final
 
 ROOT: Final = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
-    # Run as a script (bench/ferry.py): the harness lives in the repository's tests/.
+    # Run as a script (bench/ferry.py): the harness lives in the repository root.
     sys.path.insert(0, str(ROOT))
 
 from bench.servers import CLIENT_V3, BenchError, create_pair, q  # noqa: E402
-from tests.connect_api import unique  # noqa: E402
-from tests.ferry_helpers import Pair, connected_pair  # noqa: E402
-from tests.harness.client import JsonDict, MatrixClient  # noqa: E402
-from tests.harness.process import KEEP_DIRS_ENV, remove_dir  # noqa: E402
-from tests.harness.synapse import Homeserver, start_together  # noqa: E402
+from harness.client import JsonDict, MatrixClient  # noqa: E402
+from harness.connect_api import unique  # noqa: E402
+from harness.ferry_helpers import Pair, connected_pair  # noqa: E402
+from harness.process import KEEP_DIRS_ENV, remove_dir  # noqa: E402
+from harness.synapse import Homeserver, start_together  # noqa: E402
 
 QUEUE_DEPTH_METRIC: Final = "synapse_room_connect_ferry_queue_depth"
 # Every benchmark message carries "bench:<path>:<index>" in its body; pointers and

@@ -2,7 +2,7 @@
 module and one without it, and the little they need to talk to them.
 
 Imported by the benchmark scripts once they have put the repository root on
-``sys.path`` (the harness lives in its tests/).
+``sys.path`` (the harness lives at its root).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Final
 
-from tests.harness.synapse import Homeserver
+from harness.synapse import Homeserver
 
 CLIENT_V3: Final = "/_matrix/client/v3"
 

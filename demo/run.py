@@ -12,10 +12,10 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from tests.connect_api import connect, connections, wait_for_notice
-from tests.ferry_helpers import wait_for_pointer
-from tests.harness.client import JsonDict, MatrixClient, register_with_shared_secret
-from tests.harness.synapse import Homeserver
+from harness.client import JsonDict, MatrixClient, register_with_shared_secret
+from harness.connect_api import connect, connections, wait_for_notice
+from harness.ferry_helpers import wait_for_pointer
+from harness.synapse import Homeserver
 
 PASSWORD = "demo-password"
 

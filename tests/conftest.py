@@ -18,7 +18,7 @@ from typing import Any, Protocol, TypeVar, runtime_checkable
 
 import pytest
 
-from tests.harness import (
+from harness import (
     CertificateAuthority,
     Homeserver,
     HomeserverFactory,
@@ -26,8 +26,8 @@ from tests.harness import (
     RedisServer,
     WorkerDeployment,
 )
-from tests.harness.process import keep_test_dirs, remove_dir
-from tests.harness.synapse import start_together
+from harness.process import keep_test_dirs, remove_dir
+from harness.synapse import start_together
 
 LOG_TAIL_LINES = 80
 

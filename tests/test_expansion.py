@@ -6,10 +6,10 @@ from urllib.parse import quote
 
 import pytest
 
-from tests.connect_api import CONNECTION, connect, unique, wait_for_notice
-from tests.ferry_helpers import POINTER, barrier, connected_pair, send_edit, wait_for_pointer
-from tests.harness.client import JsonDict, MatrixClient, MatrixError
-from tests.harness.synapse import Homeserver
+from harness.client import JsonDict, MatrixClient, MatrixError
+from harness.connect_api import CONNECTION, connect, unique, wait_for_notice
+from harness.ferry_helpers import POINTER, barrier, connected_pair, send_edit, wait_for_pointer
+from harness.synapse import Homeserver
 
 ORIGINAL = "org.matrix.msc2923.original"
 

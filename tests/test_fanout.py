@@ -18,12 +18,8 @@ from typing import Any, TypeVar
 import attrs
 import pytest
 
-from synapse_room_connect.fanout.__main__ import main as fanout_cli
-from synapse_room_connect.fanout.client import FanoutClient
-from synapse_room_connect.fanout.mapping import CopyMap
-from synapse_room_connect.fanout.merge import TimelineEntry, merge_timeline
-from synapse_room_connect.fanout.protocol import FANOUT_KEY, tag_of
-from tests.connect_api import (
+from harness.client import JsonDict, MatrixClient, register_with_shared_secret
+from harness.connect_api import (
     CONNECTION,
     connect,
     connections,
@@ -31,9 +27,13 @@ from tests.connect_api import (
     wait_for_membership,
     wait_for_notice,
 )
-from tests.ferry_helpers import POINTER, all_events
-from tests.harness.client import JsonDict, MatrixClient, register_with_shared_secret
-from tests.harness.synapse import Homeserver
+from harness.ferry_helpers import POINTER, all_events
+from harness.synapse import Homeserver
+from synapse_room_connect.fanout.__main__ import main as fanout_cli
+from synapse_room_connect.fanout.client import FanoutClient
+from synapse_room_connect.fanout.mapping import CopyMap
+from synapse_room_connect.fanout.merge import TimelineEntry, merge_timeline
+from synapse_room_connect.fanout.protocol import FANOUT_KEY, tag_of
 
 pytestmark = pytest.mark.federation
 

@@ -6,7 +6,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from tests.connect_api import (
+from harness.client import JsonDict
+from harness.connect_api import (
     connect,
     connections,
     metric_value,
@@ -15,7 +16,7 @@ from tests.connect_api import (
     unique,
     wait_for_notice,
 )
-from tests.ferry_helpers import (
+from harness.ferry_helpers import (
     POINTER,
     PROFILE,
     all_events,
@@ -26,8 +27,7 @@ from tests.ferry_helpers import (
     send_edit,
     wait_for_pointer,
 )
-from tests.harness.client import JsonDict
-from tests.harness.synapse import Homeserver, HomeserverFactory
+from harness.synapse import Homeserver, HomeserverFactory
 
 ORIGINAL = "org.matrix.msc2923.original"
 

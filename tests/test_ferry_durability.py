@@ -6,10 +6,10 @@ import sqlite3
 import threading
 from urllib.parse import quote
 
-from tests.connect_api import revoke, unique, wait_for_notice
-from tests.ferry_helpers import POINTER, barrier, connected_pair, pointers_in, wait_for_pointer
-from tests.harness.client import MatrixClient, MatrixError
-from tests.harness.synapse import Homeserver, HomeserverFactory
+from harness.client import MatrixClient, MatrixError
+from harness.connect_api import revoke, unique, wait_for_notice
+from harness.ferry_helpers import POINTER, barrier, connected_pair, pointers_in, wait_for_pointer
+from harness.synapse import Homeserver, HomeserverFactory
 
 BURST = 500
 KILL_AFTER = 200

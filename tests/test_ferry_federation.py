@@ -6,15 +6,15 @@ from urllib.parse import quote
 
 import pytest
 
-from tests.connect_api import unique, wait_for_membership
-from tests.ferry_helpers import (
+from harness.connect_api import unique, wait_for_membership
+from harness.ferry_helpers import (
     POINTER,
     barrier,
     connected_across,
     pointers_in,
     wait_for_pointer,
 )
-from tests.harness.synapse import Homeserver, HomeserverFactory
+from harness.synapse import Homeserver, HomeserverFactory
 
 pytestmark = pytest.mark.federation
 

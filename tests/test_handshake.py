@@ -5,7 +5,8 @@ from __future__ import annotations
 import attrs
 import pytest
 
-from tests.connect_api import (
+from harness.client import MatrixClient, MatrixError
+from harness.connect_api import (
     CONNECTION,
     connect,
     connections,
@@ -16,8 +17,7 @@ from tests.connect_api import (
     wait_for_membership,
     wait_for_notice,
 )
-from tests.harness.client import MatrixClient, MatrixError
-from tests.harness.synapse import Homeserver, HomeserverFactory
+from harness.synapse import Homeserver, HomeserverFactory
 
 
 @attrs.frozen

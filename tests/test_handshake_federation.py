@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.connect_api import (
+from harness.client import MatrixError
+from harness.connect_api import (
     CONNECTION,
     connect,
     connections,
@@ -12,8 +13,7 @@ from tests.connect_api import (
     wait_for_membership,
     wait_for_notice,
 )
-from tests.harness.client import MatrixError
-from tests.harness.synapse import Homeserver, HomeserverFactory
+from harness.synapse import Homeserver, HomeserverFactory
 
 pytestmark = pytest.mark.federation
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from tests.harness import (
+from harness import (
     CLIENT_WORKER,
     EVENT_PERSISTER,
     MAIN,
@@ -25,7 +25,7 @@ from tests.harness import (
     PostgresServer,
     WorkerDeployment,
 )
-from tests.harness.client import JsonDict
+from harness.client import JsonDict
 
 LOADED_LINE = "synapse_room_connect loaded"
 

@@ -15,9 +15,9 @@ from typing import Any
 
 import nio
 
-from tests.connect_api import unique
-from tests.ferry_helpers import POINTER, PROFILE, connected_pair
-from tests.harness.synapse import Homeserver
+from harness.connect_api import unique
+from harness.ferry_helpers import POINTER, PROFILE, connected_pair
+from harness.synapse import Homeserver
 
 ORIGINAL = "org.matrix.msc2923.original"
 SYNC_TIMEOUT_MS = 5_000

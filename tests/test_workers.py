@@ -8,8 +8,8 @@ from urllib.parse import quote
 
 import pytest
 
-from tests.connect_api import connect, connections, notices_from, unique, wait_for_notice
-from tests.ferry_helpers import (
+from harness.connect_api import connect, connections, notices_from, unique, wait_for_notice
+from harness.ferry_helpers import (
     POINTER,
     barrier,
     connected_pair,
@@ -17,9 +17,9 @@ from tests.ferry_helpers import (
     send_edit,
     wait_for_pointer,
 )
-from tests.harness.postgres import PostgresServer
-from tests.harness.redis import RedisServer
-from tests.harness.workers import CLIENT_WORKER, WorkerDeployment
+from harness.postgres import PostgresServer
+from harness.redis import RedisServer
+from harness.workers import CLIENT_WORKER, WorkerDeployment
 
 pytestmark = pytest.mark.workers
 

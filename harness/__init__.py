@@ -4,13 +4,13 @@ Everything here starts genuine servers on loopback ports in temporary directorie
 and talks to them over HTTP; nothing in Synapse is mocked.
 """
 
-from tests.harness.client import MatrixClient, MatrixError, register_with_shared_secret
-from tests.harness.postgres import PostgresServer, PostgresUnavailableError
-from tests.harness.process import ManagedProcess, ProcessStartError, SynapseProcess
-from tests.harness.redis import RedisServer, RedisUnavailableError
-from tests.harness.synapse import INFO_PATH, Homeserver, HomeserverFactory
-from tests.harness.tls import CertificateAuthority
-from tests.harness.workers import CLIENT_WORKER, EVENT_PERSISTER, MAIN, WorkerDeployment
+from harness.client import MatrixClient, MatrixError, register_with_shared_secret
+from harness.postgres import PostgresServer, PostgresUnavailableError
+from harness.process import ManagedProcess, ProcessStartError, SynapseProcess
+from harness.redis import RedisServer, RedisUnavailableError
+from harness.synapse import INFO_PATH, Homeserver, HomeserverFactory
+from harness.tls import CertificateAuthority
+from harness.workers import CLIENT_WORKER, EVENT_PERSISTER, MAIN, WorkerDeployment
 
 __all__ = [
     "CLIENT_WORKER",

@@ -16,8 +16,8 @@ from typing import Any
 
 import signedjson.key
 
-from tests.harness.postgres import PostgresServer
-from tests.harness.tls import CertificateAuthority, ServerCertificate
+from harness.postgres import PostgresServer
+from harness.tls import CertificateAuthority, ServerCertificate
 
 JsonDict = dict[str, Any]
 

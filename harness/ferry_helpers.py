@@ -7,14 +7,14 @@ from typing import Any
 
 import attrs
 
-from tests.connect_api import (
+from harness.client import JsonDict, MatrixClient
+from harness.connect_api import (
     CONNECTION,
     connect,
     unique,
     wait_for_membership,
     wait_for_notice,
 )
-from tests.harness.client import JsonDict, MatrixClient
 
 POINTER = "org.matrix.msc2923.pointer"
 PROFILE = "com.beeper.per_message_profile"

@@ -8,8 +8,8 @@ import uuid
 from typing import Any
 from urllib.parse import quote
 
-from tests.harness.client import JsonDict, MatrixClient
-from tests.harness.synapse import Homeserver
+from harness.client import JsonDict, MatrixClient
+from harness.synapse import Homeserver
 
 ROOT = "/_synapse/client/org.matrix.msc2923"
 CONNECTION = "org.matrix.msc2923.connection"

@@ -7,8 +7,8 @@ import socket
 import tempfile
 from pathlib import Path
 
-from tests.harness.ports import free_port
-from tests.harness.process import ManagedProcess, remove_dir, tail_lines
+from harness.ports import free_port
+from harness.process import ManagedProcess, remove_dir, tail_lines
 
 
 class RedisUnavailableError(RuntimeError):

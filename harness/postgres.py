@@ -22,12 +22,19 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-import psycopg2  # type: ignore[import-untyped,unused-ignore]
-import psycopg2.extensions  # type: ignore[import-untyped,unused-ignore]
-import psycopg2.sql  # type: ignore[import-untyped,unused-ignore]
+from harness.ports import free_port
+from harness.process import ManagedProcess, remove_dir, tail_lines
 
-from tests.harness.ports import free_port
-from tests.harness.process import ManagedProcess, remove_dir, tail_lines
+
+def _psycopg2() -> Any:
+    # Imported on use: the demo imports this package without the test extras,
+    # which are what bring psycopg2.
+    import psycopg2  # type: ignore[import-untyped,unused-ignore]
+    import psycopg2.extensions  # type: ignore[import-untyped,unused-ignore]
+    import psycopg2.sql  # type: ignore[import-untyped,unused-ignore]
+
+    return psycopg2
+
 
 # PostgreSQL refuses to run as root; this is the account Debian's package creates.
 _SYSTEM_USER = "postgres"
@@ -182,8 +189,8 @@ class PostgresServer:
 
     def _accepts_connections(self) -> bool:
         try:
-            psycopg2.connect(self.dsn("postgres"), connect_timeout=2).close()
-        except psycopg2.OperationalError:
+            _psycopg2().connect(self.dsn("postgres"), connect_timeout=2).close()
+        except _psycopg2().OperationalError:
             return False
         return True
 
@@ -193,18 +200,22 @@ class PostgresServer:
     @contextlib.contextmanager
     def connect(self, dbname: str) -> Iterator[Any]:
         """A psycopg2 connection in autocommit mode, closed on exit."""
-        conn = psycopg2.connect(self.dsn(dbname), connect_timeout=10)
+        conn = _psycopg2().connect(self.dsn(dbname), connect_timeout=10)
         try:
-            conn.set_isolation_level(psycopg2.extensions.ISOLATION_LEVEL_AUTOCOMMIT)
+            conn.set_isolation_level(_psycopg2().extensions.ISOLATION_LEVEL_AUTOCOMMIT)
             yield conn
         finally:
             conn.close()
 
     def create_database(self, name: str) -> None:
         """Create ``name`` the way Synapse insists on: UTF8 with C collation."""
-        statement = psycopg2.sql.SQL(
-            "CREATE DATABASE {} ENCODING 'UTF8' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0"
-        ).format(psycopg2.sql.Identifier(name))
+        statement = (
+            _psycopg2()
+            .sql.SQL(
+                "CREATE DATABASE {} ENCODING 'UTF8' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0"
+            )
+            .format(_psycopg2().sql.Identifier(name))
+        )
         with self.connect("postgres") as conn, conn.cursor() as cur:
             cur.execute(statement)
         self._created.add(name)
@@ -212,14 +223,13 @@ class PostgresServer:
     def drop_database(self, name: str) -> None:
         """Drop ``name``, first disconnecting anything still using it."""
         with self.connect("postgres") as conn, conn.cursor() as cur:
+            sql = _psycopg2().sql
             cur.execute(
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
                 "WHERE datname = %s AND pid <> pg_backend_pid()",
                 (name,),
             )
-            cur.execute(
-                psycopg2.sql.SQL("DROP DATABASE IF EXISTS {}").format(psycopg2.sql.Identifier(name))
-            )
+            cur.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
         self._created.discard(name)
 
     def query(self, dbname: str, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:

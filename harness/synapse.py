@@ -10,18 +10,18 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from tests.harness import config as hsconfig
-from tests.harness.client import JsonDict, MatrixClient, register_with_shared_secret
-from tests.harness.ports import free_port
-from tests.harness.postgres import PostgresServer
-from tests.harness.process import (
+from harness import config as hsconfig
+from harness.client import JsonDict, MatrixClient, register_with_shared_secret
+from harness.ports import free_port
+from harness.postgres import PostgresServer
+from harness.process import (
     DEFAULT_START_TIMEOUT,
     SynapseProcess,
     keep_test_dirs,
     remove_dir,
     tail_lines,
 )
-from tests.harness.tls import CertificateAuthority
+from harness.tls import CertificateAuthority
 
 INFO_PATH = "/_synapse/client/org.matrix.msc2923/info"
 HOMESERVER_APP = "synapse.app.homeserver"

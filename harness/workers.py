@@ -22,13 +22,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from tests.harness import config as hsconfig
-from tests.harness.client import JsonDict, MatrixClient
-from tests.harness.ports import free_port
-from tests.harness.postgres import PostgresServer
-from tests.harness.process import DEFAULT_START_TIMEOUT, SynapseProcess, tail_lines
-from tests.harness.redis import RedisServer
-from tests.harness.synapse import (
+from harness import config as hsconfig
+from harness.client import JsonDict, MatrixClient
+from harness.ports import free_port
+from harness.postgres import PostgresServer
+from harness.process import DEFAULT_START_TIMEOUT, SynapseProcess, tail_lines
+from harness.redis import RedisServer
+from harness.synapse import (
     HOMESERVER_APP,
     INFO_PATH,
     WORKER_APP,
