@@ -1,20 +1,25 @@
 """A local homeserver with the module, two connected rooms, messages crossing.
 
 Run with ``make demo``. Everything lives in a temporary directory that is
-removed on Ctrl-C.
+removed on Ctrl-C. With ``DEMO_ONCE=1`` it stops by itself once the messages
+have crossed (exit 0), or as soon as one did not (exit 1): what CI runs.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 import signal
 import sys
 import threading
 from pathlib import Path
 from typing import Any
 
-from harness.client import JsonDict, MatrixClient, register_with_shared_secret
+import synapse_room_connect
+from harness.client import JsonDict, MatrixClient, MatrixError, register_with_shared_secret
 from harness.connect_api import connect, connections, wait_for_notice
 from harness.ferry_helpers import wait_for_pointer
+from harness.process import ProcessStartError
 from harness.synapse import Homeserver
 
 PASSWORD = "demo-password"
@@ -42,15 +47,24 @@ def show(title: str, events: list[JsonDict]) -> None:
         print(f"    {event['sender']:<40} {content.get('body', '')}")
 
 
+def once() -> bool:
+    return os.environ.get("DEMO_ONCE", "") not in ("", "0")
+
+
 def main() -> int:
     base = Path(".demo").resolve()
     base.mkdir(exist_ok=True)
-    print("Starting Synapse with synapse_room_connect (SQLite)...")
+    # Which copy of the module Synapse loads matters when checking a built wheel.
+    print(
+        f"Starting Synapse with synapse_room_connect {synapse_room_connect.__version__}"
+        f" from {synapse_room_connect.__file__} (SQLite)..."
+    )
     hs = Homeserver(base, name="demo", module_config={"bot_displayname": "Room connections"})
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     # Also when started from a shell that ignores SIGINT for background jobs.
     signal.signal(signal.SIGINT, signal.default_int_handler)
+    status = 0
     try:
         hs.start()
         bot = hs.info()["bot_user_id"]
@@ -58,7 +72,9 @@ def main() -> int:
         bob = register(hs, "bob", "Bob")
         lobby = alice.create_room(name="Lobby", room_alias_name="lobby", preset="public_chat")
         annex = bob.create_room(name="Annex", room_alias_name="annex", preset="public_chat")
-        alias = lambda name: f"#{name}:{hs.server_name}"  # noqa: E731
+
+        def alias(name: str) -> str:
+            return f"#{name}:{hs.server_name}"
 
         print(f"\nAlice asks to connect {alias('lobby')} to {alias('annex')}...")
         print("  ->", connect(alice, lobby, alias("annex"))["status"])
@@ -73,6 +89,7 @@ def main() -> int:
         print("Messages sent; waiting for their pointers to cross...")
         wait_for_pointer(bob, annex, hello)
         wait_for_pointer(alice, lobby, hi)
+        print("  -> both messages crossed")
 
         print("\nConnections as the module reports them:")
         for client, room, name in ((alice, lobby, "lobby"), (bob, annex, "annex")):
@@ -86,6 +103,8 @@ def main() -> int:
             "\n  Lines from the bot that start with a name are pointers: copies of the\n"
             "  other room's messages, tied to the originals by org.matrix.msc2923.pointer."
         )
+        if once():
+            return 0
 
         print(
             f"""
@@ -102,10 +121,19 @@ Press Ctrl-C to stop."""
             stop.wait(1)
     except KeyboardInterrupt:
         pass
+    except (TimeoutError, MatrixError, ProcessStartError) as exc:
+        # The demo's one promise is that messages cross; say plainly that they did not.
+        print(f"\nDEMO FAILED: {exc}", file=sys.stderr)
+        print(f"Synapse's log (last lines of {hs.log_path}):", file=sys.stderr)
+        print(hs.process.failure_report(40), file=sys.stderr)
+        status = 1
     finally:
         print("\nStopping Synapse...")
         hs.destroy()
-    return 0
+        # Only if empty: never delete what someone else put there.
+        with contextlib.suppress(OSError):
+            base.rmdir()
+    return status
 
 
 if __name__ == "__main__":
