@@ -36,12 +36,13 @@ from synapse_room_connect.constants import (
 from synapse_room_connect.ferry import Ferry
 from synapse_room_connect.handshake import (
     ContentError,
-    RoomTraits,
+    Mode,
     Side,
     Status,
     Verdict,
     derive,
     is_empty_content,
+    mode_for,
     traits_mismatch,
     validate_content,
 )
@@ -55,9 +56,6 @@ from synapse_room_connect.rooms import (
 from synapse_room_connect.store import Store
 
 logger = logging.getLogger(__name__)
-
-MODE_FERRY = "ferry"
-MODE_CLIENT_FANOUT = "client_fanout"
 
 _ACK_REASONS = {
     ACK_ENCRYPTION: "one room is end-to-end encrypted and the other is not",
@@ -74,7 +72,7 @@ class ConnectionView:
     status: Status
     ferry: str | None
     via: tuple[str, ...]
-    mode: str
+    mode: Mode
     blocked_by: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
@@ -83,15 +81,11 @@ class ConnectionView:
             "status": self.status.value,
             "ferry": self.ferry,
             "via": list(self.via),
-            "mode": self.mode,
+            "mode": self.mode.value,
         }
         if self.blocked_by:
             body["blocked_by"] = list(self.blocked_by)
         return body
-
-
-def mode_for(*traits: RoomTraits | None) -> str:
-    return MODE_CLIENT_FANOUT if any(t is not None and t.encrypted for t in traits) else MODE_FERRY
 
 
 class Connections:
@@ -127,7 +121,7 @@ class Connections:
             # than assuming the other side still consents.
             cached = await self._store.cached_connection(room_id, other_room_id)
             if cached is not None:
-                status = Status(cached.status)
+                status = cached.status
         return ConnectionView(
             room_id=room_id,
             other_room_id=other_room_id,
@@ -391,7 +385,7 @@ class Connections:
         prev_a = await self._store.swap_connection(
             a,
             b,
-            verdict_a.status.value,
+            verdict_a.status,
             verdict_a.ferry,
             self._via_to(b, side_a, side_b),
             mode,
@@ -400,7 +394,7 @@ class Connections:
         prev_b = await self._store.swap_connection(
             b,
             a,
-            verdict_b.status.value,
+            verdict_b.status,
             verdict_b.ferry,
             self._via_to(a, side_b, side_a),
             mode,
@@ -416,7 +410,7 @@ class Connections:
             return  # another server's ferry carries this connection
         changed = False
         for old, verdict in ((old_a[0], verdict_a), (old_b[0], verdict_b)):
-            if old != verdict.status.value:
+            if old is not verdict.status:
                 changed = True
                 metrics.transitions.labels(self._api.server_name, verdict.status.value).inc()
         if changed and verdict_a.status is Status.ACTIVE:
@@ -425,19 +419,19 @@ class Connections:
             await self._store.set_active_since(b, a, since)
         if changed:
             self.ferry.connections_changed()
-        if old_a[0] != verdict_a.status.value or old_b[0] != verdict_b.status.value:
+        if old_a[0] is not verdict_a.status or old_b[0] is not verdict_b.status:
             logger.info(
                 "Connection %s <-> %s: %s/%s -> %s/%s",
                 a,
                 b,
-                old_a[0],
-                old_b[0],
+                old_a[0] and old_a[0].value,
+                old_b[0] and old_b[0].value,
                 verdict_a.status.value,
                 verdict_b.status.value,
             )
         await self._act(a, b, old_a[0], verdict_a, side_a, side_b, mode)
         await self._act(b, a, old_b[0], verdict_b, side_b, side_a, mode)
-        stayed_active = verdict_a.status is Status.ACTIVE and old_a[0] == Status.ACTIVE.value
+        stayed_active = verdict_a.status is Status.ACTIVE and old_a[0] is Status.ACTIVE
         if stayed_active and prev_a.mode is not None and prev_a.mode != mode:
             await self._announce_mode(a, b, mode)
             await self._announce_mode(b, a, mode)
@@ -460,16 +454,16 @@ class Connections:
         self,
         here: str,
         other: str,
-        old: str | None,
+        old: Status | None,
         verdict: Verdict,
         here_side: Side,
         there_side: Side,
-        mode: str,
+        mode: Mode,
     ) -> None:
         """Bring the bot's presence and this room's notices in line with ``verdict``."""
         if not here_side.visible and verdict.status is not Status.ACTIVE:
             return
-        changed = old != verdict.status.value
+        changed = old is not verdict.status
         inviter = here_side.consent.sender if here_side.consent is not None else None
         via = self._join_via(here, here_side, there_side)
         status = verdict.status
@@ -481,11 +475,11 @@ class Connections:
             if status is Status.ACTIVE:
                 how = (
                     "messages are shared both ways"
-                    if mode == MODE_FERRY
+                    if mode is Mode.FERRY
                     else "the rooms are end-to-end encrypted, so clients send to both themselves"
                 )
                 await self._notice(here, f"This room is now connected to {label}; {how}.")
-            elif old == Status.ACTIVE.value and verdict.blocked_by:
+            elif old is Status.ACTIVE and verdict.blocked_by:
                 # A room changed (e.g. turned on encryption) under a live
                 # connection: say why it stopped rather than re-announcing a request.
                 await self._notice(
@@ -522,7 +516,7 @@ class Connections:
                 f"{self._config.approve_power_level}) can approve with `!connect approve {other}`.",
             )
         elif status is Status.REVOKED:
-            was_live = old in (Status.ACTIVE.value, Status.REQUESTED.value, Status.INCOMING.value)
+            was_live = old in (Status.ACTIVE, Status.REQUESTED, Status.INCOMING)
             if changed and was_live and await self._bot.membership(here) == "join":
                 label = await self._label(other)
                 await self._notice(
@@ -530,9 +524,9 @@ class Connections:
                 )
             await self._leave_if_unneeded(here)
 
-    async def _announce_mode(self, here: str, other: str, mode: str) -> None:
+    async def _announce_mode(self, here: str, other: str, mode: Mode) -> None:
         label = await self._label(other)
-        if mode == MODE_CLIENT_FANOUT:
+        if mode is Mode.CLIENT_FANOUT:
             text = (
                 f"End-to-end encryption is now on for the connection with {label}: the server "
                 "no longer copies messages; clients that support MSC2923 send to both rooms."
@@ -541,7 +535,7 @@ class Connections:
             text = (
                 f"The connection with {label} is unencrypted again: messages are shared both ways."
             )
-        logger.info("Connection %s -> %s switched to mode %s", here, other, mode)
+        logger.info("Connection %s -> %s switched to mode %s", here, other, mode.value)
         if await self._bot.membership(here) == "join":
             await self._notice(here, text)
 
@@ -558,7 +552,7 @@ class Connections:
         if await self._bot.membership(room_id) != "join":
             return
         for row in await self._store.cached_connections(room_id):
-            if row.ferry == self._bot.user_id and row.status != Status.REVOKED.value:
+            if row.ferry == self._bot.user_id and row.status is not Status.REVOKED:
                 return
         await self._bot.leave(room_id)
 
@@ -594,7 +588,7 @@ class Connections:
             if not views:
                 return "This room has no connections.", "ok", verb
             lines = [
-                f"- {await self._label(v.other_room_id)}: {v.status.value} ({v.mode})"
+                f"- {await self._label(v.other_room_id)}: {v.status.value} ({v.mode.value})"
                 for v in views
             ]
             return "Connections of this room:\n" + "\n".join(lines), "ok", verb

@@ -92,7 +92,7 @@ class Expander:
         # Sent by another server's ferry: the connection must be active now
         # and name that sender as its ferry.
         row = await self._store.cached_connection(pointer.room_id, ref.room_id)
-        return row is not None and row.status == Status.ACTIVE.value and row.ferry == pointer.sender
+        return row is not None and row.status is Status.ACTIVE and row.ferry == pointer.sender
 
     async def _recorded_original(self, pointer_id: str) -> tuple[str, str] | None:
         # A recorded pointer never changes what it points at, so a hit is

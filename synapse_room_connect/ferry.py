@@ -31,7 +31,7 @@ from synapse_room_connect.pointers import (
     render_state,
 )
 from synapse_room_connect.rooms import RoomReader, server_of
-from synapse_room_connect.store import Store
+from synapse_room_connect.store import ActiveTarget, Store
 
 logger = logging.getLogger(__name__)
 
@@ -68,7 +68,7 @@ class Ferry:
         # Source room -> [(target, active since)]; None until (re)loaded. Only
         # this process writes connections' activation, so memory is current
         # once it has reloaded after each change.
-        self._targets: dict[str, list[tuple[str, int]]] | None = None
+        self._targets: dict[str, list[ActiveTarget]] | None = None
         self.active_rooms: frozenset[str] = frozenset()
         # Rooms that may have events the ferry has not read; every room with
         # a connection after a start or a connection change.
@@ -141,7 +141,8 @@ class Ferry:
         progressed = False
         depth = 0
         for room_id in sorted(rooms):
-            for target, since in targets[room_id]:
+            for active in targets[room_id]:
+                target, since = active.room_id, active.since
                 key = (room_id, target)
                 if key not in self._cursors:
                     self._cursors[key] = await self._store.get_cursor(room_id, target) or since

@@ -58,6 +58,15 @@ class Status(enum.Enum):
     REVOKED = "revoked"
 
 
+class Mode(enum.Enum):
+    """How messages cross an active connection."""
+
+    # The server's ferry bot posts pointers.
+    FERRY = "ferry"
+    # A room is end-to-end encrypted: the server cannot read it, clients send to both.
+    CLIENT_FANOUT = "client_fanout"
+
+
 class ContentError(ValueError):
     """Connection content that no homeserver should accept."""
 
@@ -178,3 +187,10 @@ def derive(
     if theirs is not None:
         return Verdict(Status.INCOMING, theirs.ferry)
     return Verdict(Status.REVOKED, None)
+
+
+def mode_for(*traits: RoomTraits | None) -> Mode:
+    """Fan-out as soon as either room is encrypted; unknown traits do not count."""
+    if any(t is not None and t.encrypted for t in traits):
+        return Mode.CLIENT_FANOUT
+    return Mode.FERRY

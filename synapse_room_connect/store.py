@@ -17,6 +17,8 @@ from synapse.module_api import LoggingTransaction, ModuleApi, make_deferred_yiel
 from synapse.storage.engines import PostgresEngine
 from synapse.util.async_helpers import ObservableDeferred
 
+from synapse_room_connect.handshake import Mode, Status
+
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
@@ -142,9 +144,18 @@ def _set_cursor_txn(
 class CachedConnection:
     room_id: str
     other_room_id: str
-    status: str
+    status: Status
     ferry: str | None
     via: tuple[str, ...]
+
+
+@attrs.frozen
+class ActiveTarget:
+    """A room that an active connection ferries a source room's events into."""
+
+    room_id: str
+    # Stream position of the later consent: events before it stay put.
+    since: int
 
 
 @attrs.frozen
@@ -164,9 +175,9 @@ class NewEvent:
 class Previous:
     """A direction's cached row before an update; all None when it is new."""
 
-    status: str | None = None
+    status: Status | None = None
     ferry: str | None = None
-    mode: str | None = None
+    mode: Mode | None = None
 
 
 class Store:
@@ -232,10 +243,10 @@ class Store:
         self,
         room_id: str,
         other_room_id: str,
-        status: str,
+        status: Status,
         ferry: str | None,
         via: Sequence[str],
-        mode: str,
+        mode: Mode,
         now_ms: int,
     ) -> Previous:
         """Record the derived status of one direction; return what it was."""
@@ -256,9 +267,20 @@ class Store:
                     status = EXCLUDED.status, ferry = EXCLUDED.ferry, via = EXCLUDED.via,
                     mode = EXCLUDED.mode, updated_ts = EXCLUDED.updated_ts
                 """,
-                (room_id, other_room_id, status, ferry, json.dumps(list(via)), mode, now_ms),
+                (
+                    room_id,
+                    other_room_id,
+                    status.value,
+                    ferry,
+                    json.dumps(list(via)),
+                    mode.value,
+                    now_ms,
+                ),
             )
-            return Previous() if row is None else Previous(str(row[0]), row[1], row[2])
+            if row is None:
+                return Previous()
+            # Rows written before the mode column existed have none.
+            return Previous(Status(row[0]), row[1], None if row[2] is None else Mode(row[2]))
 
         return await self._run("room_connect_swap_connection", txn_fn)
 
@@ -273,7 +295,7 @@ class Store:
             return (
                 None
                 if r is None
-                else CachedConnection(r[0], r[1], r[2], r[3], tuple(json.loads(r[4])))
+                else CachedConnection(r[0], r[1], Status(r[2]), r[3], tuple(json.loads(r[4])))
             )
 
         return await self._run("room_connect_cached_connection", txn_fn)
@@ -288,7 +310,7 @@ class Store:
             else:
                 txn.execute(sql + " WHERE room_id = ?", (room_id,))
             return [
-                CachedConnection(r[0], r[1], r[2], r[3], tuple(json.loads(r[4])))
+                CachedConnection(r[0], r[1], Status(r[2]), r[3], tuple(json.loads(r[4])))
                 for r in txn.fetchall()
             ]
 
@@ -306,18 +328,18 @@ class Store:
 
         await self._run("room_connect_set_active_since", txn_fn)
 
-    async def active_targets(self, ferry: str) -> dict[str, list[tuple[str, int]]]:
+    async def active_targets(self, ferry: str) -> dict[str, list[ActiveTarget]]:
         """For each source room, the rooms it ferries to and since when."""
 
-        def txn_fn(txn: LoggingTransaction) -> dict[str, list[tuple[str, int]]]:
+        def txn_fn(txn: LoggingTransaction) -> dict[str, list[ActiveTarget]]:
             txn.execute(
                 "SELECT room_id, other_room_id, active_since FROM room_connect_connections"
-                " WHERE status = 'active' AND ferry = ? AND active_since IS NOT NULL",
-                (ferry,),
+                " WHERE status = ? AND ferry = ? AND active_since IS NOT NULL",
+                (Status.ACTIVE.value, ferry),
             )
-            targets: dict[str, list[tuple[str, int]]] = {}
+            targets: dict[str, list[ActiveTarget]] = {}
             for room_id, other, since in txn.fetchall():
-                targets.setdefault(room_id, []).append((other, int(since)))
+                targets.setdefault(room_id, []).append(ActiveTarget(other, int(since)))
             return targets
 
         return await self._run("room_connect_active_targets", txn_fn)

@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 from urllib.parse import quote
 from uuid import uuid4
 
@@ -49,12 +49,11 @@ from synapse_room_connect.fanout.protocol import (
     transaction_id,
 )
 
+# handshake.py is pure (no Synapse import), so the client shares its enums.
+from synapse_room_connect.handshake import Mode, Status
+
 logger = logging.getLogger(__name__)
 
-# The module's value (connections.MODE_CLIENT_FANOUT); not imported from there
-# so that this subpackage never imports Synapse.
-MODE_CLIENT_FANOUT: Final = "client_fanout"
-STATUS_ACTIVE: Final = "active"
 
 DEFAULT_DEVICE_NAME: Final = "MSC2923 fan-out client"
 CREDENTIALS_FILE: Final = "credentials.json"
@@ -88,6 +87,16 @@ def initial_sync_filter() -> dict[str, Any]:
 HISTORY_SCAN_LIMIT: Final = 100
 
 
+E = TypeVar("E", Status, Mode)
+
+
+def _enum_or_none(kind: type[E], value: object) -> E | None:
+    try:
+        return kind(value)
+    except ValueError:
+        return None
+
+
 class FanoutError(Exception):
     """The fan-out could not be done; the message says why."""
 
@@ -95,8 +104,9 @@ class FanoutError(Exception):
 @attrs.frozen
 class Connection:
     room_id: str
-    status: str
-    mode: str
+    # None: a value this client does not know (a newer server's).
+    status: Status | None
+    mode: Mode | None
     via: tuple[str, ...] = ()
 
 
@@ -359,8 +369,8 @@ class FanoutClient:
                 found.append(
                     Connection(
                         room_id=item["room_id"],
-                        status=str(item.get("status")),
-                        mode=str(item.get("mode")),
+                        status=_enum_or_none(Status, item.get("status")),
+                        mode=_enum_or_none(Mode, item.get("mode")),
                         via=tuple(str(v) for v in item.get("via") or ()),
                     )
                 )
@@ -374,10 +384,11 @@ class FanoutClient:
         skipped: dict[str, str] = {}
         for connection in await self.connections(room_id):
             other = connection.room_id
-            if connection.status != STATUS_ACTIVE or other in rooms:
+            if connection.status is not Status.ACTIVE or other in rooms:
                 continue
-            if connection.mode != MODE_CLIENT_FANOUT:
-                skipped[other] = f"mode {connection.mode}: the server carries messages"
+            if connection.mode is not Mode.CLIENT_FANOUT:
+                mode = connection.mode.value if connection.mode else "unknown"
+                skipped[other] = f"mode {mode}: the server carries messages"
             elif other not in self._nio.rooms:
                 skipped[other] = f"{self.user_id} has not joined this room"
             else:
