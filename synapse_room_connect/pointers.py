@@ -8,6 +8,7 @@ they return.
 from __future__ import annotations
 
 import html
+import re
 from collections.abc import Callable, Mapping
 from typing import Any, Final
 
@@ -28,6 +29,12 @@ _MEDIA_KEYS: Final = ("url", "info", "filename", "file")
 # past this many UTF-8 bytes the fallback is cut (the expansion has it all).
 MAX_FALLBACK_BYTES: Final = 16_000
 TRUNCATED_MARK: Final = " […]"
+
+# A reply's fallback: the quoted message at the head of formatted_body, up to
+# the last closing tag (a fallback never nests another one, but a sloppy client
+# may leave one in), and the "> " lines plus one blank line heading body.
+_MX_REPLY: Final = re.compile(r"^\s*<mx-reply>.*</mx-reply>", re.DOTALL | re.IGNORECASE)
+_QUOTED_LINES: Final = re.compile(r"^(?:>[^\n]*(?:\n|$))+(?:[ \t]*\n)?")
 
 # Maps an event ID of the source room to the matching event ID in the target
 # room, or None when the event has no counterpart there.
@@ -77,47 +84,98 @@ def is_ferriable_message(event_type: str, content: Mapping[str, Any]) -> bool:
     return event_type == "m.room.message" and isinstance(content.get("body"), str)
 
 
-def render(original: Original, mode: FallbackMode) -> dict[str, Any]:
-    """Pointer content (without relations) for ``original``."""
+def is_reply(content: Mapping[str, Any]) -> bool:
+    """Whether ``content`` replies to a message (a thread's fallback reply does not)."""
+    relates = content.get("m.relates_to")
+    if not isinstance(relates, Mapping):
+        return False
+    reply = relates.get("m.in_reply_to")
+    if not isinstance(reply, Mapping) or not isinstance(reply.get("event_id"), str):
+        return False
+    return not (relates.get("rel_type") == "m.thread" and relates.get("is_falling_back") is True)
+
+
+def strip_reply_fallback(
+    body: str, formatted_body: str | None, reply: bool
+) -> tuple[str, str | None]:
+    """``body`` and ``formatted_body`` without the quote of the replied-to message.
+
+    The pointer carries its own ``m.in_reply_to``; a kept fallback would reach
+    an HTML-to-text bridge as a quote of a message from the other room, with
+    the pointer's sender name glued in front of it. ``<mx-reply>`` is dropped
+    whatever the relation: it exists only as a fallback. Quote lines in
+    ``body`` go only for a reply, since a plain message may start with one;
+    a reply that is nothing but a quote keeps it.
+    """
+    if formatted_body is not None:
+        formatted_body = _MX_REPLY.sub("", formatted_body, count=1)
+    if reply:
+        stripped = _QUOTED_LINES.sub("", body, count=1)
+        body = stripped if stripped.strip() else body
+    return body, formatted_body
+
+
+def _head(name: str, msgtype: str) -> tuple[str, str]:
+    """The sender's name before the text, as plain text and as marked HTML.
+
+    The separator sits outside the marked element: bridges that turn HTML into
+    text trim the whitespace at the end of an emphasis, which glued the name
+    to the text (``*alice:*hello``). MSC4144 clients remove the element and
+    the space left over is leading whitespace, which HTML does not show.
+    """
+    label = name if msgtype == "m.emote" else f"{name}:"
+    marked = f"<strong data-mx-profile-fallback>{html.escape(label, quote=False)}</strong> "
+    return f"{label} ", marked
+
+
+def _texts(content: Mapping[str, Any], reply: bool) -> tuple[str, str]:
+    """The plain and HTML text of a message, fallbacks gone, cut to fit an event."""
+    body = str(content.get("body", ""))
+    formatted = (
+        str(content["formatted_body"])
+        if content.get("format") == "org.matrix.custom.html"
+        and isinstance(content.get("formatted_body"), str)
+        else None
+    )
+    body, formatted = strip_reply_fallback(body, formatted, reply)
+    html_body = formatted if formatted and formatted.strip() else _html_of_text(body)
+    if max(len(body.encode()), len(html_body.encode())) > MAX_FALLBACK_BYTES:
+        body = _cut(body, MAX_FALLBACK_BYTES) + TRUNCATED_MARK
+        html_body = _html_of_text(body)
+    return body, html_body
+
+
+def render(original: Original, mode: FallbackMode, *, reply: bool | None = None) -> dict[str, Any]:
+    """Pointer content (without relations) for ``original``.
+
+    ``reply`` says whether the original replies to a message; by default its
+    own ``m.relates_to`` tells. An edit's new content carries no relation, so
+    the caller passes the edited event's answer to strip a fallback from it.
+    """
     if mode is FallbackMode.PLACEHOLDER:
         return _render_placeholder(original)
-    content = dict(original.content)
+    content = original.content
     msgtype = content.get("msgtype")
-    body = str(content.get("body", ""))
-    name = _name(original)
-    out: dict[str, Any]
     if original.type == "m.sticker":
-        out = {"msgtype": "m.image", "body": body or "sticker"}
+        msgtype = "m.image"
+    elif msgtype not in MEDIA_MSGTYPES and msgtype not in TEXT_MSGTYPES:
+        msgtype = "m.text"
+    body, html_body = _texts(content, is_reply(content) if reply is None else reply)
+    out: dict[str, Any] = {"msgtype": msgtype}
+    if msgtype in MEDIA_MSGTYPES:
+        # The body becomes a caption naming the sender, so the file keeps its
+        # name in ``filename`` (how clients tell a caption from a file name).
         out.update({k: content[k] for k in _MEDIA_KEYS if k in content})
-        out[PROFILE_KEY] = _profile(original, has_fallback=False)
-    elif msgtype in MEDIA_MSGTYPES:
-        out = {"msgtype": msgtype, "body": body}
-        out.update({k: content[k] for k in _MEDIA_KEYS if k in content})
-        out[PROFILE_KEY] = _profile(original, has_fallback=False)
-    else:
-        if msgtype not in TEXT_MSGTYPES:
-            msgtype = "m.text"
-        html_body = (
-            str(content["formatted_body"])
-            if content.get("format") == "org.matrix.custom.html"
-            and isinstance(content.get("formatted_body"), str)
-            else _html_of_text(body)
-        )
-        if max(len(body.encode()), len(html_body.encode())) > MAX_FALLBACK_BYTES:
-            body = _cut(body, MAX_FALLBACK_BYTES) + TRUNCATED_MARK
-            html_body = _html_of_text(body)
-        prefix = f"{name}: " if msgtype != "m.emote" else f"{name} "
-        out = {
-            "msgtype": msgtype,
-            "body": prefix + body,
-            "format": "org.matrix.custom.html",
-            # MSC4144: clients showing the profile strip the marked fallback.
-            "formatted_body": (
-                f"<strong data-mx-profile-fallback>{html.escape(prefix, quote=False)}</strong>"
-                + html_body
-            ),
-            PROFILE_KEY: _profile(original, has_fallback=True),
-        }
+        body = body or ("sticker" if original.type == "m.sticker" else "file")
+        if not isinstance(out.get("filename"), str):
+            out["filename"] = str(content.get("body") or body)
+        html_body = html_body or _html_of_text(body)
+    plain_head, html_head = _head(_name(original), msgtype)
+    out["body"] = plain_head + body
+    out["format"] = "org.matrix.custom.html"
+    # MSC4144: clients showing the profile remove the marked name.
+    out["formatted_body"] = html_head + html_body
+    out[PROFILE_KEY] = _profile(original, has_fallback=True)
     out[POINTER_KEY] = pointer_ref(original)
     return out
 
@@ -212,17 +270,46 @@ def edit_content(
     """An ``m.replace`` of the pointer ``target_pointer_id`` by the bot.
 
     The replacement content points at the original; the edit event itself
-    points at the edit it carries, so edits map like any other event.
+    points at the edit it carries, so edits map like any other event. Its
+    fallback (what clients without edits, and bridges, show) names whose
+    message changed: ``* Alice edited: new text``.
     """
     new_content = {k: v for k, v in new_pointer.items() if k != "m.relates_to"}
+    # The name the pointer itself shows, so its head comes off exactly.
+    profile = new_content.get(PROFILE_KEY)
+    shown = (
+        profile.get("displayname") or profile.get("id") if isinstance(profile, Mapping) else None
+    )
+    body, formatted = _edit_fallback(new_content, str(shown or _name(edit)))
     content: dict[str, Any] = {
         "msgtype": new_content.get("msgtype", "m.text"),
-        "body": "* " + str(new_content.get("body", "")),
+        "body": body,
         "m.new_content": new_content,
         "m.relates_to": {"rel_type": "m.replace", "event_id": target_pointer_id},
         POINTER_KEY: pointer_ref(edit),
     }
-    if "formatted_body" in new_content:
+    if formatted is not None:
         content["format"] = "org.matrix.custom.html"
-        content["formatted_body"] = "* " + str(new_content["formatted_body"])
+        content["formatted_body"] = formatted
     return content
+
+
+def _edit_fallback(new_content: Mapping[str, Any], name: str) -> tuple[str, str | None]:
+    body = str(new_content.get("body", ""))
+    formatted = new_content.get("formatted_body")
+    formatted = formatted if isinstance(formatted, str) else None
+    if PROFILE_KEY not in new_content:
+        # A placeholder already says who wrote; it only gains the edit mark.
+        return "* " + body, None if formatted is None else "* " + formatted
+    msgtype = str(new_content.get("msgtype", "m.text"))
+    plain_head, html_head = _head(name, msgtype)
+    body = body.removeprefix(plain_head)
+    formatted = (formatted or _html_of_text(body)).removeprefix(html_head)
+    if msgtype == "m.emote":
+        # An emote reads only with its actor: "* Alice edited: Alice waves".
+        body, formatted = plain_head + body, html.escape(plain_head, quote=False) + formatted
+    label = f"{name} edited:"
+    return (
+        f"* {label} {body}",
+        f"* <strong>{html.escape(label, quote=False)}</strong> {formatted}",
+    )

@@ -35,7 +35,7 @@ def original(content: dict[str, Any], **overrides: Any) -> Original:
 def test_text_is_prefixed_and_marked_as_fallback() -> None:
     out = render(original({"msgtype": "m.text", "body": "a < b"}), FallbackMode.COPY)
     assert out["body"] == "Alice: a < b"
-    assert out["formatted_body"] == "<strong data-mx-profile-fallback>Alice: </strong>a &lt; b"
+    assert out["formatted_body"] == "<strong data-mx-profile-fallback>Alice:</strong> a &lt; b"
     assert out[PROFILE_KEY] == {
         "id": "@alice:hs",
         "displayname": "Alice",
@@ -70,13 +70,14 @@ def test_sender_without_displayname_is_named_by_id() -> None:
 def test_media_keeps_url_and_info() -> None:
     content = {"msgtype": "m.file", "body": "a.pdf", "url": "mxc://hs/f", "info": {"size": 3}}
     out = render(original(content), FallbackMode.COPY)
-    assert (out["msgtype"], out["url"], out["info"], out["body"]) == (
+    assert (out["msgtype"], out["url"], out["info"], out["filename"]) == (
         "m.file",
         "mxc://hs/f",
         {"size": 3},
         "a.pdf",
     )
-    assert out[PROFILE_KEY]["has_fallback"] is False
+    assert out["body"] == "Alice: a.pdf"
+    assert out[PROFILE_KEY]["has_fallback"] is True
 
 
 def test_sticker_becomes_an_image() -> None:
@@ -126,7 +127,7 @@ def test_edit_points_at_the_edit_and_replaces_the_pointer() -> None:
     edit = original({}, event_id="$edit")
     out = edit_content(renewed, "$pointer", edit)
     assert out["m.relates_to"] == {"rel_type": "m.replace", "event_id": "$pointer"}
-    assert out["body"] == "* Alice: v2"
+    assert out["body"] == "* Alice edited: v2"
     assert out["m.new_content"]["body"] == "Alice: v2"
     assert out["m.new_content"][POINTER]["event_id"] == "$orig"
     assert out[POINTER]["event_id"] == "$edit"
