@@ -221,6 +221,24 @@ async def latest_edits(api: ModuleApi, event_ids: Iterable[str]) -> dict[str, Ev
     return {event_id: edit for event_id, edit in edits.items() if edit is not None}
 
 
+async def _client_serialize_config(serializer: Any, requester: Requester) -> Any:
+    """The serialization options ``/messages`` uses for this requester.
+
+    Checked against 1.150.0 and 1.163.2. Newer releases build them with
+    ``create_config`` (which also decides admin-only fields); 1.150.0 has no
+    such method, builds ``SerializeEventConfig`` directly and decides admin
+    fields inside ``serialize_event``.
+    """
+    if hasattr(serializer, "create_config"):
+        return await serializer.create_config(as_client_event=True, requester=requester)
+    # Imported here: later releases moved the class to Rust with more
+    # required fields, and only releases without create_config get here.
+    from synapse.events.utils import SerializeEventConfig
+
+    config_class: Any = SerializeEventConfig
+    return config_class(as_client_event=True, requester=requester)
+
+
 async def messages_page(
     api: ModuleApi, requester: Requester, room_id: str, request: SynapseRequest
 ) -> dict[str, Any]:
@@ -232,7 +250,7 @@ async def messages_page(
     filter_json = parse_json(request, "filter", encoding="utf-8")
     event_filter = Filter(hs, filter_json) if filter_json else None
     serializer = hs.get_event_client_serializer()
-    options = await serializer.create_config(as_client_event=True, requester=requester)
+    options = await _client_serialize_config(serializer, requester)
     result = await hs.get_pagination_handler().get_messages(
         requester=requester,
         room_id=room_id,
@@ -273,7 +291,7 @@ async def serialize_if_visible(
     if not visible:
         return None
     serializer = hs.get_event_client_serializer()
-    options = await serializer.create_config(as_client_event=True, requester=requester)
+    options = await _client_serialize_config(serializer, requester)
     serialized: dict[str, Any] = await serializer.serialize_event(
         visible[0], hs.get_clock().time_msec(), config=options
     )
