@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any, Final
 
 import attrs
+import html2text
 
 from synapse_room_connect.config import FallbackMode
 from synapse_room_connect.pointers import Original, edit_content, render
@@ -112,6 +113,15 @@ def pointer(example: Example, mode: FallbackMode = FallbackMode.COPY) -> dict[st
     # wrapped in the bot's replacement of its pointer.
     renewed = render(original(example.content["m.new_content"]), mode)
     return edit_content(renewed, "$pointer", original(example.content, "$edit"))
+
+
+def as_text(formatted_body: str, *, emphasis: bool = False) -> str:
+    """``formatted_body`` as an HTML-to-text bridge shows it: as plain text,
+    or with emphasis written ``**like this**``."""
+    converter = html2text.HTML2Text()
+    converter.body_width = 0  # no wrapping: a chat line stays one line
+    converter.ignore_emphasis = not emphasis
+    return str(converter.handle(formatted_body)).strip()
 
 
 def _cell(text: str) -> str:
