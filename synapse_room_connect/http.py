@@ -39,6 +39,7 @@ class RoomConnectResource(DirectServeJsonResource):
         self._module = module
         self._routes: list[tuple[str, re.Pattern[str], Handler]] = [
             ("GET", re.compile(r"^info$"), self._get_info),
+            *module.admin_routes.routes(),
             ("GET", re.compile(rf"^rooms/{_ROOM}/connections$"), self._list),
             ("POST", re.compile(rf"^rooms/{_ROOM}/connections$"), self._connect),
             ("GET", re.compile(rf"^rooms/{_ROOM}/messages$"), self._messages),

@@ -81,3 +81,9 @@ expansions = Counter(
     "Pointers served to clients, per result (original or placeholder)",
     labelnames=[SERVER_NAME_LABEL, "result"],
 )
+
+admin_actions = Counter(
+    "synapse_room_connect_admin_actions_total",
+    "Connects and revokes a homeserver admin made on behalf of a room, per action and outcome",
+    labelnames=[SERVER_NAME_LABEL, "action", "outcome"],
+)

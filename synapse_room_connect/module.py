@@ -18,6 +18,7 @@ from synapse_room_connect.constants import CONNECTION_EVENT_TYPE, HTTP_ROOT
 from synapse_room_connect.expansion import Expander
 from synapse_room_connect.feed import Feed
 from synapse_room_connect.http import RoomConnectResource
+from synapse_room_connect.http_admin import build_admin_routes
 from synapse_room_connect.rooms import server_of
 from synapse_room_connect.store import NewEvent, Store
 
@@ -39,6 +40,9 @@ class RoomConnectModule:
         self.bot = FerryBot(api, config.bot_localpart, config.bot_displayname)
         self.bot_user_id = self.bot.user_id
         self.connections = Connections(api, config, self.store, self.bot)
+        self.admin_routes = build_admin_routes(
+            api, self.store, self.bot, self.connections, config.approve_power_level
+        )
         self.expander = Expander(api, self.store, config.ferry_state_events)
         # The module is loaded on every process; only one of them may act.
         self.is_acting_process = config.is_acting_process(api.worker_name)

@@ -1,0 +1,127 @@
+"""Read-only queries over the module's tables for the homeserver admin's view.
+
+Kept apart from ``store.py``: nothing here writes, and nothing else needs
+these whole-server reads.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection
+from typing import TypeVar
+
+import attrs
+from synapse.module_api import LoggingTransaction, ModuleApi
+
+from synapse_room_connect.store import Store
+
+T = TypeVar("T")
+
+
+@attrs.frozen(order=True)
+class RoomPair:
+    """Two connected rooms, in ID order: one entry per connection."""
+
+    room_a: str
+    room_b: str
+
+
+@attrs.frozen
+class Direction:
+    """One room's cached view of its connection to another."""
+
+    room_id: str
+    other_room_id: str
+    status: str
+    ferry: str | None
+    mode: str | None
+    updated_ts: int
+
+
+@attrs.frozen
+class PointerTally:
+    """Pointers carried from one room into another, and when the last was sent."""
+
+    source_room_id: str
+    target_room_id: str
+    count: int
+    last_ts: int | None
+
+
+def _marks(values: Collection[str]) -> str:
+    return ", ".join("?" for _ in values)
+
+
+class AdminQueries:
+    def __init__(self, api: ModuleApi, store: Store) -> None:
+        self._api = api
+        self._store = store
+
+    async def _run(self, desc: str, func: Callable[[LoggingTransaction], T]) -> T:
+        await self._store.migrate()
+        return await self._api.run_db_interaction(desc, func)
+
+    async def pairs_after(self, after: RoomPair | None, limit: int) -> list[RoomPair]:
+        """Up to ``limit`` connections ordered by their pair, after ``after``."""
+        start = after or RoomPair("", "")
+
+        def txn_fn(txn: LoggingTransaction) -> list[RoomPair]:
+            # Both directions of a pair are cached; fold them into one.
+            txn.execute(
+                """
+                SELECT a, b FROM (
+                    SELECT DISTINCT
+                        CASE WHEN room_id < other_room_id THEN room_id ELSE other_room_id END
+                            AS a,
+                        CASE WHEN room_id < other_room_id THEN other_room_id ELSE room_id END
+                            AS b
+                    FROM room_connect_connections
+                ) AS pairs
+                WHERE a > ? OR (a = ? AND b > ?)
+                ORDER BY a, b
+                LIMIT ?
+                """,
+                (start.room_a, start.room_a, start.room_b, limit),
+            )
+            return [RoomPair(str(row[0]), str(row[1])) for row in txn.fetchall()]
+
+        return await self._run("room_connect_admin_pairs", txn_fn)
+
+    async def directions(self, room_ids: Collection[str]) -> list[Direction]:
+        """Every cached direction out of ``room_ids``."""
+
+        def txn_fn(txn: LoggingTransaction) -> list[Direction]:
+            txn.execute(
+                "SELECT room_id, other_room_id, status, ferry, mode, updated_ts"
+                f" FROM room_connect_connections WHERE room_id IN ({_marks(room_ids)})",
+                tuple(room_ids),
+            )
+            return [
+                Direction(str(r[0]), str(r[1]), str(r[2]), r[3], r[4], int(r[5]))
+                for r in txn.fetchall()
+            ]
+
+        if not room_ids:
+            return []
+        return await self._run("room_connect_admin_directions", txn_fn)
+
+    async def pointer_tallies(self, room_ids: Collection[str]) -> list[PointerTally]:
+        """Pointers carried into ``room_ids``, per source and target room."""
+
+        def txn_fn(txn: LoggingTransaction) -> list[PointerTally]:
+            # The pointer table keeps no time; the pointer events themselves do.
+            txn.execute(
+                "SELECT p.source_room_id, p.target_room_id, COUNT(*), MAX(e.origin_server_ts)"
+                " FROM room_connect_pointers AS p"
+                " LEFT JOIN events AS e ON e.event_id = p.pointer_event_id"
+                f" WHERE p.target_room_id IN ({_marks(room_ids)})"
+                " GROUP BY p.source_room_id, p.target_room_id",
+                tuple(room_ids),
+            )
+            return [
+                PointerTally(str(r[0]), str(r[1]), int(r[2]), None if r[3] is None else int(r[3]))
+                for r in txn.fetchall()
+            ]
+
+        if not room_ids:
+            return []
+        return await self._run("room_connect_admin_pointer_tallies", txn_fn)

@@ -1,0 +1,252 @@
+"""Bridge portal rooms: created by an application service's bot in room
+version 12, where only the bot (the creator) has power. Connected by the
+homeserver admin's API and by the bridge itself with its as_token."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from functools import partial
+from pathlib import Path
+from urllib.parse import quote
+
+import attrs
+import pytest
+
+from harness import Homeserver, MatrixClient, MatrixError
+from harness.appservice import AppService, appservice_client, register_appservice
+from harness.client import JsonDict
+from harness.connect_api import (
+    ROOT,
+    connect,
+    connections,
+    metric_value,
+    revoke,
+    unique,
+    wait_for_notice,
+)
+from harness.ferry_helpers import wait_for_pointer
+
+ADMIN = f"{ROOT}/admin"
+
+
+def _q(room_id: str) -> str:
+    return quote(room_id, safe="")
+
+
+@attrs.frozen
+class Bridge:
+    hs: Homeserver
+    service: AppService
+    bot: str
+    ferry: str
+    admin: MatrixClient
+
+    def client(self, user_id: str | None = None) -> MatrixClient:
+        return appservice_client(self.hs, self.service, user_id)
+
+
+@pytest.fixture(scope="module")
+def bridge(harness_dir: Path) -> Iterator[Bridge]:
+    hs = Homeserver(harness_dir, name="hs-bridge")
+    service = AppService()
+    register_appservice(hs, service)
+    try:
+        hs.start()
+        admin = hs.register(unique("admin"), admin=True)
+        ferry: str = hs.info()["bot_user_id"]
+        yield Bridge(hs, service, hs.user_id(service.sender_localpart), ferry, admin)
+    finally:
+        hs.destroy()
+
+
+@attrs.frozen
+class Portal:
+    room_id: str
+    user: MatrixClient
+
+
+def portal_room(bridge: Bridge) -> Portal:
+    """A room the bridge's bot creates in room version 12, with a Matrix user in it."""
+    bot = bridge.client()
+    room_id = bot.create_room(name=unique("irc-channel"), room_version="12")
+    user = bridge.hs.register(unique("user"), displayname="User")
+    bot.invite(room_id, str(user.user_id))
+    user.join(room_id)
+    return Portal(room_id, user)
+
+
+def native_room(bridge: Bridge) -> tuple[MatrixClient, str]:
+    owner = bridge.hs.register(unique("owner"), displayname="Owner")
+    return owner, owner.create_room(name=unique("native"))
+
+
+def admin_connect(client: MatrixClient, room_id: str, other: str) -> JsonDict:
+    return client.request("POST", f"{ADMIN}/rooms/{_q(room_id)}/connections", {"room": other})
+
+
+def admin_revoke(client: MatrixClient, room_id: str, other: str) -> JsonDict:
+    return client.request("DELETE", f"{ADMIN}/rooms/{_q(room_id)}/connections/{_q(other)}")
+
+
+def admin_list_all(client: MatrixClient, limit: int) -> list[JsonDict]:
+    """Every page of ``GET admin/connections``, followed through next_batch."""
+    entries: list[JsonDict] = []
+    token: str | None = None
+    while True:
+        page = client.request("GET", f"{ADMIN}/connections", query={"limit": limit, "from": token})
+        assert len(page["connections"]) <= limit
+        entries.extend(page["connections"])
+        token = page.get("next_batch")
+        if token is None:
+            return entries
+
+
+def admin_entry(client: MatrixClient, room_a: str, room_b: str) -> JsonDict:
+    entries = admin_list_all(client, limit=1)
+    keys = [tuple(r["room_id"] for r in e["rooms"]) for e in entries]
+    assert len(keys) == len(set(keys)), "a connection listed twice across pages"
+    (entry,) = [e for e in entries if {r["room_id"] for r in e["rooms"]} == {room_a, room_b}]
+    return entry
+
+
+def wait_for_pointer_count(client: MatrixClient, room_a: str, room_b: str, count: int) -> JsonDict:
+    # The ferry records a pointer just after sending it; the count is a
+    # database row with nothing to sync on, so poll it for a bounded time.
+    deadline = time.monotonic() + 30
+    while True:
+        entry = admin_entry(client, room_a, room_b)
+        if entry["pointers"] >= count or time.monotonic() > deadline:
+            return entry
+        time.sleep(0.2)
+
+
+def forbidden(call: Callable[[], object]) -> MatrixError:
+    with pytest.raises(MatrixError) as raised:
+        call()
+    assert raised.value.status == 403, raised.value
+    assert raised.value.errcode == "M_FORBIDDEN", raised.value
+    return raised.value
+
+
+def test_portal_user_cannot_connect_but_creator_holds_power(bridge: Bridge) -> None:
+    portal = portal_room(bridge)
+    _, native = native_room(bridge)
+    levels = portal.user.get_state(portal.room_id, "m.room.power_levels")
+    # Room version 12: the creator's power is implied, never listed.
+    assert bridge.bot not in levels.get("users", {})
+    error = forbidden(lambda: connect(portal.user, portal.room_id, native))
+    assert "needs power level 100" in str(error.error)
+
+
+def test_homeserver_admin_connects_portal_and_messages_cross(bridge: Bridge) -> None:
+    portal = portal_room(bridge)
+    owner, native = native_room(bridge)
+    admin = bridge.admin
+    before = metric_value(
+        bridge.hs, "synapse_room_connect_admin_actions_total", action="connect", outcome="done"
+    )
+
+    requested = admin_connect(admin, portal.room_id, native)
+    assert requested["status"] == "requested"
+    assert requested["room_id"] == native
+    notice = wait_for_notice(portal.user, portal.room_id, bridge.ferry, str(admin.user_id))
+    assert bridge.bot in notice["content"]["body"]
+    assert connect(owner, native, portal.room_id)["status"] == "active"
+    wait_for_notice(portal.user, portal.room_id, bridge.ferry, "now connected")
+    wait_for_notice(owner, native, bridge.ferry, "now connected")
+
+    from_portal = portal.user.send_message(portal.room_id, "hello from the channel")
+    wait_for_pointer(owner, native, from_portal)
+    from_native = owner.send_message(native, "hello from the native room")
+    wait_for_pointer(portal.user, portal.room_id, from_native)
+
+    after = metric_value(
+        bridge.hs, "synapse_room_connect_admin_actions_total", action="connect", outcome="done"
+    )
+    assert after == before + 1
+    assert f"Homeserver admin {admin.user_id} asked to connect {portal.room_id}" in (
+        bridge.hs.log_text()
+    )
+
+    entry = wait_for_pointer_count(admin, portal.room_id, native, 2)
+    assert entry["status"] == "active"
+    assert entry["ferry"] == bridge.ferry
+    assert entry["mode"] == "ferry"
+    assert entry["pointers"] == 2
+    assert entry["last_pointer_ts"] is not None
+    rooms = {r["room_id"]: r for r in entry["rooms"]}
+    assert rooms[portal.room_id]["consent"]["sender"] == bridge.bot
+    assert rooms[native]["consent"]["sender"] == owner.user_id
+    assert all(r["consent"]["ts"] > 0 for r in rooms.values())
+    assert rooms[native]["name"] is not None
+    assert rooms[portal.room_id]["pointers_received"] == 1
+
+    revoked = admin_revoke(admin, portal.room_id, native)
+    assert revoked["status"] == "revoked"
+    wait_for_notice(portal.user, portal.room_id, bridge.ferry, f"{admin.user_id}, an admin")
+    wait_for_notice(owner, native, bridge.ferry, "has ended")
+    assert admin_entry(admin, portal.room_id, native)["status"] == "revoked"
+
+
+def test_admin_api_refuses_everyone_but_server_admins(bridge: Bridge) -> None:
+    portal = portal_room(bridge)
+    _, native = native_room(bridge)
+    for client in (portal.user, bridge.client()):
+        forbidden(partial(client.request, "GET", f"{ADMIN}/connections"))
+        forbidden(partial(admin_connect, client, portal.room_id, native))
+        forbidden(partial(admin_revoke, client, portal.room_id, native))
+    assert connections(portal.user, portal.room_id) == {}
+
+
+def test_admin_refused_when_no_local_member_has_power(bridge: Bridge) -> None:
+    creator = bridge.hs.register(unique("creator"))
+    member = bridge.hs.register(unique("member"))
+    room_id = creator.create_room(name=unique("orphan"), preset="public_chat")
+    member.join(room_id)
+    creator.leave(room_id)
+    _, native = native_room(bridge)
+    error = forbidden(lambda: admin_connect(bridge.admin, room_id, native))
+    assert f"the most powerful is {member.user_id} with 0" in str(error.error)
+
+    with pytest.raises(MatrixError) as raised:
+        admin_connect(bridge.admin, f"!unknown:{bridge.hs.server_name}", native)
+    assert raised.value.status == 400
+    with pytest.raises(MatrixError) as raised:
+        admin_connect(bridge.admin, portal_room(bridge).room_id, "not a room")
+    assert raised.value.status == 400
+
+
+def test_bridge_connects_its_portal_with_its_as_token(bridge: Bridge) -> None:
+    portal = portal_room(bridge)
+    owner, native = native_room(bridge)
+    as_bot = bridge.client(bridge.bot)  # masquerading as its own bot, ?user_id=
+
+    assert connect(as_bot, portal.room_id, native)["status"] == "requested"
+    assert connect(owner, native, portal.room_id)["status"] == "active"
+    wait_for_notice(portal.user, portal.room_id, bridge.ferry, "now connected")
+    from_native = owner.send_message(native, "to the channel")
+    wait_for_pointer(portal.user, portal.room_id, from_native)
+    from_portal = portal.user.send_message(portal.room_id, "to the native room")
+    wait_for_pointer(owner, native, from_portal)
+
+    plain = bridge.client()  # the as_token alone acts as the bot
+    assert connections(plain, portal.room_id)[native]["status"] == "active"
+    assert revoke(plain, portal.room_id, native)["status"] == "revoked"
+    wait_for_notice(owner, native, bridge.ferry, "has ended")
+
+
+def test_bridge_user_without_power_is_refused(bridge: Bridge) -> None:
+    portal = portal_room(bridge)
+    _, native = native_room(bridge)
+    localpart = unique("irc_guest")
+    bridge.client().request(
+        "POST",
+        "/_matrix/client/v3/register",
+        {"type": "m.login.application_service", "username": localpart},
+    )
+    puppet = bridge.client(bridge.hs.user_id(localpart))
+    bridge.client().invite(portal.room_id, str(puppet.user_id))
+    puppet.join(portal.room_id)
+    error = forbidden(lambda: connect(puppet, portal.room_id, native))
+    assert f"{puppet.user_id} has 0" in str(error.error)
