@@ -4,6 +4,7 @@
 #
 #   scripts/test.sh [PYTEST_ARGS...]   everything; extra arguments go to pytest
 #   scripts/test.sh --lint             stop after ruff and mypy
+#   scripts/test.sh --system           only install the system packages (PostgreSQL, Redis)
 #
 # The tests start their own PostgreSQL and Redis on free loopback ports, so a
 # system-wide instance (running or not) is never used.
@@ -14,8 +15,12 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 log() { printf '\n==> %s\n' "$*" >&2; }
 
 lint_only=0
+system_only=0
 if [[ "${1:-}" == "--lint" ]]; then
     lint_only=1
+    shift
+elif [[ "${1:-}" == "--system" ]]; then
+    system_only=1
     shift
 fi
 
@@ -73,6 +78,9 @@ install_system_packages() {
 if [[ $lint_only -eq 0 ]]; then
     install_system_packages
 fi
+if [[ $system_only -eq 1 ]]; then
+    exit 0
+fi
 
 if [[ ! -x .venv/bin/python ]]; then
     log "creating .venv"
@@ -96,4 +104,9 @@ fi
 [[ $# -gt 0 ]] || { log "complement"; bash scripts/complement.sh; }
 
 log "pytest"
-exec .venv/bin/pytest -q "$@"
+status=0
+.venv/bin/pytest -q "$@" || status=$?
+if [[ $status -eq 5 ]]; then
+    echo "pytest collected no tests: check PYTEST_ARGS; that is a failure, not a pass" >&2
+fi
+exit $status
