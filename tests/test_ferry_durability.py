@@ -7,8 +7,15 @@ import threading
 from urllib.parse import quote
 
 from harness.client import MatrixClient, MatrixError
-from harness.connect_api import revoke, unique, wait_for_notice
-from harness.ferry_helpers import POINTER, barrier, connected_pair, pointers_in, wait_for_pointer
+from harness.connect_api import CONNECTION, connect, revoke, unique, wait_for_notice
+from harness.ferry_helpers import (
+    POINTER,
+    all_events,
+    barrier,
+    connected_pair,
+    pointers_in,
+    wait_for_pointer,
+)
 from harness.synapse import Homeserver, HomeserverFactory
 
 BURST = 500
@@ -79,18 +86,47 @@ def test_kill_9_mid_burst_loses_and_duplicates_nothing(make_homeserver: Homeserv
 
 
 def test_revocation_mid_burst_stops_ferrying(homeserver: Homeserver) -> None:
+    before_count, after_count = 40, 40
     pair = connected_pair(homeserver)
-    sent = [pair.alice.send_message(pair.room_a, f"m{i}") for i in range(100)]
-    revoke(pair.bob, pair.room_b, pair.room_a)
-    after = pair.alice.send_message(pair.room_a, "after revocation")
+    # Room C stays connected to A throughout: the ferry carrying A's later
+    # messages into C shows that it read them and chose not to carry them to B.
+    carol = homeserver.register(unique("carol"), displayname="Carol")
+    room_c = carol.create_room(name=unique("C"))
+    connect(pair.alice, pair.room_a, room_c)
+    assert connect(carol, room_c, pair.room_a)["status"] == "active"
+    wait_for_notice(carol, room_c, pair.bot, "now connected")
+
+    before = [pair.alice.send_message(pair.room_a, f"before {i}") for i in range(before_count)]
+    # Waits, so the partition does not depend on how far the ferry had got:
+    # the first half has crossed before the revocation is sent, and the
+    # revocation has been processed (the bot says so) before the second half.
+    wait_for_pointer(pair.bob, pair.room_b, before[-1])
+    revoke(pair.alice, pair.room_a, pair.room_b)
     wait_for_notice(pair.alice, pair.room_a, pair.bot, "has ended")
-    barrier(pair.alice, pair.room_a)
+    after = [pair.alice.send_message(pair.room_a, f"after {i}") for i in range(after_count)]
+    wait_for_pointer(carol, room_c, after[-1])
     barrier(pair.bob, pair.room_b)
-    ferried = [p["content"][POINTER]["event_id"] for p in pointers_in(pair.bob, pair.room_b)]
-    # Whatever made it across is an in-order prefix, with no gaps or repeats,
-    # and nothing sent after the revocation.
-    assert ferried == sent[: len(ferried)]
-    assert after not in ferried
+
+    # The revocation sits in A's timeline between the two halves.
+    timeline = list(all_events(pair.alice, pair.room_a))
+    [revocation] = [
+        i
+        for i, e in enumerate(timeline)
+        if e["type"] == CONNECTION and e.get("state_key") == pair.room_b and e["content"] == {}
+    ]
+    messages = [
+        (i, e["event_id"])
+        for i, e in enumerate(timeline)
+        if e["type"] == "m.room.message" and e["sender"] == pair.alice.user_id
+    ]
+    assert [event_id for i, event_id in messages if i < revocation] == before
+    assert [event_id for i, event_id in messages if i > revocation] == after
+
+    into_b = [p["content"][POINTER]["event_id"] for p in pointers_in(pair.bob, pair.room_b)]
+    into_c = [p["content"][POINTER]["event_id"] for p in pointers_in(carol, room_c)]
+    # Everything before the revocation crossed once, in order; nothing after it.
+    assert into_b == before
+    assert into_c == before + after
 
 
 def test_restart_resumes_without_resending(make_homeserver: HomeserverFactory) -> None:
