@@ -29,7 +29,7 @@ from synapse_room_connect.rooms import room_label
 logger = logging.getLogger(__name__)
 
 
-class ConnectionView(Protocol):
+class ConnectionViewLike(Protocol):
     """What the admin routes need of a connection as one room sees it."""
 
     @property
@@ -38,7 +38,7 @@ class ConnectionView(Protocol):
     def to_json(self) -> dict[str, Any]: ...
 
 
-class ConnectionActions(Protocol):
+class AdminConnectionActions(Protocol):
     """The request and revoke actions the room admin's REST API and chat use."""
 
     async def request(
@@ -50,9 +50,9 @@ class ConnectionActions(Protocol):
         acknowledge: Iterable[str] = (),
         *,
         require_incoming: bool = False,
-    ) -> ConnectionView: ...
+    ) -> ConnectionViewLike: ...
 
-    async def revoke(self, user_id: str, room_id: str, other_ref: str) -> ConnectionView: ...
+    async def revoke(self, user_id: str, room_id: str, other_ref: str) -> ConnectionViewLike: ...
 
 
 class AdminAction(enum.Enum):
@@ -89,7 +89,7 @@ class AdminActions:
     """Connect and revoke on behalf of a room, for a homeserver admin."""
 
     def __init__(
-        self, api: ModuleApi, actions: ConnectionActions, bot: FerryBot, threshold: int
+        self, api: ModuleApi, actions: AdminConnectionActions, bot: FerryBot, threshold: int
     ) -> None:
         self._api = api
         self._actions = actions
@@ -126,7 +126,7 @@ class AdminActions:
         other_ref: str,
         via: Sequence[str],
         acknowledge: Iterable[str],
-    ) -> ConnectionView:
+    ) -> ConnectionViewLike:
         """Request (or approve) a connection from ``room_id`` to ``other_ref``."""
         try:
             member = await self.acting_member(room_id)
@@ -154,7 +154,7 @@ class AdminActions:
         )
         return view
 
-    async def revoke(self, admin: str, room_id: str, other_room_id: str) -> ConnectionView:
+    async def revoke(self, admin: str, room_id: str, other_room_id: str) -> ConnectionViewLike:
         """End ``room_id``'s side of its connection to ``other_room_id``."""
         try:
             member = await self.acting_member(room_id)
