@@ -633,10 +633,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--short", action="store_true", help="CI size: N = 20, small counts")
     parser.add_argument("--pairs", type=int, help="N connected pairs (full 1000, short 20)")
     parser.add_argument("--small-pairs", type=int, default=2, help="pairs of the small burst")
-    parser.add_argument("--latency-messages", type=int, help="per measurement (full 100, short 20)")
+    parser.add_argument("--latency-messages", type=int, help="per measurement (full 100, short 10)")
     parser.add_argument("--interval", type=float, default=0.25, help="s between latency sends")
-    parser.add_argument("--throughput-messages", type=int, help="per server (full 400, short 60)")
-    parser.add_argument("--rounds", type=int, help="ABBA rounds (full 8, short 4)")
+    parser.add_argument("--throughput-messages", type=int, help="per server (full 400, short 40)")
+    parser.add_argument("--rounds", type=int, help="ABBA rounds (full 8, short 2)")
     parser.add_argument("--threads", type=int, default=4, help="parallel clients (set-up, bursts)")
     parser.add_argument(
         "--ferry-workers",
@@ -660,9 +660,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     }
     short = {
         "pairs": 20,
-        "latency_messages": 20,
-        "throughput_messages": 60,
-        "rounds": 4,
+        "latency_messages": 10,
+        "throughput_messages": 40,
+        "rounds": 2,
         "worker_pairs": 10,
     }
     for name, default in (short if args.short else full).items():
