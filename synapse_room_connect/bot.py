@@ -9,6 +9,7 @@ from synapse.api.errors import SynapseError
 from synapse.module_api import ModuleApi
 
 from synapse_room_connect import synapse_compat
+from synapse_room_connect.rooms import server_of
 
 logger = logging.getLogger(__name__)
 
@@ -71,6 +72,15 @@ class FerryBot:
             logger.info("Ferry bot could not join %s (via %s): %s", room_id, via, e)
             return False
         return True
+
+    async def accept_invite(self, room_id: str, inviter: str) -> bool:
+        """Join a room the bot was invited to, through the inviter's server.
+
+        Accepting is what lets an admin of a room on another server approve
+        with a chat command, or lets this server see that room's consent.
+        """
+        server = server_of(inviter)
+        return await self.join(room_id, [server] if server else [])
 
     async def leave(self, room_id: str) -> None:
         try:

@@ -8,21 +8,23 @@ from __future__ import annotations
 
 import re
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import unquote
 
 from synapse.api.errors import Codes, SynapseError
 from synapse.module_api import (
     DirectServeJsonResource,
+    ModuleApi,
     SynapseRequest,
     parse_json_object_from_request,
 )
 
 from synapse_room_connect import __version__
-from synapse_room_connect.constants import ACK_ENCRYPTION, ACK_VISIBILITY
-
-if TYPE_CHECKING:
-    from synapse_room_connect.module import RoomConnectModule
+from synapse_room_connect.actions import ConnectionActions
+from synapse_room_connect.connect_body import parse_connect_body
+from synapse_room_connect.expansion import Expander
+from synapse_room_connect.http_admin import AdminRoutes
+from synapse_room_connect.store import Store
 
 Response = tuple[int, Any]
 Handler = Callable[[SynapseRequest, dict[str, str]], Awaitable[Response]]
@@ -34,12 +36,24 @@ class RoomConnectResource(DirectServeJsonResource):
     # Twisted's name: this resource answers for every path below it.
     isLeaf = True  # noqa: N815
 
-    def __init__(self, module: RoomConnectModule) -> None:
+    def __init__(
+        self,
+        api: ModuleApi,
+        store: Store,
+        bot_user_id: str,
+        actions: ConnectionActions,
+        expander: Expander,
+        admin_routes: AdminRoutes,
+    ) -> None:
         super().__init__()
-        self._module = module
+        self._api = api
+        self._store = store
+        self._bot_user_id = bot_user_id
+        self._actions = actions
+        self._expander = expander
         self._routes: list[tuple[str, re.Pattern[str], Handler]] = [
             ("GET", re.compile(r"^info$"), self._get_info),
-            *module.admin_routes.routes(),
+            *admin_routes.routes(),
             ("GET", re.compile(rf"^rooms/{_ROOM}/connections$"), self._list),
             ("POST", re.compile(rf"^rooms/{_ROOM}/connections$"), self._connect),
             ("GET", re.compile(rf"^rooms/{_ROOM}/messages$"), self._messages),
@@ -71,51 +85,34 @@ class RoomConnectResource(DirectServeJsonResource):
     async def _get_info(self, request: SynapseRequest, _: dict[str, str]) -> Response:
         return 200, {
             "version": __version__,
-            "bot_user_id": self._module.bot_user_id,
-            "schema_version": await self._module.store.schema_version(),
+            "bot_user_id": self._bot_user_id,
+            "schema_version": await self._store.schema_version(),
         }
 
     async def _list(self, request: SynapseRequest, params: dict[str, str]) -> Response:
-        requester = await self._module.api.get_user_by_req(request)
+        requester = await self._api.get_user_by_req(request)
         room_id = params["room_id"]
-        connections = self._module.connections
-        await connections.require_member(room_id, requester.user.to_string())
-        views = await connections.list_for(room_id)
+        await self._actions.require_member(room_id, requester.user.to_string())
+        views = await self._actions.list_for(room_id)
         return 200, {"room_id": room_id, "connections": [v.to_json() for v in views]}
 
     async def _connect(self, request: SynapseRequest, params: dict[str, str]) -> Response:
-        requester = await self._module.api.get_user_by_req(request)
-        body = parse_json_object_from_request(request)
-        other = body.get("room")
-        if not isinstance(other, str) or not other:
-            raise SynapseError(400, "'room' must be a room alias or room ID", Codes.BAD_JSON)
-        via = body.get("via", [])
-        if not isinstance(via, list) or not all(isinstance(s, str) and s for s in via):
-            raise SynapseError(400, "'via' must be a list of server names", Codes.BAD_JSON)
-        acknowledge = body.get("acknowledge", [])
-        if not isinstance(acknowledge, list) or not set(acknowledge) <= {
-            ACK_ENCRYPTION,
-            ACK_VISIBILITY,
-        }:
-            raise SynapseError(
-                400,
-                f"'acknowledge' must be a list of {ACK_ENCRYPTION!r} and/or {ACK_VISIBILITY!r}",
-                Codes.BAD_JSON,
-            )
-        view = await self._module.connections.request(
-            requester.user.to_string(), params["room_id"], other, via, acknowledge
+        requester = await self._api.get_user_by_req(request)
+        body = parse_connect_body(parse_json_object_from_request(request))
+        view = await self._actions.request(
+            requester.user.to_string(), params["room_id"], body.room, body.via, body.acknowledge
         )
         return 200, view.to_json()
 
     async def _messages(self, request: SynapseRequest, params: dict[str, str]) -> Response:
-        requester = await self._module.api.get_user_by_req(request)
+        requester = await self._api.get_user_by_req(request)
         # get_messages enforces that the requester may read room_id itself.
-        page = await self._module.expander.merged_messages(requester, params["room_id"], request)
+        page = await self._expander.merged_messages(requester, params["room_id"], request)
         return 200, page
 
     async def _revoke(self, request: SynapseRequest, params: dict[str, str]) -> Response:
-        requester = await self._module.api.get_user_by_req(request)
-        view = await self._module.connections.revoke(
+        requester = await self._api.get_user_by_req(request)
+        view = await self._actions.revoke(
             requester.user.to_string(), params["room_id"], params["other_room_id"]
         )
         return 200, view.to_json()

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Final
 
 from synapse.module_api import EventBase, ModuleApi, RoomID
 from synapse.util.frozenutils import unfreeze
@@ -22,12 +23,14 @@ from synapse_room_connect.handshake import (
 logger = logging.getLogger(__name__)
 
 StateMap = Mapping[tuple[str, str], EventBase]
+# A room's name for humans (room_label, bound to an api).
+Label = Callable[[str], Awaitable[str]]
 
-_TRAIT_TYPES = (
-    ("m.room.encryption", ""),
-    ("m.room.join_rules", ""),
-    ("m.room.history_visibility", ""),
+# State whose change can flip a connection's guard or mode.
+TRAIT_EVENT_TYPES: Final = frozenset(
+    {"m.room.encryption", "m.room.join_rules", "m.room.history_visibility"}
 )
+_TRAIT_STATE: Final = tuple((etype, "") for etype in sorted(TRAIT_EVENT_TYPES))
 
 
 def traits_from_state(state: StateMap) -> RoomTraits:
@@ -58,7 +61,7 @@ class RoomReader:
     async def traits(self, room_id: str) -> RoomTraits | None:
         if not await self.visible(room_id):
             return None
-        return traits_from_state(await self._api.get_room_state(room_id, _TRAIT_TYPES))
+        return traits_from_state(await self._api.get_room_state(room_id, _TRAIT_STATE))
 
     async def side(self, room_id: str, other_room_id: str) -> Side:
         if not await self.visible(room_id):

@@ -1,0 +1,76 @@
+"""The bot's texts: what each says, and that the module stays pure."""
+
+import ast
+from pathlib import Path
+
+import synapse_room_connect.notices as notices
+from synapse_room_connect.constants import ACK_ENCRYPTION, ACK_VISIBILITY
+from synapse_room_connect.handshake import Mode
+
+
+def test_imports_nothing_from_synapse() -> None:
+    tree = ast.parse(Path(notices.__file__).read_text())
+    imported = [
+        node.module or "" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
+    ] + [
+        alias.name
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Import)
+        for alias in node.names
+    ]
+    assert imported
+    assert not [m for m in imported if m == "synapse" or m.startswith("synapse.")]
+
+
+def test_connected_names_the_mode() -> None:
+    assert notices.connected("#b:hs", Mode.FERRY) == (
+        "This room is now connected to #b:hs; messages are shared both ways."
+    )
+    assert "clients send to both themselves" in notices.connected("#b:hs", Mode.CLIENT_FANOUT)
+
+
+def test_requested_lists_blockers_only_when_blocked() -> None:
+    plain = notices.requested("#b:hs", "!a:hs", "@bot:hs", ())
+    assert "`!connect approve !a:hs`" in plain
+    assert "@bot:hs must be able to join" in plain
+    assert "Blocked" not in plain
+    blocked = notices.requested("#b:hs", "!a:hs", "@bot:hs", (ACK_ENCRYPTION,))
+    assert blocked.endswith(
+        "Blocked until both rooms acknowledge: "
+        "one room is end-to-end encrypted and the other is not."
+    )
+
+
+def test_paused_and_refusal_join_every_reason() -> None:
+    both = (ACK_ENCRYPTION, ACK_VISIBILITY)
+    paused = notices.paused("#b:hs", both)
+    assert paused.startswith("The connection to #b:hs is paused: one room is end-to-end")
+    assert "; one room is public or world-readable" in paused
+    refusal = notices.mismatch_refused(list(both))
+    assert '["encryption_mismatch", "visibility_mismatch"]' in refusal
+
+
+def test_incoming_ended_and_mode_switch() -> None:
+    assert notices.incoming("#a:hs", "!a:hs", 50) == (
+        "#a:hs asks to connect to this room. An admin here (power level 50) can approve "
+        "with `!connect approve !a:hs`."
+    )
+    assert notices.ended("#b:hs") == (
+        "The connection to #b:hs has ended; messages are no longer shared."
+    )
+    assert "End-to-end encryption is now on" in notices.mode_switched("#b:hs", Mode.CLIENT_FANOUT)
+    assert "unencrypted again" in notices.mode_switched("#b:hs", Mode.FERRY)
+
+
+def test_command_replies() -> None:
+    assert "power level 75" in notices.help_text(75)
+    assert notices.connection_list([notices.connection_line("#b:hs", "active", "ferry")]) == (
+        "Connections of this room:\n- #b:hs: active (ferry)"
+    )
+    assert notices.command_refused("revoke", "nope") == "Could not revoke: nope"
+    assert notices.consent_blocked("#b:hs", (ACK_VISIBILITY,)).endswith(
+        "acknowledge: visibility_mismatch."
+    )
+    help_for_remote = notices.remote_sender_help("hs", "!b:hs", {"room_id": "!b:hs"})
+    assert 'content {"room_id": "!b:hs"}' in help_for_remote
+    assert "users of hs" in help_for_remote
