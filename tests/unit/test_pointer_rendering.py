@@ -57,16 +57,8 @@ def test_quote_lines_stay_when_they_are_the_message() -> None:
     plain = render(original({"msgtype": "m.text", "body": quote}), FallbackMode.COPY)
     assert plain["body"] == f"Alice: {quote}"
     # A thread message's m.in_reply_to is only a fallback for clients without threads.
-    in_thread = {
-        "msgtype": "m.text",
-        "body": quote,
-        "m.relates_to": {
-            "rel_type": "m.thread",
-            "event_id": "$root",
-            "is_falling_back": True,
-            "m.in_reply_to": {"event_id": "$root"},
-        },
-    }
+    thread = next(e for e in EXAMPLES if e.kind == "thread message")
+    in_thread = {**thread.content, "body": quote}
     assert render(original(in_thread), FallbackMode.COPY)["body"] == f"Alice: {quote}"
     only_quote = {
         "msgtype": "m.text",
