@@ -63,8 +63,8 @@ from bench.ferry import (  # noqa: E402
     describe_machine,
     percentile,
     process_cpu_s,
-    start_servers,
     text,
+    wait_for_background_updates,
 )
 from bench.scale_rooms import (  # noqa: E402
     Owners,
@@ -80,14 +80,14 @@ from bench.scale_workers import (  # noqa: E402
     FerryWorkerDeployment,
     accepts_worker_list,
 )
-from bench.servers import BenchError  # noqa: E402
+from bench.servers import BenchError, create_pair  # noqa: E402
 from harness.client import MatrixClient  # noqa: E402
 from harness.connect_api import unique  # noqa: E402
 from harness.ferry_helpers import Pair, connected_pair  # noqa: E402
 from harness.postgres import PostgresServer  # noqa: E402
 from harness.process import KEEP_DIRS_ENV, remove_dir  # noqa: E402
 from harness.redis import RedisServer  # noqa: E402
-from harness.synapse import Homeserver  # noqa: E402
+from harness.synapse import Homeserver, start_together  # noqa: E402
 
 LATENCY_TARGET: Final = 1.1
 OVERHEAD_TARGET: Final = 0.03
@@ -379,6 +379,24 @@ def started_reader(server: Any, client: MatrixClient, bot: str, **kwargs: Any) -
     reader.prime()
     reader.start()
     return reader
+
+
+def start_servers(base_dir: Path, servers: list[Homeserver]) -> tuple[Homeserver, Homeserver]:
+    """The server with the module and the one without; ``servers`` collects them for
+    clean-up. A fresh database runs ~50 background updates, by default one batch a
+    second for a minute; they run back to back here, and are done before measuring."""
+    mod, plain = create_pair(
+        base_dir,
+        servers,
+        names=("scale-module", "scale-plain"),
+        config_overrides={"background_updates": {"sleep_enabled": False}},
+    )
+    start_together((mod, plain))
+    if "bot_user_id" not in mod.info():
+        raise BenchError("the module is not answering on the homeserver that should load it")
+    for hs in (mod, plain):
+        wait_for_background_updates(hs)
+    return mod, plain
 
 
 def run_single_server(
