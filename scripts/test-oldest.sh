@@ -35,7 +35,8 @@ if [[ "$installed" != "$oldest" ]]; then
     exit 1
 fi
 
-tests=(tests/test_handshake.py tests/test_ferry.py tests/test_expansion.py tests/test_workers.py)
+tests=(tests/test_handshake.py tests/test_ferry.py tests/test_expansion.py tests/test_workers.py
+    tests/test_bridge_portal.py)
 [[ $# -gt 0 ]] && tests=("$@")
 
 log "pytest against Synapse $installed: ${tests[*]}"
