@@ -25,7 +25,7 @@ from harness.connect_api import (
     unique,
     wait_for_notice,
 )
-from harness.ferry_helpers import wait_for_pointer
+from harness.ferry_helpers import connected_pair, wait_for_pointer
 
 ADMIN = f"{ROOT}/admin"
 
@@ -250,3 +250,17 @@ def test_bridge_user_without_power_is_refused(bridge: Bridge) -> None:
     puppet.join(portal.room_id)
     error = forbidden(lambda: connect(puppet, portal.room_id, native))
     assert f"{puppet.user_id} has 0" in str(error.error)
+
+
+def test_admin_listing_on_postgres(homeserver_pg: Homeserver) -> None:
+    pair = connected_pair(homeserver_pg)
+    admin = homeserver_pg.register(unique("admin"), admin=True)
+    original = pair.alice.send_message(pair.room_a, "counted")
+    wait_for_pointer(pair.bob, pair.room_b, original)
+    entry = wait_for_pointer_count(admin, pair.room_a, pair.room_b, 1)
+    assert entry["status"] == "active"
+    assert entry["pointers"] == 1
+    rooms = {r["room_id"]: r for r in entry["rooms"]}
+    assert rooms[pair.room_a]["consent"]["sender"] == pair.alice.user_id
+    assert rooms[pair.room_b]["consent"]["sender"] == pair.bob.user_id
+    assert rooms[pair.room_b]["pointers_received"] == 1
