@@ -27,8 +27,11 @@ if [[ ! -x "$venv/bin/python" ]]; then
     python3 -m venv "$venv"
 fi
 log "installing the project with Synapse $oldest"
+# txredisapi 1.6 broke Synapse's Redis connection (its factory lost
+# startedConnecting); later Synapse releases cap it below 1.6, older ones do not,
+# so an admin on an older release needs the same cap (docs/admin.md).
 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
-    -e '.[test]' "matrix-synapse[postgres,redis]==$oldest"
+    -e '.[test]' "matrix-synapse[postgres,redis]==$oldest" 'txredisapi<1.6'
 installed="$("$venv/bin/python" -c 'import synapse; print(synapse.__version__)')"
 if [[ "$installed" != "$oldest" ]]; then
     echo "expected Synapse $oldest in $venv, found $installed" >&2
