@@ -5,7 +5,8 @@ callback for every event it serves. For events that are not pointers it
 returns ``{}`` after one type/content check; for pointers it adds
 ``unsigned["org.matrix.msc2923.original"]``. One run starts two real Synapse
 processes through the test harness, one with the module and one without it,
-and times three requests that each serve a page of 100 events:
+and times three requests that each serve a page of 100 events (20 with
+``--short``; 100 below stands for the page size):
 
 - ``GET /rooms/{roomId}/messages?dir=b&limit=100``;
 - an initial ``/sync`` (no ``since``) filtered to the room, timeline limit 100;
@@ -40,7 +41,11 @@ pointers: the floor under the plain-page difference.
 Run from the repository root with the project's virtualenv::
 
     .venv/bin/python bench/expansion.py            # full run, a few minutes
-    .venv/bin/python bench/expansion.py --short    # CI smoke run, well under 90 s
+    .venv/bin/python bench/expansion.py --short    # CI run, well under 30 s
+
+Besides times, it reports the database transactions per request (COUNT
+lines, also in ``--json``): counts, unlike times, do not depend on the
+machine, so tests/test_bench_expansion.py asserts them.
 
 Exits 1 on errors (a server that does not start, a page that is not what it
 should be, a request that fails); ratios never fail the run.
@@ -87,6 +92,7 @@ from synapse_room_connect.expansion import Expander  # noqa: E402
 
 ORIGINAL: Final = "org.matrix.msc2923.original"
 PAGE: Final = 100
+SHORT_PAGE: Final = 20
 # Same text in every page, so plain and pointer pages differ only by what the
 # ferry and the expansion add.
 BODY: Final = "message {index:03d}: the quick brown fox jumps over the lazy dog"
@@ -103,15 +109,12 @@ RATIOS: Final = (
     ("pointers/plain on", POINTERS_ON, PLAIN_ON),
 )
 
-MESSAGES: Final = "/messages limit=100"
-INITIAL_SYNC: Final = "/sync initial limit=100"
-INCREMENTAL_SYNC: Final = "/sync incremental 100"
+# Each serves one page: /messages and an initial /sync with the page size as
+# their limit, an incremental /sync from just before the page.
+MESSAGES: Final = "/messages"
+INITIAL_SYNC: Final = "/sync initial"
+INCREMENTAL_SYNC: Final = "/sync incremental"
 ENDPOINTS: Final = (MESSAGES, INITIAL_SYNC, INCREMENTAL_SYNC)
-SHORT_NAMES: Final = {
-    MESSAGES: "/messages",
-    INITIAL_SYNC: "/sync initial",
-    INCREMENTAL_SYNC: "/sync incremental",
-}
 
 # Synapse 1.163's access log line (synapse/http/site.py, _finished_processing).
 ACCESS_LOG_RE: Final = re.compile(
@@ -174,13 +177,13 @@ class Connection:
         raise AssertionError("unreachable")
 
 
-def sync_filter(room_id: str) -> str:
-    """One room, its last 100 timeline events, and nothing that changes between
+def sync_filter(room_id: str, size: int) -> str:
+    """One room, its last ``size`` timeline events, and nothing that changes between
     requests (presence, receipts, account data), so every response is the same."""
     body = {
         "room": {
             "rooms": [room_id],
-            "timeline": {"limit": PAGE},
+            "timeline": {"limit": size},
             "ephemeral": {"not_types": ["*"]},
             "account_data": {"not_types": ["*"]},
         },
@@ -198,15 +201,16 @@ class Page:
     connection: Connection
     room_id: str
     since: str
+    size: int
     # What every event of the page must be: pointer-shaped content, and an
     # expansion in unsigned.
     pointers: bool = False
     expanded: bool = False
 
     def path(self, endpoint: str, tag: str) -> str:
-        room_filter = sync_filter(self.room_id)
+        room_filter = sync_filter(self.room_id, self.size)
         if endpoint == MESSAGES:
-            query = {"dir": "b", "limit": str(PAGE), "bench": tag}
+            query = {"dir": "b", "limit": str(self.size), "bench": tag}
             return f"{CLIENT_V3}/rooms/{q(self.room_id)}/messages?{urllib.parse.urlencode(query)}"
         query = {"timeout": "0", "filter": room_filter, "bench": tag}
         if endpoint == INCREMENTAL_SYNC:
@@ -221,10 +225,10 @@ class Page:
             room = body.get("rooms", {}).get("join", {}).get(self.room_id, {})
             events = room.get("timeline", {}).get("events", [])
         messages = [e for e in events if e.get("type") == "m.room.message"]
-        if len(events) != PAGE or len(messages) != PAGE:
+        if len(events) != self.size or len(messages) != self.size:
             raise BenchError(
                 f"{self.name} {endpoint}: {len(events)} events, {len(messages)} messages;"
-                f" expected {PAGE} messages"
+                f" expected {self.size} messages"
             )
         for event in messages:
             is_pointer = POINTER in event.get("content", {})
@@ -254,6 +258,7 @@ class Sample:
 class Results:
     rounds: int
     warmup: int
+    page_size: int
     samples: list[Sample] = field(default_factory=list)
     # Other processes on the machine are the main source of noise: say how busy it was.
     load_before: tuple[float, ...] = ()
@@ -266,43 +271,44 @@ class Results:
 # -- setting up -----------------------------------------------------------------------
 
 
-def send_page(client: MatrixClient, room_id: str) -> list[str]:
-    return [client.send_message(room_id, BODY.format(index=i)) for i in range(PAGE)]
+def send_page(client: MatrixClient, room_id: str, size: int) -> list[str]:
+    return [client.send_message(room_id, BODY.format(index=i)) for i in range(size)]
 
 
 def since_token(client: MatrixClient, room_id: str) -> str:
     """A sync token from now: an incremental /sync from it returns what comes next."""
-    query = {"timeout": "0", "filter": sync_filter(room_id)}
+    # The filter's limit does not change the token.
+    query = {"timeout": "0", "filter": sync_filter(room_id, 1)}
     token: str = client.request("GET", f"{CLIENT_V3}/sync", query=query)["next_batch"]
     return token
 
 
-def plain_page(hs: Homeserver, name: str) -> Page:
+def plain_page(hs: Homeserver, name: str, size: int) -> Page:
     carol = hs.register(unique("carol"), displayname="Carol")
     room_id = carol.create_room(name=unique("plain"))
     since = since_token(carol, room_id)
-    send_page(carol, room_id)
+    send_page(carol, room_id, size)
     assert carol.access_token is not None
-    return Page(name, Connection(hs.client_url, carol.access_token), room_id, since)
+    return Page(name, Connection(hs.client_url, carol.access_token), room_id, since, size)
 
 
-def pointer_pages(on: Homeserver, off: Homeserver) -> tuple[Page, Page]:
-    """100 pointers the ferry sent on ``on``, and the same contents sent by a
+def pointer_pages(on: Homeserver, off: Homeserver, size: int) -> tuple[Page, Page]:
+    """``size`` pointers the ferry sent on ``on``, and the same contents sent by a
     user on ``off``, where nothing expands them: the pair isolates what the
     expansion costs from what the pointers' larger content costs."""
     pair = connected_pair(on)
     since = since_token(pair.bob, pair.room_b)
-    originals = send_page(pair.alice, pair.room_a)
+    originals = send_page(pair.alice, pair.room_a, size)
     # Pointers go out in order, so the last one arriving means all have.
     wait_for_pointer(pair.bob, pair.room_b, originals[-1], timeout=120)
     assert pair.bob.access_token is not None
     connection = Connection(on.client_url, pair.bob.access_token)
-    expanded = Page(POINTERS_ON, connection, pair.room_b, since, pointers=True, expanded=True)
+    expanded = Page(POINTERS_ON, connection, pair.room_b, since, size, pointers=True, expanded=True)
 
-    chunk = pair.bob.messages(pair.room_b, dir="b", limit=PAGE)["chunk"]
+    chunk = pair.bob.messages(pair.room_b, dir="b", limit=size)["chunk"]
     contents = [e["content"] for e in reversed(chunk) if POINTER in e.get("content", {})]
-    if len(contents) != PAGE:
-        raise BenchError(f"expected {PAGE} pointers in {pair.room_b}, found {len(contents)}")
+    if len(contents) != size:
+        raise BenchError(f"expected {size} pointers in {pair.room_b}, found {len(contents)}")
     dave = off.register(unique("dave"), displayname="Dave")
     room_id = dave.create_room(name=unique("pointer-shaped"))
     off_since = since_token(dave, room_id)
@@ -310,7 +316,7 @@ def pointer_pages(on: Homeserver, off: Homeserver) -> tuple[Page, Page]:
         dave.send_event(room_id, "m.room.message", content)
     assert dave.access_token is not None
     dave_connection = Connection(off.client_url, dave.access_token)
-    shaped = Page(POINTERS_OFF, dave_connection, room_id, off_since, pointers=True)
+    shaped = Page(POINTERS_OFF, dave_connection, room_id, off_since, size, pointers=True)
     return expanded, shaped
 
 
@@ -326,8 +332,8 @@ def round_order(index: int) -> Sequence[str]:
     return order[::-1] if (index // len(TARGETS)) % 2 else order
 
 
-def measure(pages: dict[str, Page], rounds: int, warmup: int, progress: bool) -> Results:
-    results = Results(rounds=rounds, warmup=warmup, load_before=os.getloadavg())
+def measure(pages: dict[str, Page], rounds: int, warmup: int, size: int, progress: bool) -> Results:
+    results = Results(rounds=rounds, warmup=warmup, page_size=size, load_before=os.getloadavg())
     counter = 0
     total = warmup + rounds
     for index in range(total):
@@ -426,12 +432,12 @@ def callback_cost(calls: int) -> dict[str, float]:
     return costs
 
 
-def callback_lines(costs: dict[str, float]) -> list[str]:
+def callback_lines(costs: dict[str, float], size: int) -> list[str]:
     per_call = ", ".join(f"{name} {seconds * 1e6:.2f} us" for name, seconds in costs.items())
-    page_ms = max(costs.values()) * PAGE * 1e3
+    page_ms = max(costs.values()) * size * 1e3
     return [
         "the callback alone, in this process, on events that are not pointers",
-        f"  per call: {per_call}; for a page of {PAGE} events: {page_ms:.2f} ms",
+        f"  per call: {per_call}; for a page of {size} events: {page_ms:.2f} ms",
     ]
 
 
@@ -517,13 +523,55 @@ def ratio_lines(samples: Sequence[Sample]) -> list[str]:
         parts = []
         for endpoint in ENDPOINTS:
             rows = by_round(samples, endpoint, lambda s: s.client_s)
-            parts.append(f"{SHORT_NAMES[endpoint]} {ratio(rows, top, bottom).of_medians:.2f}")
+            parts.append(f"{endpoint} {ratio(rows, top, bottom).of_medians:.2f}")
         return "; ".join(parts)
 
     return [
         f"RATIO module on/off, plain page: {joined(PLAIN_ON, PLAIN_OFF)}",
         f"RATIO module on/off, pointer page: {joined(POINTERS_ON, POINTERS_OFF)}",
         f"RATIO pointers/plain, module on: {joined(POINTERS_ON, PLAIN_ON)}",
+    ]
+
+
+@dataclass(frozen=True)
+class TxnCount:
+    """Database transactions of one request over the measured rounds."""
+
+    median: float
+    max: int
+
+
+def db_txn_counts(samples: Sequence[Sample]) -> dict[str, dict[str, TxnCount]]:
+    """Per endpoint and page, from the access logs. Unlike times, these do not
+    depend on the machine: the callback is free for a plain page only if the
+    module adds no transaction to it, and a pointer page's expansion must cost
+    a bounded number, not one per pointer."""
+    counts: dict[str, dict[str, TxnCount]] = {}
+    for endpoint in ENDPOINTS:
+        for target in TARGETS:
+            found = [
+                s.db_txns
+                for s in samples
+                if s.endpoint == endpoint and s.target == target and s.db_txns is not None
+            ]
+            if found:
+                counts.setdefault(endpoint, {})[target] = TxnCount(
+                    statistics.median(found), max(found)
+                )
+    return counts
+
+
+def count_lines(counts: dict[str, dict[str, TxnCount]]) -> list[str]:
+    """Machine-readable: database transactions per request, module on/off (median)."""
+
+    def joined(on: str, off: str) -> str:
+        return "; ".join(
+            f"{endpoint} {row[on].median:g}/{row[off].median:g}" for endpoint, row in counts.items()
+        )
+
+    return [
+        f"COUNT db txns per request on/off, plain page: {joined(PLAIN_ON, PLAIN_OFF)}",
+        f"COUNT db txns per request on/off, pointer page: {joined(POINTERS_ON, POINTERS_OFF)}",
     ]
 
 
@@ -545,7 +593,7 @@ def report(results: Results, costs: dict[str, float]) -> str:
         f" {os.cpu_count()} cores, Python {platform.python_version()},"
         f" Synapse {synapse_version()}",
         f"load average (1, 5, 15 min) before and after measuring: {loads}",
-        f"pages of {PAGE} events; {results.rounds} interleaved rounds measured"
+        f"pages of {results.page_size} events; {results.rounds} interleaved rounds measured"
         f" after {results.warmup} warm-up rounds; medians, ratios as"
         " ratio-of-medians [interquartile range of per-round ratios]",
         "",
@@ -583,8 +631,9 @@ def report(results: Results, costs: dict[str, float]) -> str:
             1.0,
             ratios=False,
         ),
-        callback_lines(costs),
+        callback_lines(costs, results.page_size),
         ratio_lines(samples),
+        count_lines(db_txn_counts(samples)),
     ]
     for section in sections:
         lines += [*section, ""]
@@ -594,7 +643,7 @@ def report(results: Results, costs: dict[str, float]) -> str:
 # -- running --------------------------------------------------------------------------
 
 
-def run(rounds: int, warmup: int, progress: bool, raw_path: Path | None) -> str:
+def run(rounds: int, warmup: int, size: int, progress: bool, raw_path: Path | None) -> str:
     base = Path(tempfile.mkdtemp(prefix="room-connect-bench-expansion-"))
     servers: list[Homeserver] = []
     pages: dict[str, Page] = {}
@@ -612,24 +661,30 @@ def run(rounds: int, warmup: int, progress: bool, raw_path: Path | None) -> str:
         # servers, and two rooms of one server, overlap well on two cores.
         with ThreadPoolExecutor(max_workers=len(TARGETS)) as pool:
             futures = {
-                PLAIN_OFF: pool.submit(plain_page, off, PLAIN_OFF),
-                PLAIN_ON: pool.submit(plain_page, on, PLAIN_ON),
+                PLAIN_OFF: pool.submit(plain_page, off, PLAIN_OFF, size),
+                PLAIN_ON: pool.submit(plain_page, on, PLAIN_ON, size),
             }
-            both = pool.submit(pointer_pages, on, off)
+            both = pool.submit(pointer_pages, on, off, size)
             for name, future in futures.items():
                 pages[name] = future.result()
             pages[POINTERS_ON], pages[POINTERS_OFF] = both.result()
         log(progress, f"pages ready after {time.monotonic() - started:.1f}s; measuring")
-        results = measure(pages, rounds, warmup, progress)
+        results = measure(pages, rounds, warmup, size, progress)
         attach_access_log(results, servers)
         if raw_path is not None:
+            counts = db_txn_counts(results.measured())
             raw = {
                 "rounds": rounds,
                 "warmup": warmup,
+                "page_size": size,
+                "db_txns": {
+                    endpoint: {target: asdict(count) for target, count in row.items()}
+                    for endpoint, row in counts.items()
+                },
                 "samples": [asdict(s) for s in results.samples],
             }
             raw_path.write_text(json.dumps(raw, indent=1) + "\n", encoding="utf-8")
-        costs = callback_cost(calls=20_000)
+        costs = callback_cost(calls=2_000 if size < PAGE else 20_000)
         log(progress, f"done after {time.monotonic() - started:.1f}s")
         return report(results, costs)
     finally:
@@ -655,19 +710,26 @@ def _terminate(signum: int, frame: FrameType | None) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    parser.add_argument("--short", action="store_true", help="CI smoke run: few rounds")
-    parser.add_argument("--rounds", type=int, help="measured rounds (default 200, --short 8)")
-    parser.add_argument("--warmup", type=int, help="discarded rounds (default 10, --short 2)")
+    parser.add_argument(
+        "--short", action="store_true", help="CI run: pages of 20 events, few rounds"
+    )
+    parser.add_argument("--rounds", type=int, help="measured rounds (default 200, --short 5)")
+    parser.add_argument("--warmup", type=int, help="discarded rounds (default 10, --short 1)")
+    parser.add_argument(
+        "--page-size", type=int, help=f"events per page (default {PAGE}, --short {SHORT_PAGE})"
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
     parser.add_argument("--json", type=Path, metavar="PATH", help="write every sample here")
     args = parser.parse_args(argv)
-    rounds = args.rounds or (8 if args.short else 200)
-    warmup = args.warmup if args.warmup is not None else (2 if args.short else 10)
-    if rounds < 1 or warmup < 0:
-        parser.error("--rounds must be at least 1 and --warmup at least 0")
+    rounds = args.rounds or (5 if args.short else 200)
+    warmup = args.warmup if args.warmup is not None else (1 if args.short else 10)
+    size = args.page_size or (SHORT_PAGE if args.short else PAGE)
+    if rounds < 1 or warmup < 0 or size < 1:
+        parser.error("--rounds and --page-size must be at least 1 and --warmup at least 0")
     signal.signal(signal.SIGTERM, _terminate)
     try:
-        print(run(rounds, warmup, progress=not args.quiet, raw_path=args.json), flush=True)
+        report_text = run(rounds, warmup, size, progress=not args.quiet, raw_path=args.json)
+        print(report_text, flush=True)
     except Exception:
         traceback.print_exc()
         print("expansion benchmark failed", file=sys.stderr)

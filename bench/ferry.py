@@ -27,7 +27,7 @@ well under half the time: the figures are latency, not queueing.
 Run from the repository root with the project's virtualenv::
 
     .venv/bin/python bench/ferry.py            # full run: minutes, more on a slow machine
-    .venv/bin/python bench/ferry.py --short    # CI smoke run, about a minute
+    .venv/bin/python bench/ferry.py --short    # CI run, about half a minute
 
 See docs/benchmarks.md for the method and a recorded run. Exits 1 on errors
 (a server that does not start, lost messages, a failing request); missed
@@ -55,6 +55,7 @@ import time
 import traceback
 import urllib.parse
 import urllib.request
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -68,7 +69,13 @@ if str(ROOT) not in sys.path:
 from bench.servers import CLIENT_V3, BenchError, create_pair, q  # noqa: E402
 from harness.client import JsonDict, MatrixClient  # noqa: E402
 from harness.connect_api import unique  # noqa: E402
-from harness.ferry_helpers import Pair, connected_pair  # noqa: E402
+from harness.ferry_helpers import (  # noqa: E402
+    POINTER,
+    Pair,
+    all_events,
+    connected_pair,
+    pointers_in,
+)
 from harness.process import KEEP_DIRS_ENV, remove_dir  # noqa: E402
 from harness.synapse import Homeserver, start_together  # noqa: E402
 
@@ -83,6 +90,11 @@ LATENCY_TARGET: Final = 0.5
 OVERHEAD_TARGET: Final = 0.03
 DRAIN_TARGET_S: Final = 1.0
 WARMUP_MESSAGES: Final = 10
+SHORT_WARMUP_MESSAGES: Final = 2
+SHORT_RELAY_POLL_MS: Final = 1_000
+# Counters that have not moved for this long are taken to be settled.
+SETTLE_INTERVAL_S: Final = 0.3
+SETTLE_TIMEOUT_S: Final = 10.0
 DEPTH_SAMPLE_INTERVAL_S: Final = 0.2
 
 
@@ -267,6 +279,26 @@ class ServerCost:
             all_txn_s=self.all_txn_s - before.all_txn_s,
         )
 
+    @property
+    def module_txns(self) -> float:
+        """The module's own database transactions (its ``room_connect_*`` descs)."""
+        return sum(self.module_txn_count.values())
+
+
+def settled_cost(hs: Homeserver) -> ServerCost:
+    """The counters once the module's transactions stop moving, so that work an
+    earlier step set off (a notice, a cursor write after the pointer was
+    visible) is not charged to the next phase."""
+    previous = ServerCost.read(hs)
+    deadline = time.monotonic() + SETTLE_TIMEOUT_S
+    while time.monotonic() < deadline:
+        time.sleep(SETTLE_INTERVAL_S)
+        current = ServerCost.read(hs)
+        if current.module_txn_count == previous.module_txn_count:
+            return current
+        previous = current
+    raise BenchError(f"the module's transactions did not settle in {SETTLE_TIMEOUT_S} s")
+
 
 # -- statistics ---------------------------------------------------------------------
 
@@ -418,6 +450,8 @@ class RelaySpec:
     user_id: str
     source_room: str
     target_room: str
+    # A stop waits for the current long-poll: short runs poll briefly.
+    poll_ms: int = RELAY_POLL_MS
 
 
 def relay_bot_main(
@@ -434,7 +468,7 @@ def relay_bot_main(
     front. Runs in its own process so it neither shares the benchmark's GIL
     nor gets any help from it.
     """
-    sync_http = Http(spec.base_url, spec.access_token, timeout=RELAY_POLL_MS / 1000 + 30)
+    sync_http = Http(spec.base_url, spec.access_token, timeout=spec.poll_ms / 1000 + 30)
     send_http = Http(spec.base_url, spec.access_token)
     sync_filter: JsonDict = {
         "room": {"timeline": {"limit": 1000}, "state": {"lazy_load_members": True}},
@@ -453,7 +487,7 @@ def relay_bot_main(
         last_seen = str(history[-1]["event_id"]) if history else None
         ready.set()
         while not stop.is_set():
-            response, _ = sync_http.sync(since, RELAY_POLL_MS, sync_filter)
+            response, _ = sync_http.sync(since, spec.poll_ms, sync_filter)
             since = str(response["next_batch"])
             room = response.get("rooms", {}).get("join", {}).get(spec.source_room, {})
             timeline = room.get("timeline", {})
@@ -525,6 +559,7 @@ def _remember_name(names: dict[str, str], event: JsonDict) -> None:
 class RelayBot:
     def __init__(self, spec: RelaySpec) -> None:
         context = multiprocessing.get_context("spawn")
+        self._poll_s = spec.poll_ms / 1000
         self._ready = context.Event()
         self._stop = context.Event()
         self._results: multiprocessing.Queue[JsonDict] = context.Queue()
@@ -553,7 +588,7 @@ class RelayBot:
     def stop(self) -> JsonDict:
         """Stop after its current long-poll; return its counters."""
         self._stop.set()
-        result = self._result(RELAY_POLL_MS / 1000 + 15 if self._process.is_alive() else 1.0)
+        result = self._result(self._poll_s + 15 if self._process.is_alive() else 1.0)
         self._process.join(5)
         if self._process.is_alive():
             self._process.terminate()
@@ -624,6 +659,10 @@ class LatencyResult:
 class ThroughputResult:
     messages: int
     rounds: int
+    # Every message the server with the module took in its unconnected room
+    # (warm-up included), and the module's database transactions meanwhile.
+    unconnected_sends: int
+    unconnected_module_txns: float
     with_module_s: float
     without_module_s: float
     with_module_rate: float
@@ -700,15 +739,19 @@ def _mean(values: Sequence[float]) -> float:
 BENCH_OVERRIDES: Final[JsonDict] = {"background_updates": {"sleep_enabled": False}}
 
 
-def start_servers(base_dir: Path, servers: list[Homeserver]) -> tuple[Homeserver, Homeserver]:
-    """Start both servers at once; ``servers`` collects them for clean-up."""
+def start_servers(
+    base_dir: Path, servers: list[Homeserver], *, settle: bool
+) -> tuple[Homeserver, Homeserver]:
+    """Start both servers at once; ``servers`` collects them for clean-up. With
+    ``settle``, wait until they have finished their background updates: the
+    figures of a short run are not for reading, and its counts do not care."""
     mod, plain = create_pair(
         base_dir, servers, names=("bench-module", "bench-plain"), config_overrides=BENCH_OVERRIDES
     )
     start_together((mod, plain))
     if "bot_user_id" not in mod.info():
         raise BenchError("the module is not answering on the homeserver that should load it")
-    for hs in (mod, plain):
+    for hs in (mod, plain) if settle else ():
         wait_for_background_updates(hs)
     return mod, plain
 
@@ -744,8 +787,8 @@ def throughput_room(hs: Homeserver, state_events: int) -> tuple[MatrixClient, st
 
 
 def setup_rooms(mod: Homeserver, plain: Homeserver, state_events: int) -> Setup:
-    # The throughput rooms first, so both databases hold about the same when (c)
-    # runs; both at once, as a large initial state takes a while.
+    # Everything at once: a large initial state takes a while, and the servers
+    # mostly wait on their databases.
     rooms: dict[str, tuple[MatrixClient, str]] = {}
     errors: list[BaseException] = []
 
@@ -755,22 +798,32 @@ def setup_rooms(mod: Homeserver, plain: Homeserver, state_events: int) -> Setup:
         except BaseException as exc:
             errors.append(exc)
 
+    pairs: list[tuple[Pair, MatrixClient, str, str]] = []
+
+    def connect_rooms() -> None:
+        try:
+            pair = connected_pair(mod)
+            relay_user = mod.register(unique("relay"), displayname="Relay")
+            room_a2 = pair.alice.create_room(name=unique("A-relay"), invite=[relay_user.user_id])
+            room_b2 = pair.bob.create_room(name=unique("B-relay"), invite=[relay_user.user_id])
+            relay_user.join(room_a2)
+            relay_user.join(room_b2)
+            pairs.append((pair, relay_user, room_a2, room_b2))
+        except BaseException as exc:
+            errors.append(exc)
+
     threads = [
         threading.Thread(target=create, args=(key, hs))
         for key, hs in (("with", mod), ("without", plain))
     ]
-    run_threads(threads, errors, "creating the throughput rooms")
+    threads.append(threading.Thread(target=connect_rooms))
+    run_threads(threads, errors, "setting up the rooms")
+    [(pair, relay_user, room_a2, room_b2)] = pairs
     tp_mod, tp_plain = rooms["with"], rooms["without"]
-    pair = connected_pair(mod)
-    relay_user = mod.register(unique("relay"), displayname="Relay")
-    room_a2 = pair.alice.create_room(name=unique("A-relay"), invite=[relay_user.user_id])
-    room_b2 = pair.bob.create_room(name=unique("B-relay"), invite=[relay_user.user_id])
-    relay_user.join(room_a2)
-    relay_user.join(room_b2)
     return Setup(mod, plain, pair, relay_user, room_a2, room_b2, tp_mod, tp_plain)
 
 
-def run_throughput(setup: Setup, messages: int, rounds: int) -> ThroughputResult:
+def run_throughput(setup: Setup, messages: int, rounds: int, warmup: int) -> ThroughputResult:
     """Sequential PUT /send by one client; the two servers alternate ABBA."""
     targets = {
         "with": (Http(setup.mod.client_url, setup.tp_mod[0].access_token), setup.tp_mod[1]),
@@ -779,8 +832,9 @@ def run_throughput(setup: Setup, messages: int, rounds: int) -> ThroughputResult
             setup.tp_plain[1],
         ),
     }
+    before = settled_cost(setup.mod)
     for http_, room in targets.values():
-        for i in range(WARMUP_MESSAGES):
+        for i in range(warmup):
             http_.send(room, text(f"warm-up {i}"))
     pids = {"with": setup.mod.process.pid, "without": setup.plain.process.pid}
     per_round = max(1, messages // rounds)
@@ -803,9 +857,12 @@ def run_throughput(setup: Setup, messages: int, rounds: int) -> ThroughputResult
     for http_, _ in targets.values():
         http_.close()
     total = per_round * rounds
+    module_txns = settled_cost(setup.mod).minus(before).module_txns
     return ThroughputResult(
         messages=total,
         rounds=rounds,
+        unconnected_sends=warmup + total,
+        unconnected_module_txns=module_txns,
         with_module_s=elapsed["with"],
         without_module_s=elapsed["without"],
         with_module_rate=total / elapsed["with"],
@@ -818,7 +875,7 @@ def run_throughput(setup: Setup, messages: int, rounds: int) -> ThroughputResult
 
 
 def run_latency(
-    setup: Setup, observer: Observer, relay: RelayBot, messages: int, rate: float
+    setup: Setup, observer: Observer, relay: RelayBot, messages: int, rate: float, warmup: int
 ) -> LatencyResult:
     """Both paths at ``rate`` messages/s each, the relay path half a period later."""
     token = setup.pair.alice.access_token
@@ -829,16 +886,14 @@ def run_latency(
     rooms = {"m": setup.pair.room_a, "r": setup.room_a2}
     # Warm-up: the first message of each path pays for caches and connections.
     for path in ("m", "r"):
-        for i in range(WARMUP_MESSAGES):
+        for i in range(warmup):
             https[path].send(rooms[path], text(f"bench:w{path}:{i}"))
-    missing = observer.wait_for(
-        [(f"w{p}", i) for p in ("m", "r") for i in range(WARMUP_MESSAGES)], 60
-    )
+    missing = observer.wait_for([(f"w{p}", i) for p in ("m", "r") for i in range(warmup)], 60)
     if missing:
         raise BenchError(f"warm-up messages never arrived: {sorted(missing)[:5]}")
     relay.check()
 
-    before = ServerCost.read(setup.mod)
+    before = settled_cost(setup.mod)
     sends: list[Send] = []
     period = 1 / rate
     t0 = time.monotonic() + 0.2
@@ -854,7 +909,7 @@ def run_latency(
     for h in https.values():
         h.close()
     missing = observer.wait_for([(s.path, s.index) for s in sends], 60)
-    cost = ServerCost.read(setup.mod).minus(before)
+    cost = settled_cost(setup.mod).minus(before)
     relay.check()
     if missing:
         raise BenchError(f"{len(missing)} messages never reached B: {sorted(missing)[:5]}...")
@@ -964,9 +1019,9 @@ def run_backlog(
     *,
     sample_depth: bool,
 ) -> BacklogResult:
+    before = settled_cost(hs) if sample_depth else None
     t0 = time.monotonic() + 0.5
     sampler = DepthSampler(hs, t0) if sample_depth else None
-    before = ServerCost.read(hs) if sample_depth else None
     if sampler is not None:
         sampler.start()
     sends = paced_sends(hs.client_url, token, room_id, path, rate, seconds, t0)
@@ -983,7 +1038,7 @@ def run_backlog(
     # Let the gauge settle after the last pointer so the samples show the end too.
     time.sleep(1.0 if sampler is not None else 0.0)
     samples = sampler.stop() if sampler is not None else []
-    cost = ServerCost.read(hs).minus(before) if before is not None else None
+    cost = settled_cost(hs).minus(before) if before is not None else None
 
     latencies = [(s, a - s.started) for s, a in zip(sends, arrivals, strict=True) if a is not None]
     first = [lat for s, lat in latencies if s.started - t0 < seconds / 4]
@@ -1026,6 +1081,81 @@ def met(ok: bool) -> str:
 
 
 @dataclass
+class PointerTally:
+    """Pointers in B per message sent in A, over the whole run."""
+
+    originals: int
+    fewest: int  # pointers of the original with the fewest
+    most: int
+    strays: int  # pointers in B whose original is not a message sent in A
+
+
+def pointer_tally(pair: Pair) -> PointerTally:
+    originals = [
+        str(e["event_id"])
+        for e in all_events(pair.alice, pair.room_a)
+        if e.get("type") == "m.room.message" and e.get("sender") == pair.alice.user_id
+    ]
+    tally = Counter(
+        str(p["content"][POINTER]["event_id"]) for p in pointers_in(pair.bob, pair.room_b)
+    )
+    per_original = [tally[event_id] for event_id in originals]
+    return PointerTally(
+        originals=len(originals),
+        fewest=min(per_original, default=0),
+        most=max(per_original, default=0),
+        strays=sum(tally.values()) - sum(per_original),
+    )
+
+
+@dataclass
+class Counts:
+    """What the module did, counted: unlike the times, these do not depend on
+    the machine's speed, so tests/test_bench.py asserts them."""
+
+    # The module's own database transactions (feed, ferry, and the expansion of
+    # the pointers the observer reads) per pointer, over (a) and (d).
+    module_txns_per_pointer: float
+    # ... while the server took messages into a room without connections in (c).
+    unconnected_sends: int
+    unconnected_module_txns: float
+    pointers: PointerTally
+
+    @classmethod
+    def of(
+        cls,
+        latency: LatencyResult,
+        throughput: ThroughputResult,
+        backlog: BacklogResult,
+        tally: PointerTally,
+    ) -> Counts:
+        costs = [latency.cost] + ([backlog.cost] if backlog.cost is not None else [])
+        pointers = latency.module.n + backlog.sent
+        return cls(
+            module_txns_per_pointer=sum(c.module_txns for c in costs) / pointers,
+            unconnected_sends=throughput.unconnected_sends,
+            unconnected_module_txns=throughput.unconnected_module_txns,
+            pointers=tally,
+        )
+
+
+def count_lines(counts: Counts) -> Iterator[str]:
+    tally = counts.pointers
+    yield (
+        f"COUNT module DB txns per pointer: {counts.module_txns_per_pointer:.2f} "
+        "(feed, ferry and expansion, over (a) and (d))"
+    )
+    yield (
+        f"COUNT module DB txns for {counts.unconnected_sends} messages in an unconnected "
+        f"room: {counts.unconnected_module_txns:.0f}"
+    )
+    yield (
+        f"COUNT pointers per original: {tally.fewest}..{tally.most} over {tally.originals} "
+        f"originals, {tally.strays} strays"
+    )
+
+
+@dataclass
 class Results:
     latency_rate: float
     latency: LatencyResult
@@ -1033,6 +1163,7 @@ class Results:
     backlog: BacklogResult
     relay_backlog: BacklogResult
     relay_counts: JsonDict
+    counts: Counts
 
 
 def auto_rate(capacity: float, cap: float) -> float:
@@ -1176,6 +1307,7 @@ def report(args: argparse.Namespace, r: Results, started: float) -> Iterator[str
         f"{fmt(backlog.max_depth, 0)}, p50 latency {fmt(backlog.first_quarter_p50_ms, 0)} -> "
         f"{fmt(backlog.last_quarter_p50_ms, 0)} ms (target no growth: {met(backlog.kept_up)})"
     )
+    yield from count_lines(r.counts)
     yield f"total time {time.monotonic() - started:.1f} s"
 
 
@@ -1203,7 +1335,7 @@ def describe_machine() -> str:
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    parser.add_argument("--short", action="store_true", help="CI size: small counts, 2 s backlog")
+    parser.add_argument("--short", action="store_true", help="CI size: small counts, 1 s backlog")
     parser.add_argument("--messages", type=int, help="latency messages per path (full: 500)")
     parser.add_argument(
         "--rate",
@@ -1212,6 +1344,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--throughput-messages", type=int, help="sends per server (full: 500)")
     parser.add_argument("--rounds", type=int, help="ABBA rounds for throughput (full: 20)")
+    parser.add_argument(
+        "--warmup", type=int, help="warm-up messages per server and path (full: 10)"
+    )
     parser.add_argument(
         "--throughput-state",
         type=int,
@@ -1223,15 +1358,19 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--json", type=Path, help="also write the results as JSON here")
     parser.add_argument("--keep", action="store_true", help="keep server dirs and logs")
     args = parser.parse_args(argv)
-    defaults = (50, 60, 6, 2.0) if args.short else (500, 500, 20, 15.0)
-    for name, default in zip(
-        ("messages", "throughput_messages", "rounds", "backlog_seconds"), defaults, strict=True
-    ):
+    defaults = (
+        (8, 8, 2, 1.0, SHORT_WARMUP_MESSAGES)
+        if args.short
+        else (500, 500, 20, 15.0, WARMUP_MESSAGES)
+    )
+    names = ("messages", "throughput_messages", "rounds", "backlog_seconds", "warmup")
+    for name, default in zip(names, defaults, strict=True):
         if getattr(args, name) is None:
             setattr(args, name, default)
     positive = (args.messages, args.throughput_messages, args.rounds, args.backlog_seconds)
     if (
         args.throughput_state < 0
+        or args.warmup < 0
         or min(positive) <= 0
         or args.backlog_rate <= 0
         or (args.rate is not None and args.rate <= 0)
@@ -1261,16 +1400,16 @@ def run(args: argparse.Namespace, print_line: Callable[[str], None]) -> int:
     observer: Observer | None = None
     relay: RelayBot | None = None
     try:
-        mod, plain = start_servers(base_dir, servers)
+        mod, plain = start_servers(base_dir, servers, settle=not args.short)
         progress("servers up; setting up rooms")
         setup = setup_rooms(mod, plain, args.throughput_state)
         progress("rooms connected; (c) throughput")
 
-        throughput = run_throughput(setup, args.throughput_messages, args.rounds)
+        throughput = run_throughput(setup, args.throughput_messages, args.rounds, args.warmup)
         rate = args.rate or auto_rate(throughput.without_module_rate, 20.0)
         if args.short and not args.rate:
             # CI checks that everything runs, not the figures: keep it quick.
-            rate = max(rate, 3.0)
+            rate = max(rate, 5.0)
         progress(
             f"(c) done: {fmt(throughput.with_module_rate)} vs "
             f"{fmt(throughput.without_module_rate)} msg/s; latency rate {fmt(rate)}/s per path"
@@ -1296,11 +1435,12 @@ def run(args: argparse.Namespace, print_line: Callable[[str], None]) -> int:
                 setup.relay_user.user_id,
                 setup.room_a2,
                 setup.room_b2,
+                SHORT_RELAY_POLL_MS if args.short else RELAY_POLL_MS,
             )
         )
         relay.start()
 
-        latency = run_latency(setup, observer, relay, args.messages, rate)
+        latency = run_latency(setup, observer, relay, args.messages, rate, args.warmup)
         progress(
             f"(a)/(b) done: p50 {fmt(latency.module.p50_ms)} vs {fmt(latency.relay.p50_ms)} ms"
         )
@@ -1336,7 +1476,8 @@ def run(args: argparse.Namespace, print_line: Callable[[str], None]) -> int:
         observer.check()
         # Over the whole run: a gap in the observer's timeline would lose arrivals.
         latency.observer_limited_syncs = observer.limited_syncs
-        results = Results(rate, latency, throughput, backlog, relay_backlog, relay_counts)
+        counts = Counts.of(latency, throughput, backlog, pointer_tally(pair))
+        results = Results(rate, latency, throughput, backlog, relay_backlog, relay_counts, counts)
         for line in report(args, results, started):
             out(line)
         if args.json is not None:

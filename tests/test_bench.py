@@ -1,29 +1,65 @@
-"""The ferry benchmark runs end to end in its CI size (figures are not checked)."""
+"""The ferry benchmark's short run: it works end to end, reports its ratios, and
+the module's counts, which unlike its times do not depend on the machine, are
+what the design promises."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
+# A hang guard below pytest-timeout's 300 s, not a measurement.
+TIMEOUT_S = 280
+
+# Today one message at a time costs 6 (2 feed reads: the original's and its
+# pointer's; the ferry's read, its look-up of transactions already sent and
+# its record; one expansion read when the observer first sees the pointer),
+# and a backlog fewer, as the ferry batches.
+MAX_MODULE_TXNS_PER_POINTER = 7.0
+# The feed skips rooms without connections using Synapse's in-memory stream
+# caches: no read per message. A little room for work left over from set-up.
+MAX_UNCONNECTED_MODULE_TXNS = 2
 
 
-def test_ferry_bench_short_runs_and_reports_ratios() -> None:
+def run_short(json_path: Path) -> tuple[str, dict[str, Any]]:
     result = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "ferry.py"), "--short"],
+        [sys.executable, str(ROOT / "bench" / "ferry.py"), "--short", "--json", str(json_path)],
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=280,
+        timeout=TIMEOUT_S,
         check=False,
     )
     output = result.stdout + result.stderr
     assert result.returncode == 0, output
-    lines = result.stdout.splitlines()
+    results: dict[str, Any] = json.loads(json_path.read_text())
+    return result.stdout, results
+
+
+def test_ferry_bench_short_run_reports_ratios_and_counts(tmp_path: Path) -> None:
+    stdout, results = run_short(tmp_path / "ferry.json")
+    lines = stdout.splitlines()
     for prefix in (
         "RATIO latency: module p50 / relay p50 = ",
         "RATIO throughput overhead: 1 - with/without = ",
         "RATIO backlog: ",
+        "COUNT module DB txns per pointer: ",
+        "COUNT pointers per original: ",
     ):
-        assert any(line.startswith(prefix) for line in lines), f"no {prefix!r} line in:\n{output}"
+        assert any(line.startswith(prefix) for line in lines), f"no {prefix!r} line in:\n{stdout}"
+
+    counts = results["counts"]
+    pointers = counts["pointers"]
+    # Every message alice sent in A (warm-up, latency and backlog) crossed once.
+    warmup = int(results["args"]["warmup"])
+    sent = warmup + results["latency"]["module"]["n"] + results["backlog"]["sent"]
+    assert pointers["originals"] == sent, stdout
+    assert (pointers["fewest"], pointers["most"], pointers["strays"]) == (1, 1, 0), stdout
+
+    assert 0 < counts["module_txns_per_pointer"] <= MAX_MODULE_TXNS_PER_POINTER, stdout
+
+    assert counts["unconnected_sends"] >= 5 * MAX_UNCONNECTED_MODULE_TXNS, stdout
+    assert counts["unconnected_module_txns"] <= MAX_UNCONNECTED_MODULE_TXNS, stdout
