@@ -72,7 +72,12 @@ async def local_members_by_power(
     api: ModuleApi, room_id: str, exclude: Iterable[str] = ()
 ) -> list[Member]:
     """The room's joined local members, most powerful first (ties by user ID)."""
-    state = dict(await api.get_room_state(room_id))
+    state = dict(
+        await api.get_room_state(
+            room_id,
+            [("m.room.create", ""), ("m.room.power_levels", ""), ("m.room.member", None)],
+        )
+    )
     skip = set(exclude)
     members = [
         Member(user_id, synapse_compat.power_in_state(state, user_id))
