@@ -13,7 +13,7 @@ from urllib.parse import quote
 import attrs
 import pytest
 
-from harness import Homeserver, MatrixClient, MatrixError
+from harness import Homeserver, MatrixClient, MatrixError, WorkerDeployment
 from harness.appservice import AppService, appservice_client, register_appservice
 from harness.client import JsonDict
 from harness.connect_api import (
@@ -264,3 +264,20 @@ def test_admin_listing_on_postgres(homeserver_pg: Homeserver) -> None:
     assert rooms[pair.room_a]["consent"]["sender"] == pair.alice.user_id
     assert rooms[pair.room_b]["consent"]["sender"] == pair.bob.user_id
     assert rooms[pair.room_b]["pointers_received"] == 1
+
+
+def test_admin_connects_from_a_client_worker(workers: WorkerDeployment) -> None:
+    """The admin's request is served by the client worker, which sends the
+    consent, joins the bot and posts the notice there."""
+    ferry: str = workers.info()["bot_user_id"]
+    admin = workers.register(unique("admin"), admin=True)
+    alice = workers.register(unique("alice"))
+    bob = workers.register(unique("bob"))
+    room_a = alice.create_room(name=unique("A"))
+    room_b = bob.create_room(name=unique("B"))
+    assert admin_connect(admin, room_a, room_b)["status"] == "requested"
+    wait_for_notice(alice, room_a, ferry, str(admin.user_id), timeout=60)
+    assert connect(bob, room_b, room_a)["status"] == "active"
+    wait_for_notice(alice, room_a, ferry, "now connected", timeout=60)
+    original = alice.send_message(room_a, "through the workers")
+    wait_for_pointer(bob, room_b, original)
