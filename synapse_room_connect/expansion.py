@@ -22,7 +22,7 @@ from synapse.util.frozenutils import unfreeze
 from synapse_room_connect import metrics, synapse_compat
 from synapse_room_connect.constants import ORIGINAL_KEY, POINTER_KEY
 from synapse_room_connect.handshake import Status
-from synapse_room_connect.store import Store
+from synapse_room_connect.store import SourceEvent, Store
 
 logger = logging.getLogger(__name__)
 
@@ -31,6 +31,12 @@ CACHE_SIZE: Final = 10_000
 
 # (the latest edit's event ID, redacted): what can change about an original.
 _Version = tuple[str | None, bool]
+
+
+@attrs.frozen
+class _CachedOriginal:
+    version: _Version
+    body: dict[str, Any]
 
 
 @attrs.frozen
@@ -63,9 +69,9 @@ class Expander:
         # serve: Synapse invalidates those before it tells anyone of an edit
         # or redaction, on every worker, so a served expansion is never
         # staler than the event itself.
-        self._originals: OrderedDict[str, tuple[_Version, dict[str, Any]]] = OrderedDict()
-        # pointer event ID -> (source room, original) as recorded by the ferry.
-        self._recorded: OrderedDict[str, tuple[str, str]] = OrderedDict()
+        self._originals: OrderedDict[str, _CachedOriginal] = OrderedDict()
+        # pointer event ID -> its original, as recorded by the ferry.
+        self._recorded: OrderedDict[str, SourceEvent] = OrderedDict()
 
     async def unsigned_for(self, event: EventBase) -> dict[str, Any]:
         if event.type != "m.room.message" or POINTER_KEY not in event.content:
@@ -88,13 +94,13 @@ class Expander:
         # Sent by this server's ferry: recorded only while the connection was active.
         recorded = await self._recorded_original(pointer.event_id)
         if recorded is not None:
-            return recorded == (ref.room_id, ref.event_id)
+            return recorded == SourceEvent(ref.room_id, ref.event_id)
         # Sent by another server's ferry: the connection must be active now
         # and name that sender as its ferry.
         row = await self._store.cached_connection(pointer.room_id, ref.room_id)
         return row is not None and row.status is Status.ACTIVE and row.ferry == pointer.sender
 
-    async def _recorded_original(self, pointer_id: str) -> tuple[str, str] | None:
+    async def _recorded_original(self, pointer_id: str) -> SourceEvent | None:
         # A recorded pointer never changes what it points at, so a hit is
         # cached for good; a miss is not, as the ferry records a pointer just
         # after Synapse has served it.
@@ -112,12 +118,12 @@ class Expander:
         cached = self._originals.get(ref.event_id)
         if (
             cached is not None
-            and cached[0] == synapse_compat.cached_version(self._api, ref.event_id)
+            and cached.version == synapse_compat.cached_version(self._api, ref.event_id)
             # The same event may be named by another pointer with other claims.
-            and (cached[1]["room_id"], cached[1]["sender"]) == (ref.room_id, ref.sender)
+            and (cached.body["room_id"], cached.body["sender"]) == (ref.room_id, ref.sender)
         ):
             self._originals.move_to_end(ref.event_id)
-            return cached[1]
+            return cached.body
         event = await synapse_compat.get_event(self._api, ref.event_id)
         if event is None or event.room_id != ref.room_id or event.sender != ref.sender:
             # A pointer naming an event that is not where it claims is forged
@@ -135,7 +141,7 @@ class Expander:
             edit = edits.get(event.event_id)
         version: _Version = (edit.event_id if edit is not None else None, redacted)
         body = _client_form(event, edit)
-        self._originals[event.event_id] = (version, body)
+        self._originals[event.event_id] = _CachedOriginal(version, body)
         if len(self._originals) > CACHE_SIZE:
             self._originals.popitem(last=False)
         return body

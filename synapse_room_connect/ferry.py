@@ -31,7 +31,7 @@ from synapse_room_connect.pointers import (
     render_state,
 )
 from synapse_room_connect.rooms import RoomReader, server_of
-from synapse_room_connect.store import ActiveTarget, Store
+from synapse_room_connect.store import ActiveTarget, FerriedPointer, Store
 
 logger = logging.getLogger(__name__)
 
@@ -160,15 +160,15 @@ class Ferry:
                     progressed = True
                 if not await self._ferries_content(room_id, target):
                     # Encrypted: clients fan out. Skip, but do not re-read.
-                    self._cursors[key] = rows[-1][0]
-                    await self._store.set_cursor(room_id, target, rows[-1][0])
+                    self._cursors[key] = rows[-1].stream
+                    await self._store.set_cursor(room_id, target, rows[-1].stream)
                     continue
                 batch = _Batch(room_id, target, recorded=read_from)
-                for stream, event_id in rows:
+                for row in rows:
                     if self._generation != generation:
                         await self._flush(batch)
                         return True  # connections changed: re-read them first
-                    if not await self._add(batch, stream, event_id):
+                    if not await self._add(batch, row.stream, row.event_id):
                         # Keep the cursor on this event and try again shortly:
                         # a transient failure must not lose it.
                         self._dirty.add(room_id)
@@ -393,10 +393,9 @@ class Ferry:
         source = await self._store.original_of(event_id)
         if source is None:
             return None
-        source_room, source_event = source
-        if source_room == target:
-            return source_event
-        return await self._store.pointer_for(source_event, target)
+        if source.room_id == target:
+            return source.event_id
+        return await self._store.pointer_for(source.event_id, target)
 
     async def _original(self, event: EventBase, content: Mapping[str, Any]) -> Original:
         member_key = ("m.room.member", event.sender)
@@ -431,12 +430,12 @@ class Ferry:
             metrics.ferry_batch_size.labels(self._api.server_name).observe(len(new))
             sent.update(zip((txn_id for txn_id, _ in new), ids, strict=True))
         pointers = [
-            (item.original.event_id, sent[txn_id])
+            FerriedPointer(item.original.event_id, sent[txn_id])
             for txn_id, item in zip(txn_ids, items, strict=True)
         ]
         await self._store.record_ferried(batch.room_id, batch.target, pointers, cursor)
         now = self._api.get_current_time_msec()
-        for item, (_, pointer_id) in zip(items, pointers, strict=True):
+        for item, pointer in zip(items, pointers, strict=True):
             self._attempts.pop((item.original.event_id, batch.target), None)
             metrics.ferried_events.labels(self._api.server_name, item.send.kind).inc()
             latency = (now - int(item.original.origin_server_ts)) / 1000
@@ -446,7 +445,7 @@ class Ferry:
                 item.send.kind,
                 item.original.event_id,
                 batch.target,
-                pointer_id,
+                pointer.pointer_event_id,
             )
         batch.sent += len(items)
 

@@ -1,0 +1,190 @@
+"""The module's own tables: their creation and forward migrations, and the
+base every part of the store runs its queries through.
+
+Everything goes through ``ModuleApi.run_db_interaction`` so it runs on
+whichever engine the homeserver uses (SQLite or PostgreSQL); SQL uses ``?``
+placeholders, which Synapse rewrites for PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any, Final, TypeVar
+
+from synapse.module_api import LoggingTransaction, ModuleApi, make_deferred_yieldable
+from synapse.storage.engines import PostgresEngine
+from synapse.util.async_helpers import ObservableDeferred
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+# Arbitrary but fixed: every process of a deployment takes the same advisory
+# lock, so workers that start together do not race to create tables.
+_PG_MIGRATION_LOCK: Final = 0x2923_0001
+
+# Each entry moves the schema from version N to N+1. Never edit a released
+# entry; append a new one.
+MIGRATIONS: Final[Sequence[Sequence[str]]] = (
+    (
+        # Cache of each connection as derived from room state, one row per
+        # (local room, other room) direction. Room state stays the source of
+        # truth; this table can be rebuilt from it.
+        """
+        CREATE TABLE room_connect_connections (
+            room_id TEXT NOT NULL,
+            other_room_id TEXT NOT NULL,
+            status TEXT NOT NULL,
+            ferry TEXT,
+            via TEXT NOT NULL,
+            updated_ts BIGINT NOT NULL,
+            PRIMARY KEY (room_id, other_room_id)
+        )
+        """,
+        "CREATE INDEX room_connect_connections_other ON room_connect_connections (other_room_id)",
+    ),
+    (
+        # Stream position of the event that activated the connection: events
+        # at or before it are never ferried over it.
+        "ALTER TABLE room_connect_connections ADD COLUMN active_since BIGINT",
+        # How far the ferry has read each source room for each target room,
+        # in Synapse's stream ordering; what lies beyond is ferried on the
+        # next run, crash or not. Per target, so a connection that activates
+        # while another is mid-backlog starts from its own position.
+        """
+        CREATE TABLE room_connect_cursors (
+            room_id TEXT NOT NULL,
+            target_room_id TEXT NOT NULL,
+            stream_ordering BIGINT NOT NULL,
+            PRIMARY KEY (room_id, target_room_id)
+        )
+        """,
+        # Each original's pointer in each target room, for relations.
+        """
+        CREATE TABLE room_connect_pointers (
+            source_room_id TEXT NOT NULL,
+            source_event_id TEXT NOT NULL,
+            target_room_id TEXT NOT NULL,
+            pointer_event_id TEXT NOT NULL,
+            PRIMARY KEY (source_event_id, target_room_id)
+        )
+        """,
+        "CREATE UNIQUE INDEX room_connect_pointers_pointer"
+        " ON room_connect_pointers (pointer_event_id)",
+    ),
+    (
+        # ferry or client_fanout as last derived, so a switch (a room turning
+        # on encryption) is announced once.
+        "ALTER TABLE room_connect_connections ADD COLUMN mode TEXT",
+    ),
+)
+
+SCHEMA_VERSION: Final = len(MIGRATIONS)
+
+_MIGRATION_ATTEMPTS: Final = 3
+
+
+class SchemaTooNewError(RuntimeError):
+    """The database was migrated by a newer release of this module."""
+
+
+def _migrate_txn(txn: LoggingTransaction) -> tuple[int, int]:
+    if isinstance(txn.database_engine, PostgresEngine):
+        txn.execute("SELECT pg_advisory_xact_lock(?)", (_PG_MIGRATION_LOCK,))
+    txn.execute(
+        """
+        CREATE TABLE IF NOT EXISTS room_connect_schema_version (
+            singleton CHAR(1) NOT NULL DEFAULT 'X' UNIQUE CHECK (singleton = 'X'),
+            version INTEGER NOT NULL
+        )
+        """
+    )
+    txn.execute("SELECT version FROM room_connect_schema_version")
+    row = txn.fetchone()
+    current = int(row[0]) if row else 0
+    if current > SCHEMA_VERSION:
+        raise SchemaTooNewError(
+            f"synapse_room_connect: database schema is at version {current} but this "
+            f"release knows only up to {SCHEMA_VERSION}; upgrade the module"
+        )
+    for version in range(current + 1, SCHEMA_VERSION + 1):
+        for statement in MIGRATIONS[version - 1]:
+            txn.execute(statement)
+    if row is None:
+        txn.execute(
+            "INSERT INTO room_connect_schema_version (version) VALUES (?)", (SCHEMA_VERSION,)
+        )
+    elif current != SCHEMA_VERSION:
+        txn.execute("UPDATE room_connect_schema_version SET version = ?", (SCHEMA_VERSION,))
+    return current, SCHEMA_VERSION
+
+
+class StoreBase:
+    """Runs queries once the schema is current. Every method waits for migrations."""
+
+    def __init__(self, api: ModuleApi) -> None:
+        self._api = api
+        self._migrated = False
+        self._migration: ObservableDeferred[int | None] | None = None
+
+    async def migrate(self) -> int:
+        """Bring the schema up to date, once per process; every caller waits
+        for the same run, so an early request cannot race the start-up one."""
+        if self._migration is None:
+            self._migration = ObservableDeferred(
+                self._api.run_as_background_process("room_connect_migrate", self._migrate),
+                consumeErrors=True,
+            )
+        try:
+            version = await make_deferred_yieldable(self._migration.observe())
+        except Exception:
+            self._migration = None  # let a later caller try again
+            raise
+        assert version is not None
+        return version
+
+    async def _migrate(self) -> int:
+        # Several processes may migrate at once. They serialise on an advisory
+        # lock, but under REPEATABLE READ a waiter's snapshot predates the
+        # winner's commit, so it fails on the tables the winner created; a new
+        # transaction then sees them and finds nothing to do.
+        for attempt in range(1, _MIGRATION_ATTEMPTS + 1):
+            try:
+                before, after = await self._api.run_db_interaction(
+                    "room_connect_migrate", _migrate_txn
+                )
+                break
+            except SchemaTooNewError:
+                raise
+            except Exception as e:
+                if attempt == _MIGRATION_ATTEMPTS:
+                    raise
+                logger.info("Schema migration raced another process (%s); retrying", e)
+        if before != after:
+            logger.info("synapse_room_connect: migrated schema from v%d to v%d", before, after)
+        self._migrated = True
+        return after
+
+    async def _run(self, desc: str, func: Callable[[LoggingTransaction], T]) -> T:
+        if not self._migrated:
+            await self.migrate()
+        return await self._api.run_db_interaction(desc, func)
+
+    async def _first_row(
+        self, desc: str, sql: str, args: tuple[Any, ...]
+    ) -> tuple[Any, ...] | None:
+        def txn_fn(txn: LoggingTransaction) -> tuple[Any, ...] | None:
+            txn.execute(sql, args)
+            row = txn.fetchone()
+            return None if row is None else tuple(row)
+
+        return await self._run(desc, txn_fn)
+
+    async def schema_version(self) -> int:
+        def txn_fn(txn: LoggingTransaction) -> int:
+            txn.execute("SELECT version FROM room_connect_schema_version")
+            row = txn.fetchone()
+            return int(row[0]) if row else 0
+
+        return await self._run("room_connect_schema_version", txn_fn)
