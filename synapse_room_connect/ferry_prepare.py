@@ -1,0 +1,170 @@
+"""Preparing one original's counterpart for one target room: a pointer for a
+message or a state change, an edit of the pointer, a reaction to it, or its
+redaction, with relations mapped to the target room's events."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, Final
+
+from synapse.module_api import EventBase, ModuleApi
+from synapse.util.frozenutils import unfreeze
+
+from synapse_room_connect import synapse_compat
+from synapse_room_connect.config import RoomConnectConfig
+from synapse_room_connect.constants import POINTER_KEY
+from synapse_room_connect.ferry_interfaces import Counterpart, CounterpartKind, PointerLookup
+from synapse_room_connect.pointers import (
+    Original,
+    edit_content,
+    is_ferriable_message,
+    map_relation,
+    render,
+    render_state,
+)
+
+_FERRIED_TYPES: Final = frozenset({"m.room.message", "m.sticker", "m.reaction", "m.room.redaction"})
+
+
+def references(event: EventBase) -> set[str]:
+    """Event IDs in the event's own room that it relates to or redacts."""
+    refs = {event.redacts} if event.redacts else set()
+    relates = event.content.get("m.relates_to")
+    if isinstance(relates, Mapping):
+        for ref in (relates.get("event_id"), (relates.get("m.in_reply_to") or {}).get("event_id")):
+            if isinstance(ref, str):
+                refs.add(ref)
+    return refs
+
+
+async def counterpart_of(lookup: PointerLookup, event_id: str, target: str) -> str | None:
+    """The counterpart in ``target`` of an event of a connected room: its
+    pointer there, or, for a pointer, its original or the original's pointer."""
+    pointer = await lookup.pointer_for(event_id, target)
+    if pointer is not None:
+        return pointer
+    source = await lookup.original_of(event_id)
+    if source is None:
+        return None
+    if source.room_id == target:
+        return source.event_id
+    return await lookup.pointer_for(source.event_id, target)
+
+
+class CounterpartPreparer:
+    def __init__(
+        self,
+        api: ModuleApi,
+        config: RoomConnectConfig,
+        lookup: PointerLookup,
+        bot_user_id: str,
+        label: Callable[[str], Awaitable[str]],
+    ) -> None:
+        self._api = api
+        self._config = config
+        self._lookup = lookup
+        self._bot_user_id = bot_user_id
+        self._label = label
+
+    def should_ferry(self, event: EventBase) -> bool:
+        if event.sender == self._bot_user_id or event.internal_metadata.is_soft_failed():
+            return False
+        if event.is_state():
+            if event.type not in self._config.ferry_state_events:
+                return False
+        elif event.type not in _FERRIED_TYPES:
+            return False
+        if POINTER_KEY in event.content:
+            return False  # another connection's pointer: never carried twice
+        return not self._config.is_ignored_sender(event.sender)
+
+    async def prepare(self, event: EventBase, target: str) -> Counterpart | None:
+        content = unfreeze(event.content)
+        if event.is_state():
+            original = await self._original(event, content)
+            return Counterpart(
+                "m.room.message",
+                render_state(original, self._config.fallback_mode),
+                CounterpartKind.STATE,
+            )
+        if event.type == "m.room.redaction":
+            return await self._redaction(event, target)
+        relates = content.get("m.relates_to")
+        relates = relates if isinstance(relates, dict) else {}
+        if event.type == "m.reaction":
+            return await self._reaction(relates, target)
+        if not is_ferriable_message(event.type, content):
+            return None
+        if relates.get("rel_type") == "m.replace":
+            return await self._edit(event, content, relates, target)
+        pointer = render(await self._original(event, content), self._config.fallback_mode)
+        if relates:
+            mapped = {ref: await self.map_event(ref, target) for ref in references(event)}
+            relation = map_relation(relates, mapped.get)
+            if relation is not None:
+                pointer["m.relates_to"] = relation
+        return Counterpart("m.room.message", pointer, CounterpartKind.MESSAGE)
+
+    async def map_event(self, event_id: str, target: str) -> str | None:
+        return await counterpart_of(self._lookup, event_id, target)
+
+    async def _edit(
+        self, event: EventBase, content: dict[str, Any], relates: dict[str, Any], target: str
+    ) -> Counterpart | None:
+        edited = relates.get("event_id")
+        new_content = content.get("m.new_content")
+        if not isinstance(edited, str) or not isinstance(new_content, dict):
+            return None
+        # Only the bot's own pointers can be edited by the bot.
+        pointer_id = await self._lookup.pointer_for(edited, target)
+        if pointer_id is None:
+            return None
+        original = await synapse_compat.get_event(self._api, edited)
+        if original is None or original.sender != event.sender:
+            return None  # clients ignore edits by anyone but the author; so do we
+        renewed = render(await self._original(original, new_content), self._config.fallback_mode)
+        edit = edit_content(renewed, pointer_id, await self._original(event, content))
+        return Counterpart("m.room.message", edit, CounterpartKind.EDIT)
+
+    async def _reaction(self, relates: dict[str, Any], target: str) -> Counterpart | None:
+        if relates.get("rel_type") != "m.annotation" or not isinstance(relates.get("key"), str):
+            return None
+        reacted = relates.get("event_id")
+        mapped = await self.map_event(reacted, target) if isinstance(reacted, str) else None
+        if mapped is None:
+            return None
+        content = {
+            "m.relates_to": {"rel_type": "m.annotation", "event_id": mapped, "key": relates["key"]}
+        }
+        key = relates["key"]
+        if await synapse_compat.has_annotation(self._api, mapped, self._bot_user_id, key):
+            return None  # the bot already carries this key there for someone else
+        return Counterpart("m.reaction", content, CounterpartKind.REACTION)
+
+    async def _redaction(self, event: EventBase, target: str) -> Counterpart | None:
+        redacted = event.redacts
+        pointer_id = await self._lookup.pointer_for(redacted, target) if redacted else None
+        if pointer_id is None:
+            return None
+        content = {"redacts": pointer_id, "reason": "The original was redacted"}
+        return Counterpart(
+            "m.room.redaction", content, CounterpartKind.REDACTION, redacts=pointer_id
+        )
+
+    async def _original(self, event: EventBase, content: Mapping[str, Any]) -> Original:
+        member_key = ("m.room.member", event.sender)
+        state = await self._api.get_room_state(event.room_id, [member_key])
+        member = state.get(member_key)
+        displayname = member.content.get("displayname") if member is not None else None
+        avatar = member.content.get("avatar_url") if member is not None else None
+        return Original(
+            room_id=event.room_id,
+            event_id=event.event_id,
+            sender=event.sender,
+            origin_server_ts=int(event.origin_server_ts),
+            type=event.type,
+            content=content,
+            displayname=displayname if isinstance(displayname, str) else None,
+            avatar_url=avatar if isinstance(avatar, str) else None,
+            room_label=await self._label(event.room_id),
+        )

@@ -1,0 +1,41 @@
+"""The ferry's event source and sender, over Synapse."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from synapse.module_api import EventBase, ModuleApi
+
+from synapse_room_connect import synapse_compat
+from synapse_room_connect.ferry_interfaces import Outgoing
+from synapse_room_connect.store import Store
+
+
+class SynapseEvents:
+    def __init__(self, api: ModuleApi) -> None:
+        self._api = api
+
+    async def get_event(self, event_id: str) -> EventBase | None:
+        return await synapse_compat.get_event(self._api, event_id)
+
+
+class BotSender:
+    """Sends as the ferry bot's own device, so Synapse keeps each transaction
+    ID with its event and a resend after a crash can be answered from it."""
+
+    def __init__(self, api: ModuleApi, store: Store, user_id: str, device_id: str) -> None:
+        self._api = api
+        self._store = store
+        self._user_id = user_id
+        self._device_id = device_id
+
+    async def already_sent(self, room_id: str, txn_ids: Sequence[str]) -> dict[str, str]:
+        return await self._store.sent_transactions(room_id, self._user_id, self._device_id, txn_ids)
+
+    async def send(self, room_id: str, items: Sequence[Outgoing]) -> list[str]:
+        events = [
+            (item.txn_id, item.counterpart.event_dict(room_id, self._user_id)) for item in items
+        ]
+        return await synapse_compat.send_batch(
+            self._api, self._user_id, self._device_id, room_id, events
+        )
