@@ -20,15 +20,15 @@ running are picked up by the next.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from collections.abc import Set as AbstractSet
-from typing import Final
+from typing import Final, Protocol
 
 import attrs
 from synapse.module_api import ModuleApi
 
 from synapse_room_connect import synapse_compat
-from synapse_room_connect.store import NewEvent, Store
+from synapse_room_connect.store import NewEvent
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +41,47 @@ Consumer = Callable[[Sequence[NewEvent]], Awaitable[None]]
 Watched = Callable[[], AbstractSet[str]]
 
 
+class NewEventsReader(Protocol):
+    async def new_events(self, after: int, upto: int, limit: int) -> list[NewEvent]: ...
+
+
+class EventStream(Protocol):
+    """What this process knows in memory about new events, without a read."""
+
+    def subscribe(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` (synchronously) whenever new data may be persisted."""
+        ...
+
+    def current_position(self) -> int:
+        """The newest stream position up to which everything is persisted."""
+        ...
+
+    def rooms_with_events_since(self, position: int) -> Collection[str] | None:
+        """None when the cache does not reach back to ``position``."""
+        ...
+
+    def rooms_with_state_changes_since(self, position: int) -> Collection[str] | None:
+        """None when the cache does not reach back to ``position``."""
+        ...
+
+
+class SynapseEventStream:
+    def __init__(self, api: ModuleApi) -> None:
+        self._api = api
+
+    def subscribe(self, callback: Callable[[], None]) -> None:
+        synapse_compat.add_replication_callback(self._api, callback)
+
+    def current_position(self) -> int:
+        return synapse_compat.current_stream_position(self._api)
+
+    def rooms_with_events_since(self, position: int) -> Collection[str] | None:
+        return synapse_compat.rooms_with_events_since(self._api, position)
+
+    def rooms_with_state_changes_since(self, position: int) -> Collection[str] | None:
+        return synapse_compat.rooms_with_state_changes_since(self._api, position)
+
+
 @attrs.define
 class _State:
     position: int
@@ -49,18 +90,26 @@ class _State:
 
 
 class Feed:
-    def __init__(self, api: ModuleApi, store: Store, consumer: Consumer, watched: Watched) -> None:
+    def __init__(
+        self,
+        api: ModuleApi,
+        store: NewEventsReader,
+        consumer: Consumer,
+        watched: Watched,
+        stream: EventStream | None = None,
+    ) -> None:
         self._api = api
         self._store = store
         self._consume = consumer
         self._watched = watched
+        self._stream = stream if stream is not None else SynapseEventStream(api)
         self._state: _State | None = None
 
     def start(self) -> None:
         """Start from the current position: what was persisted before is the
         start-up reconciliation's business, as with any restart."""
-        self._state = _State(position=synapse_compat.current_stream_position(self._api))
-        synapse_compat.add_replication_callback(self._api, self.poke)
+        self._state = _State(position=self._stream.current_position())
+        self._stream.subscribe(self.poke)
 
     def poke(self) -> None:
         """Called by Synapse for every replication notification: keep it cheap."""
@@ -70,7 +119,7 @@ class Feed:
         state.poked = True
         if state.running:
             return
-        upto = synapse_compat.current_stream_position(self._api)
+        upto = self._stream.current_position()
         if upto <= state.position:
             return
         if self._nothing_for_us(state.position):
@@ -83,7 +132,7 @@ class Feed:
         try:
             while state.poked:
                 state.poked = False
-                upto = synapse_compat.current_stream_position(self._api)
+                upto = self._stream.current_position()
                 if self._nothing_for_us(state.position):
                     state.position = max(state.position, upto)
                 while state.position < upto:
@@ -102,10 +151,10 @@ class Feed:
         after ``position`` can matter: no room changed its current state, and
         no watched room has new events. This is what makes a message in a room
         without connections cost the module no database read at all."""
-        changed = synapse_compat.rooms_with_events_since(self._api, position)
+        changed = self._stream.rooms_with_events_since(position)
         if changed is None:
             return False  # the cache does not reach back that far: read
-        state_changed = synapse_compat.rooms_with_state_changes_since(self._api, position)
+        state_changed = self._stream.rooms_with_state_changes_since(position)
         if state_changed is None or state_changed:
             return False
         return self._watched().isdisjoint(changed)

@@ -1,0 +1,251 @@
+"""In-memory stand-ins for what the ferry reads, writes and sends through
+(the protocols in ``synapse_room_connect.ferry_interfaces``), and a way to
+build real Synapse events for them."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import attrs
+from synapse.api.room_versions import RoomVersions
+from synapse.events import EventBase, make_event_from_dict
+
+from synapse_room_connect.ferry_batch import BatchSender
+from synapse_room_connect.ferry_interfaces import Counterpart, CounterpartKind, Outgoing, Withheld
+from synapse_room_connect.ferry_prepare import counterpart_of
+from synapse_room_connect.ferry_scheduler import FerryScheduler
+from synapse_room_connect.handshake import RoomTraits
+from synapse_room_connect.store import ActiveTarget, FerriedPointer, SourceEvent, TimelineRow
+
+BOT = "@room-connect:hs1"
+ALICE = "@alice:hs1"
+SOURCE, TARGET = "!source:hs1", "!target:hs1"
+
+
+def event(
+    event_id: str,
+    *,
+    type: str = "m.room.message",
+    sender: str = ALICE,
+    room_id: str = SOURCE,
+    content: dict[str, Any] | None = None,
+    **fields: Any,
+) -> EventBase:
+    """A real Synapse event (room version 1, where the event ID is given)."""
+    return make_event_from_dict(
+        {
+            "event_id": event_id,
+            "room_id": room_id,
+            "type": type,
+            "sender": sender,
+            "content": content if content is not None else {"body": event_id},
+            "origin_server_ts": 1000,
+            "auth_events": [],
+            "prev_events": [],
+            "depth": 1,
+            "hashes": {"sha256": "x"},
+            "signatures": {},
+            **fields,
+        },
+        RoomVersions.V1,
+    )
+
+
+def reply(event_id: str, to: str) -> EventBase:
+    return event(
+        event_id, content={"body": event_id, "m.relates_to": {"m.in_reply_to": {"event_id": to}}}
+    )
+
+
+@attrs.define
+class Recorded:
+    """One ``record_ferried`` call."""
+
+    room_id: str
+    target: str
+    pointers: list[FerriedPointer]
+    stream: int
+
+
+class MemoryFerryStore:
+    """Cursors, pointer mappings and timelines in dictionaries; implements
+    ``SchedulerStore``, ``RecordsWriter`` and ``PointerLookup``."""
+
+    def __init__(self) -> None:
+        self.targets: dict[str, list[ActiveTarget]] = {}
+        self.cursors: dict[tuple[str, str], int] = {}
+        self.pointers: dict[tuple[str, str], str] = {}
+        self.originals: dict[str, SourceEvent] = {}
+        # room -> [(stream, event ID, sender)], in stream order
+        self.timelines: dict[str, list[tuple[int, str, str]]] = {}
+        self.recorded: list[Recorded] = []
+        self.fail_records = 0  # how many record_ferried calls raise next
+
+    def append(self, stream: int, ev: EventBase) -> None:
+        self.timelines.setdefault(ev.room_id, []).append((stream, ev.event_id, ev.sender))
+
+    async def active_targets(self, ferry: str) -> dict[str, list[ActiveTarget]]:
+        return {room: list(targets) for room, targets in self.targets.items()}
+
+    async def get_cursor(self, room_id: str, target_room_id: str) -> int | None:
+        return self.cursors.get((room_id, target_room_id))
+
+    async def set_cursor(self, room_id: str, target_room_id: str, stream: int) -> None:
+        key = (room_id, target_room_id)
+        self.cursors[key] = max(self.cursors.get(key, stream), stream)
+
+    async def events_after(
+        self, room_id: str, after: int, upto: int, limit: int, exclude_sender: str
+    ) -> list[TimelineRow]:
+        rows = [
+            TimelineRow(stream, event_id)
+            for stream, event_id, sender in self.timelines.get(room_id, [])
+            if after < stream <= upto and sender != exclude_sender
+        ]
+        return rows[:limit]
+
+    async def record_ferried(
+        self, room_id: str, target: str, pointers: Sequence[FerriedPointer], stream: int
+    ) -> None:
+        if self.fail_records:
+            self.fail_records -= 1
+            raise RuntimeError("database went away")
+        for p in pointers:
+            self.pointers.setdefault((p.source_event_id, target), p.pointer_event_id)
+            self.originals[p.pointer_event_id] = SourceEvent(room_id, p.source_event_id)
+        self.recorded.append(Recorded(room_id, target, list(pointers), stream))
+        await self.set_cursor(room_id, target, stream)
+
+    async def pointer_for(self, source_event_id: str, target_room_id: str) -> str | None:
+        return self.pointers.get((source_event_id, target_room_id))
+
+    async def original_of(self, pointer_event_id: str) -> SourceEvent | None:
+        return self.originals.get(pointer_event_id)
+
+
+class MemoryEvents:
+    def __init__(self) -> None:
+        self.events: dict[str, EventBase] = {}
+
+    async def get_event(self, event_id: str) -> EventBase | None:
+        return self.events.get(event_id)
+
+
+class MemorySender:
+    """A room that keeps transaction IDs as Synapse does, and refuses, as
+    Synapse does, a whole batch in which a relation names an event it lacks."""
+
+    def __init__(self) -> None:
+        self.by_txn: dict[tuple[str, str], str] = {}
+        self.persisted: set[str] = set()
+        self.sends: list[list[str]] = []  # transaction IDs of each successful send
+        self.refuse: set[str] = set()  # transaction IDs that always fail
+        self.fail_sends = 0  # how many sends fail next, whatever they hold
+
+    async def already_sent(self, room_id: str, txn_ids: Sequence[str]) -> dict[str, str]:
+        known = {txn: self.by_txn.get((room_id, txn)) for txn in txn_ids}
+        return {txn: event_id for txn, event_id in known.items() if event_id is not None}
+
+    async def send(self, room_id: str, items: Sequence[Outgoing]) -> list[str]:
+        if self.fail_sends:
+            self.fail_sends -= 1
+            raise RuntimeError("send failed")
+        for item in items:
+            if item.txn_id in self.refuse:
+                raise RuntimeError(f"refused {item.txn_id}")
+            relates = item.counterpart.content.get("m.relates_to") or {}
+            related = (relates.get("m.in_reply_to") or {}).get("event_id")
+            if related is not None and related not in self.persisted:
+                raise RuntimeError(f"relation to unknown event {related}")
+        ids = []
+        for item in items:
+            event_id = f"$p{len(self.by_txn)}-{item.txn_id}"
+            self.by_txn[(room_id, item.txn_id)] = event_id
+            self.persisted.add(event_id)
+            ids.append(event_id)
+        self.sends.append([item.txn_id for item in items])
+        return ids
+
+
+class StandInPreparer:
+    """Messages only: a pointer naming the original, its reply mapped."""
+
+    def __init__(self, lookup: MemoryFerryStore) -> None:
+        self._lookup = lookup
+        self.fail: set[str] = set()  # originals whose preparation raises
+
+    def should_ferry(self, event: EventBase) -> bool:
+        return event.type == "m.room.message" and event.sender != BOT
+
+    async def prepare(self, event: EventBase, target: str) -> Counterpart | None:
+        if event.event_id in self.fail:
+            raise RuntimeError(f"cannot prepare {event.event_id}")
+        content: dict[str, Any] = {"body": f"pointer to {event.event_id}"}
+        replied = (event.content.get("m.relates_to") or {}).get("m.in_reply_to")
+        if replied is not None:
+            mapped = await counterpart_of(self._lookup, replied["event_id"], target)
+            if mapped is None:
+                return None
+            content["m.relates_to"] = {"m.in_reply_to": {"event_id": mapped}}
+        return Counterpart("m.room.message", content, CounterpartKind.MESSAGE)
+
+
+class StandInModeration:
+    def __init__(self) -> None:
+        self.banned: set[str] = set()
+
+    async def withheld_by(self, event: EventBase, target: str) -> Withheld | None:
+        return Withheld.BAN if event.sender in self.banned else None
+
+
+class StandInTraits:
+    def __init__(self) -> None:
+        self.encrypted: set[str] = set()
+
+    async def traits(self, room_id: str) -> RoomTraits | None:
+        return RoomTraits(encrypted=room_id in self.encrypted, public=False)
+
+
+@attrs.define
+class FerryRig:
+    """A scheduler wired to stand-ins, with one connection SOURCE -> TARGET."""
+
+    store: MemoryFerryStore
+    events: MemoryEvents
+    sender: MemorySender
+    preparer: StandInPreparer
+    moderation: StandInModeration
+    traits: StandInTraits
+    scheduler: FerryScheduler
+    stream: int = 0
+
+    @classmethod
+    def build(cls, since: int = 0) -> FerryRig:
+        store, events, sender = MemoryFerryStore(), MemoryEvents(), MemorySender()
+        preparer, moderation, traits = StandInPreparer(store), StandInModeration(), StandInTraits()
+        batches = BatchSender(
+            events, preparer, moderation, sender, store, "hs1", clock_ms=lambda: 2000
+        )
+        store.targets[SOURCE] = [ActiveTarget(TARGET, since)]
+        scheduler = FerryScheduler(store, traits, batches, BOT, "hs1")
+        return cls(store, events, sender, preparer, moderation, traits, scheduler, since)
+
+    def persist(self, *evs: EventBase) -> list[int]:
+        """Append events to their rooms' timelines and tell the scheduler, as
+        the feed does; their stream positions."""
+        streams = []
+        for ev in evs:
+            self.stream += 1
+            self.events.events[ev.event_id] = ev
+            self.store.append(self.stream, ev)
+            streams.append(self.stream)
+        self.scheduler.events_in({ev.room_id for ev in evs})
+        return streams
+
+    def pointer(self, event_id: str) -> str | None:
+        return self.store.pointers.get((event_id, TARGET))
+
+    @property
+    def cursor(self) -> int | None:
+        return self.store.cursors.get((SOURCE, TARGET))
