@@ -32,6 +32,7 @@ logger = logging.getLogger(__name__)
 
 class RoomConnectModule:
     def __init__(self, config: RoomConnectConfig, api: ModuleApi) -> None:
+        synapse_compat.require_supported_synapse(api)
         self._api = api
         self._store = Store(api)
         bot = FerryBot(api, config.bot_localpart, config.bot_displayname)
