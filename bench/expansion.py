@@ -5,7 +5,7 @@ callback for every event it serves. For events that are not pointers it
 returns ``{}`` after one type/content check; for pointers it adds
 ``unsigned["org.matrix.msc2923.original"]``. One run starts two real Synapse
 processes through the test harness, one with the module and one without it,
-and times three requests that each serve a page of 100 events (20 with
+and times three requests that each serve a page of 100 events (10 with
 ``--short``; 100 below stands for the page size):
 
 - ``GET /rooms/{roomId}/messages?dir=b&limit=100``;
@@ -67,7 +67,7 @@ import time
 import traceback
 import urllib.parse
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -82,7 +82,7 @@ if str(ROOT) not in sys.path:
 from synapse.api.room_versions import RoomVersions  # noqa: E402
 from synapse.events import EventBase, make_event_from_dict  # noqa: E402
 
-from bench.servers import CLIENT_V3, BenchError, create_pair, q  # noqa: E402
+from bench.servers import CLIENT_V3, BenchError, create_pair, destroy_all, q  # noqa: E402
 from harness.client import JsonDict, MatrixClient  # noqa: E402
 from harness.connect_api import unique  # noqa: E402
 from harness.ferry_helpers import POINTER, connected_pair, wait_for_pointer  # noqa: E402
@@ -92,7 +92,7 @@ from synapse_room_connect.expansion import Expander  # noqa: E402
 
 ORIGINAL: Final = "org.matrix.msc2923.original"
 PAGE: Final = 100
-SHORT_PAGE: Final = 20
+SHORT_PAGE: Final = 10
 # Same text in every page, so plain and pointer pages differ only by what the
 # ferry and the expansion add.
 BODY: Final = "message {index:03d}: the quick brown fox jumps over the lazy dog"
@@ -292,10 +292,26 @@ def plain_page(hs: Homeserver, name: str, size: int) -> Page:
     return Page(name, Connection(hs.client_url, carol.access_token), room_id, since, size)
 
 
-def pointer_pages(on: Homeserver, off: Homeserver, size: int) -> tuple[Page, Page]:
+@dataclass(frozen=True)
+class EmptyRoom:
+    client: MatrixClient
+    room_id: str
+    since: str
+
+
+def empty_room(hs: Homeserver, name: str) -> EmptyRoom:
+    dave = hs.register(unique("dave"), displayname="Dave")
+    room_id = dave.create_room(name=unique(name))
+    return EmptyRoom(dave, room_id, since_token(dave, room_id))
+
+
+def pointer_pages(
+    on: Homeserver, off: Homeserver, size: int, shaped_room: Future[EmptyRoom]
+) -> tuple[Page, Page]:
     """``size`` pointers the ferry sent on ``on``, and the same contents sent by a
-    user on ``off``, where nothing expands them: the pair isolates what the
-    expansion costs from what the pointers' larger content costs."""
+    user on ``off`` into ``shaped_room``, where nothing expands them: the pair
+    isolates what the expansion costs from what the pointers' larger content
+    costs."""
     pair = connected_pair(on)
     since = since_token(pair.bob, pair.room_b)
     originals = send_page(pair.alice, pair.room_a, size)
@@ -309,14 +325,12 @@ def pointer_pages(on: Homeserver, off: Homeserver, size: int) -> tuple[Page, Pag
     contents = [e["content"] for e in reversed(chunk) if POINTER in e.get("content", {})]
     if len(contents) != size:
         raise BenchError(f"expected {size} pointers in {pair.room_b}, found {len(contents)}")
-    dave = off.register(unique("dave"), displayname="Dave")
-    room_id = dave.create_room(name=unique("pointer-shaped"))
-    off_since = since_token(dave, room_id)
+    room = shaped_room.result()
     for content in contents:
-        dave.send_event(room_id, "m.room.message", content)
-    assert dave.access_token is not None
-    dave_connection = Connection(off.client_url, dave.access_token)
-    shaped = Page(POINTERS_OFF, dave_connection, room_id, off_since, size, pointers=True)
+        room.client.send_event(room.room_id, "m.room.message", content)
+    assert room.client.access_token is not None
+    dave_connection = Connection(off.client_url, room.client.access_token)
+    shaped = Page(POINTERS_OFF, dave_connection, room.room_id, room.since, size, pointers=True)
     return expanded, shaped
 
 
@@ -659,12 +673,13 @@ def run(rounds: int, warmup: int, size: int, progress: bool, raw_path: Path | No
         log(progress, f"servers up in {time.monotonic() - started:.1f}s; sending pages")
         # Side by side: each send waits on the server's database, so the two
         # servers, and two rooms of one server, overlap well on two cores.
-        with ThreadPoolExecutor(max_workers=len(TARGETS)) as pool:
+        with ThreadPoolExecutor(max_workers=len(TARGETS) + 1) as pool:
             futures = {
                 PLAIN_OFF: pool.submit(plain_page, off, PLAIN_OFF, size),
                 PLAIN_ON: pool.submit(plain_page, on, PLAIN_ON, size),
             }
-            both = pool.submit(pointer_pages, on, off, size)
+            shaped_room = pool.submit(empty_room, off, "pointer-shaped")
+            both = pool.submit(pointer_pages, on, off, size, shaped_room)
             for name, future in futures.items():
                 pages[name] = future.result()
             pages[POINTERS_ON], pages[POINTERS_OFF] = both.result()
@@ -690,11 +705,7 @@ def run(rounds: int, warmup: int, size: int, progress: bool, raw_path: Path | No
     finally:
         for page in pages.values():
             page.connection.close()
-        for hs in servers:
-            try:
-                hs.destroy()
-            except Exception:
-                traceback.print_exc()
+        destroy_all(servers)
         remove_dir(base)
 
 
@@ -711,7 +722,7 @@ def _terminate(signum: int, frame: FrameType | None) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument(
-        "--short", action="store_true", help="CI run: pages of 20 events, few rounds"
+        "--short", action="store_true", help="CI run: pages of 10 events, few rounds"
     )
     parser.add_argument("--rounds", type=int, help="measured rounds (default 200, --short 5)")
     parser.add_argument("--warmup", type=int, help="discarded rounds (default 10, --short 1)")

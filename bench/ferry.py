@@ -39,6 +39,7 @@ from __future__ import annotations
 import argparse
 import html
 import http.client
+import importlib.metadata
 import itertools
 import json
 import math
@@ -66,7 +67,7 @@ if str(ROOT) not in sys.path:
     # Run as a script (bench/ferry.py): the harness lives in the repository root.
     sys.path.insert(0, str(ROOT))
 
-from bench.servers import CLIENT_V3, BenchError, create_pair, q  # noqa: E402
+from bench.servers import CLIENT_V3, BenchError, create_pair, destroy_all, q  # noqa: E402
 from harness.client import JsonDict, MatrixClient  # noqa: E402
 from harness.connect_api import unique  # noqa: E402
 from harness.ferry_helpers import (  # noqa: E402
@@ -1322,12 +1323,12 @@ def git_revision() -> str:
 
 
 def describe_machine() -> str:
-    import synapse
-
+    # The installed distribution's version: importing Synapse costs seconds of CPU.
+    synapse_version = importlib.metadata.version("matrix-synapse")
     load = os.getloadavg()
     return (
         f"{os.cpu_count()} cores, {platform.system()} {platform.release()}, "
-        f"Python {platform.python_version()}, Synapse {synapse.__version__}, "
+        f"Python {platform.python_version()}, Synapse {synapse_version}, "
         f"module at {git_revision()} (plus any uncommitted changes), "
         f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} at start"
     )
@@ -1489,8 +1490,7 @@ def run(args: argparse.Namespace, print_line: Callable[[str], None]) -> int:
             relay.stop()
         if observer is not None:
             observer.stop()
-        for hs in servers:
-            hs.destroy()
+        destroy_all(servers)
         if args.keep:
             out(f"kept server directories in {base_dir}")
         remove_dir(base_dir)

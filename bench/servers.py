@@ -7,8 +7,10 @@ Imported by the benchmark scripts once they have put the repository root on
 
 from __future__ import annotations
 
+import traceback
 import urllib.parse
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Final
 
@@ -42,3 +44,16 @@ def create_pair(
     )
     servers.append(without_module)
     return with_module, without_module
+
+
+def destroy_all(servers: Sequence[Homeserver]) -> None:
+    """Stop and remove every server, all at once: each waits for its own
+    process to exit. A failure is printed and does not keep the others."""
+    if not servers:
+        return
+    with ThreadPoolExecutor(max_workers=len(servers)) as pool:
+        futures = [pool.submit(hs.destroy) for hs in servers]
+    for future in futures:
+        error = future.exception()
+        if error is not None:
+            traceback.print_exception(error)

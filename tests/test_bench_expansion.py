@@ -21,7 +21,7 @@ TIMEOUT_S = 240
 ENDPOINTS = ("/messages", "/sync initial", "/sync incremental")
 # Today a pointer page costs exactly what the same contents cost without the
 # module: the expansion reads what it needs from caches warmed by the first
-# round. A read per pointer would add the page size (20 in the short run).
+# round. A read per pointer would add the page size (10 in the short run).
 MAX_EXTRA_TXNS_POINTER_PAGE = 2
 
 NUMBER = r"\d+\.\d+"
