@@ -102,28 +102,20 @@ class Batch:
         return items
 
 
+@attrs.define
 class BatchSender:
     """Fills batches event by event and sends them; counts failed attempts
     per (event, target) until the event is sent or given up on."""
 
-    def __init__(
-        self,
-        events: EventSource,
-        preparer: Preparer,
-        moderation: Moderation,
-        sender: PointerSender,
-        records: RecordsWriter,
-        server_name: str,
-        clock_ms: Callable[[], int],
-    ) -> None:
-        self._events = events
-        self._preparer = preparer
-        self._moderation = moderation
-        self._sender = sender
-        self._records = records
-        self._server_name = server_name
-        self._clock_ms = clock_ms
-        self._attempts: dict[tuple[str, str], int] = {}
+    _events: EventSource
+    _preparer: Preparer
+    _moderation: Moderation
+    _sender: PointerSender
+    _records: RecordsWriter
+    _server_name: str
+    _clock_ms: Callable[[], int]
+    # (event, target) -> failed attempts so far, for events still pending.
+    _attempts: dict[tuple[str, str], int] = attrs.field(init=False, factory=dict)
 
     async def add(self, batch: Batch, row: TimelineRow) -> Outcome:
         """Queue one event's counterpart in ``batch``, sending the batch when

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Final
 
+import attrs
 from synapse.module_api import EventBase, ModuleApi
 from synapse.util.frozenutils import unfreeze
 
@@ -51,20 +52,13 @@ async def counterpart_of(lookup: PointerLookup, event_id: str, target: str) -> s
     return await lookup.pointer_for(source.event_id, target)
 
 
+@attrs.define
 class CounterpartPreparer:
-    def __init__(
-        self,
-        api: ModuleApi,
-        config: RoomConnectConfig,
-        lookup: PointerLookup,
-        bot_user_id: str,
-        label: Callable[[str], Awaitable[str]],
-    ) -> None:
-        self._api = api
-        self._config = config
-        self._lookup = lookup
-        self._bot_user_id = bot_user_id
-        self._label = label
+    _api: ModuleApi
+    _config: RoomConnectConfig
+    _lookup: PointerLookup
+    _bot_user_id: str
+    _label: Callable[[str], Awaitable[str]]
 
     def should_ferry(self, event: EventBase) -> bool:
         if event.sender == self._bot_user_id or event.internal_metadata.is_soft_failed():

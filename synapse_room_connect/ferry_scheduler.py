@@ -14,6 +14,8 @@ import enum
 from collections.abc import Iterable
 from typing import Final
 
+import attrs
+
 from synapse_room_connect import metrics
 from synapse_room_connect.ferry_batch import Batch, BatchSender, Outcome
 from synapse_room_connect.ferry_interfaces import SchedulerStore, TraitsReader
@@ -28,35 +30,28 @@ class PassOutcome(enum.Enum):
     RETRY_LATER = "retry_later"  # a send failed: run another pass after a delay
 
 
+@attrs.define
 class FerryScheduler:
-    def __init__(
-        self,
-        store: SchedulerStore,
-        traits: TraitsReader,
-        batches: BatchSender,
-        bot_user_id: str,
-        server_name: str,
-    ) -> None:
-        self._store = store
-        self._traits = traits
-        self._batches = batches
-        self._bot_user_id = bot_user_id
-        self._server_name = server_name
-        # Bumped on every connection change so a pass in progress notices a
-        # revocation before its next event, not at the end of its batch.
-        self._generation = 0
-        # Source room -> its targets; None until (re)loaded. Only this process
-        # writes connections' activation, so memory is current once it has
-        # reloaded after each change.
-        self._targets: dict[str, list[ActiveTarget]] | None = None
-        self.active_rooms: frozenset[str] = frozenset()
-        # Rooms that may have events the ferry has not read; every room with
-        # a connection after a start or a connection change.
-        self._dirty: set[str] = set()
-        self._all_dirty = True
-        # (source, target) -> how far the ferry has read; written through to
-        # the store with each pointer, and with skipped events after a batch.
-        self._cursors: dict[tuple[str, str], int] = {}
+    _store: SchedulerStore
+    _traits: TraitsReader
+    _batches: BatchSender
+    _bot_user_id: str
+    _server_name: str
+    # Bumped on every connection change so a pass in progress notices a
+    # revocation before its next event, not at the end of its batch.
+    _generation: int = attrs.field(init=False, default=0)
+    # Source room -> its targets; None until (re)loaded. Only this process
+    # writes connections' activation, so memory is current once it has
+    # reloaded after each change.
+    _targets: dict[str, list[ActiveTarget]] | None = attrs.field(init=False, default=None)
+    active_rooms: frozenset[str] = attrs.field(init=False, default=frozenset())
+    # Rooms that may have events the ferry has not read; every room with a
+    # connection after a start or a connection change.
+    _dirty: set[str] = attrs.field(init=False, factory=set)
+    _all_dirty: bool = attrs.field(init=False, default=True)
+    # (source, target) -> how far the ferry has read; written through to the
+    # store with each pointer, and with skipped events after a batch.
+    _cursors: dict[tuple[str, str], int] = attrs.field(init=False, factory=dict)
 
     def connections_changed(self) -> None:
         self._generation += 1

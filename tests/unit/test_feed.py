@@ -108,8 +108,7 @@ def test_events_only_in_unwatched_rooms_cost_no_read() -> None:
     rig = Rig()
     for _ in range(5):
         rig.stream.persist(ELSEWHERE)
-    rig.runner.run_pending()
-
+    # Not even a background run is started.
     assert rig.runner.pending == []
     assert rig.store.reads == 0
     # Nor later: the position moved past them.
@@ -134,6 +133,18 @@ def test_a_state_change_anywhere_is_read() -> None:
 
     assert rig.store.reads == 1
     assert [e.room_id for e in rig.delivered] == [ELSEWHERE]
+
+
+def test_events_arriving_before_a_started_read_runs_cost_no_second_read() -> None:
+    rig = Rig()
+    rig.stream.persist(WATCHED)
+    # The read is started, not run yet; more events arrive.
+    rig.stream.persist(ELSEWHERE)
+    rig.stream.persist(ELSEWHERE)
+    rig.runner.run_pending()
+
+    assert rig.store.reads == 1
+    assert [e.room_id for e in rig.delivered] == [WATCHED, ELSEWHERE, ELSEWHERE]
 
 
 def test_when_the_caches_do_not_reach_back_the_feed_reads() -> None:
