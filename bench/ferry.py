@@ -48,6 +48,7 @@ import multiprocessing.synchronize
 import os
 import platform
 import re
+import signal
 import sqlite3
 import sys
 import tempfile
@@ -60,6 +61,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from types import FrameType
 from typing import Final
 
 ROOT: Final = Path(__file__).resolve().parents[1]
@@ -1496,8 +1498,14 @@ def run(args: argparse.Namespace, print_line: Callable[[str], None]) -> int:
         remove_dir(base_dir)
 
 
+def _terminate(signum: int, frame: FrameType | None) -> None:
+    # Unwind through run()'s finally, which stops the servers and removes their files.
+    raise SystemExit(128 + signum)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         return run(args, lambda line: print(line, flush=True))
     except Exception:

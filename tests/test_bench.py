@@ -4,15 +4,9 @@ what the design promises."""
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-from pathlib import Path
-from typing import Any
+import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-# A hang guard below pytest-timeout's 300 s, not a measurement.
-TIMEOUT_S = 280
+from tests.bench_runs import short_run
 
 # Today one message at a time costs 6 (2 feed reads: the original's and its
 # pointer's; the ferry's read, its look-up of transactions already sent and
@@ -24,24 +18,10 @@ MAX_MODULE_TXNS_PER_POINTER = 7.0
 MAX_UNCONNECTED_MODULE_TXNS = 2
 
 
-def run_short(json_path: Path) -> tuple[str, dict[str, Any]]:
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "ferry.py"), "--short", "--json", str(json_path)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT_S,
-        check=False,
-    )
-    output = result.stdout + result.stderr
-    assert result.returncode == 0, output
-    results: dict[str, Any] = json.loads(json_path.read_text())
-    return result.stdout, results
-
-
-def test_ferry_bench_short_run_reports_ratios_and_counts(tmp_path: Path) -> None:
-    stdout, results = run_short(tmp_path / "ferry.json")
-    lines = stdout.splitlines()
+def test_ferry_bench_short_run_reports_ratios_and_counts(request: pytest.FixtureRequest) -> None:
+    run = short_run(request, "ferry.py")
+    assert run.returncode == 0, run.output
+    lines = run.stdout.splitlines()
     for prefix in (
         "RATIO latency: module p50 / relay p50 = ",
         "RATIO throughput overhead: 1 - with/without = ",
@@ -49,17 +29,18 @@ def test_ferry_bench_short_run_reports_ratios_and_counts(tmp_path: Path) -> None
         "COUNT module DB txns per pointer: ",
         "COUNT pointers per original: ",
     ):
-        assert any(line.startswith(prefix) for line in lines), f"no {prefix!r} line in:\n{stdout}"
+        assert any(line.startswith(prefix) for line in lines), f"no {prefix!r} in:\n{run.output}"
 
+    results = run.results()
     counts = results["counts"]
     pointers = counts["pointers"]
     # Every message alice sent in A (warm-up, latency and backlog) crossed once.
     warmup = int(results["args"]["warmup"])
     sent = warmup + results["latency"]["module"]["n"] + results["backlog"]["sent"]
-    assert pointers["originals"] == sent, stdout
-    assert (pointers["fewest"], pointers["most"], pointers["strays"]) == (1, 1, 0), stdout
+    assert pointers["originals"] == sent, run.stdout
+    assert (pointers["fewest"], pointers["most"], pointers["strays"]) == (1, 1, 0), run.stdout
 
-    assert 0 < counts["module_txns_per_pointer"] <= MAX_MODULE_TXNS_PER_POINTER, stdout
+    assert 0 < counts["module_txns_per_pointer"] <= MAX_MODULE_TXNS_PER_POINTER, run.stdout
 
-    assert counts["unconnected_sends"] >= 5 * MAX_UNCONNECTED_MODULE_TXNS, stdout
-    assert counts["unconnected_module_txns"] <= MAX_UNCONNECTED_MODULE_TXNS, stdout
+    assert counts["unconnected_sends"] >= 5 * MAX_UNCONNECTED_MODULE_TXNS, run.stdout
+    assert counts["unconnected_module_txns"] <= MAX_UNCONNECTED_MODULE_TXNS, run.stdout

@@ -5,19 +5,13 @@ pointers, a bounded number (not one per pointer) to a page of pointers."""
 
 from __future__ import annotations
 
-import json
 import re
-import signal
-import subprocess
-import sys
-from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-SCRIPT = ROOT / "bench" / "expansion.py"
-# A hang guard below pytest-timeout's 300 s, so a hung run is stopped here with
-# its output rather than by pytest without it; not a measurement.
-TIMEOUT_S = 240
+import pytest
+
+from tests.bench_runs import short_run
+
 ENDPOINTS = ("/messages", "/sync initial", "/sync incremental")
 # Today a pointer page costs exactly what the same contents cost without the
 # module: the expansion reads what it needs from caches warmed by the first
@@ -39,43 +33,17 @@ RATIO_LINES = {
 }
 
 
-def run_short(json_path: Path) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.Popen(
-        [sys.executable, str(SCRIPT), "--short", "--json", str(json_path)],
-        cwd=ROOT,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        stdout, stderr = proc.communicate(timeout=TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        # SIGTERM first: the benchmark then stops its Synapse processes and
-        # removes their files, which SIGKILL would leave behind.
-        proc.send_signal(signal.SIGTERM)
-        try:
-            stdout, stderr = proc.communicate(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            stdout, stderr = proc.communicate()
-        raise AssertionError(
-            f"bench/expansion.py --short ran past {TIMEOUT_S}s\n{stdout}\n{stderr}"
-        ) from None
-    return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
-
-
-def test_expansion_benchmark_short_run_reports_ratios_and_counts(tmp_path: Path) -> None:
-    json_path = tmp_path / "expansion.json"
-    result = run_short(json_path)
-    output = f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}"
-    assert result.returncode == 0, output
+def test_expansion_benchmark_short_run_reports_ratios_and_counts(
+    request: pytest.FixtureRequest,
+) -> None:
+    run = short_run(request, "expansion.py")
+    assert run.returncode == 0, run.output
     for name, pattern in RATIO_LINES.items():
-        assert pattern.search(result.stdout), f"no {name} ratio line\n{output}"
-    assert "COUNT db txns per request on/off, plain page: " in result.stdout, output
+        assert pattern.search(run.stdout), f"no {name} ratio line\n{run.output}"
+    assert "COUNT db txns per request on/off, plain page: " in run.stdout, run.output
 
-    txns: dict[str, dict[str, dict[str, Any]]] = json.loads(json_path.read_text())["db_txns"]
-    assert sorted(txns) == sorted(ENDPOINTS), output
+    txns: dict[str, dict[str, dict[str, Any]]] = run.results()["db_txns"]
+    assert sorted(txns) == sorted(ENDPOINTS), run.output
     for endpoint, row in txns.items():
         assert row["plain/on"]["median"] == row["plain/off"]["median"], (endpoint, row)
         extra = row["pointers/on"]["max"] - row["pointers/off"]["median"]
