@@ -1,0 +1,81 @@
+"""The scale benchmark runs end to end in its CI size, and its counts hold.
+
+Only counts are checked, never the timings or ratios the benchmark prints:
+every burst message got exactly one pointer, in the room its source room is
+connected to, and the module's database transactions per pointer do not grow
+from a burst over 2 connections to one over 20.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+SMALL_PAIRS = 2
+PAIRS = 20
+# A per-pointer cost that grows with the number of connections would be about
+# PAIRS / SMALL_PAIRS = 10 times higher; the margin absorbs how the ferry's
+# wake-ups happen to coalesce, which depends on timing.
+GROWTH_MARGIN = 1.5
+
+
+def assert_exact(burst: dict[str, Any], messages: int) -> None:
+    label = burst["label"]
+    assert burst["messages"] == messages, label
+    assert (burst["missing"], burst["doubled"], burst["misplaced"]) == (0, 0, 0), burst
+
+
+def per_pointer(burst: dict[str, Any]) -> float:
+    total = float(sum(burst["module_txns"].values()))
+    assert total > 0, f"no module transactions counted for burst {burst['label']}"
+    return total / float(burst["messages"])
+
+
+# Bounds a hang, not a speed: 2-3 minutes on two idle cores, more on a loaded CI machine.
+@pytest.mark.timeout(1300)
+def test_scale_bench_short_counts(tmp_path: Path) -> None:
+    out = tmp_path / "scale.json"
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "bench" / "scale.py"),
+            "--short",
+            "--pairs",
+            str(PAIRS),
+            "--small-pairs",
+            str(SMALL_PAIRS),
+            "--json",
+            str(out),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=1200,
+        check=False,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    results = json.loads(out.read_text())
+
+    assert results["pairs"] == PAIRS
+    assert_exact(results["small"], SMALL_PAIRS)
+    assert results["small"]["rooms"] == SMALL_PAIRS
+    assert_exact(results["across"], PAIRS)
+    assert results["across"]["rooms"] == PAIRS
+    assert_exact(results["single"], PAIRS)
+    assert results["single"]["rooms"] == 1
+    for run in results["workers"]:
+        assert_exact(run["single"], run["pairs"])
+        assert_exact(run["across"], run["pairs"])
+    assert results["workers"], output
+
+    assert per_pointer(results["across"]) <= per_pointer(results["small"]) * GROWTH_MARGIN, output
+    for line in ("RATIO latency N/1: ", "RATIO overhead at N: ", "RATIO burst across "):
+        assert any(row.startswith(line) for row in result.stdout.splitlines()), output
