@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+import attrs
 from synapse.api.errors import Codes, SynapseError
 from synapse.module_api import EventBase, ModuleApi, RoomID
 
@@ -38,20 +39,14 @@ def _require_joined(state: Mapping[tuple[str, str], EventBase], room_id: str, us
         raise SynapseError(403, f"{user_id} is not joined to {room_id}.", Codes.FORBIDDEN)
 
 
+@attrs.define
 class ConnectionActions:
-    def __init__(
-        self,
-        api: ModuleApi,
-        reader: RoomReader,
-        status: ConnectionStatus,
-        bot: FerryBot,
-        approve_power_level: int,
-    ) -> None:
-        self._api = api
-        self._reader = reader
-        self._status = status
-        self._bot = bot
-        self._threshold = approve_power_level
+    _api: ModuleApi
+    _reader: RoomReader
+    _status: ConnectionStatus
+    _bot: FerryBot
+    # approve_power_level: what requesting, approving and revoking need.
+    _threshold: int
 
     async def require_power(self, room_id: str, user_id: str) -> None:
         state = await self._api.get_room_state(

@@ -99,22 +99,16 @@ def parse_command(body: str) -> Command:
     return Command(verb, room, frozenset(acks))
 
 
+@attrs.define
 class CommandRunner:
     """Carries out a command and answers it (acting process only)."""
 
-    def __init__(
-        self,
-        api: ModuleApi,
-        bot: FerryBot,
-        actions: ConnectionActions,
-        label: Label,
-        approve_power_level: int,
-    ) -> None:
-        self._api = api
-        self._bot = bot
-        self._actions = actions
-        self._label = label
-        self._level = approve_power_level
+    _api: ModuleApi
+    _bot: FerryBot
+    _actions: ConnectionActions
+    _label: Label
+    # approve_power_level, for the help text.
+    _level: int
 
     async def handle(self, event: EventBase) -> None:
         room_id = event.room_id

@@ -130,12 +130,12 @@ async def connected_rooms(reader: StateReader, store: CachedStatuses, room_id: s
     return sorted(others)
 
 
+@attrs.define
 class ConnectionStatus:
     """Answers "what is this room's connection to that one" from state."""
 
-    def __init__(self, reader: StateReader, store: CachedStatuses) -> None:
-        self._reader = reader
-        self._store = store
+    _reader: StateReader
+    _store: CachedStatuses
 
     async def view(self, room_id: str, other_room_id: str) -> ConnectionView:
         pair = await derive_pair(self._reader, room_id, other_room_id)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 from typing import Literal
 
+import attrs
 from synapse.api.errors import Codes, SynapseError
 from synapse.module_api import EventBase, ModuleApi
 from synapse.util.frozenutils import unfreeze
@@ -24,20 +25,15 @@ from synapse_room_connect.rooms import RoomReader, StateMap, traits_from_state
 logger = logging.getLogger(__name__)
 
 
+@attrs.define
 class ConnectionEventGuard:
-    def __init__(
-        self,
-        api: ModuleApi,
-        reader: RoomReader,
-        bot_user_id: str,
-        approve_power_level: int,
-        connections_per_room: int,
-    ) -> None:
-        self._api = api
-        self._reader = reader
-        self._bot_user_id = bot_user_id
-        self._threshold = approve_power_level
-        self._limit = connections_per_room
+    _api: ModuleApi
+    _reader: RoomReader
+    _bot_user_id: str
+    # approve_power_level: what changing a room's connections needs.
+    _threshold: int
+    # limits.connections_per_room
+    _limit: int
 
     async def check_event_for_spam(self, event: EventBase) -> Literal["NOT_SPAM"]:
         """Refuse a bad connection event a local user sends, with a clear error.

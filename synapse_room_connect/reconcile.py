@@ -12,6 +12,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
+import attrs
 from synapse.module_api import ModuleApi
 
 from synapse_room_connect import metrics, notices, synapse_compat
@@ -63,29 +64,18 @@ class Host(Protocol):
 ActivationPosition = Callable[[Side, Side], Awaitable[int]]
 
 
+@attrs.define
 class Reconciler:
-    def __init__(
-        self,
-        host: Host,
-        store: Store,
-        reader: StateReader,
-        bot: Bot,
-        *,
-        label: Label,
-        activation_position: ActivationPosition,
-        on_connections_changed: Callable[[], None],
-        approve_power_level: int,
-    ) -> None:
-        self._host = host
-        self._store = store
-        self._reader = reader
-        self._bot = bot
-        self._label = label
-        self._activation_position = activation_position
-        self._on_connections_changed = on_connections_changed
-        self._approve_power_level = approve_power_level
-        self._pending: set[str] = set()
-        self._draining = False
+    _host: Host
+    _store: Store
+    _reader: StateReader
+    _bot: Bot
+    _label: Label = attrs.field(kw_only=True)
+    _activation_position: ActivationPosition = attrs.field(kw_only=True)
+    _on_connections_changed: Callable[[], None] = attrs.field(kw_only=True)
+    _approve_power_level: int = attrs.field(kw_only=True)
+    _pending: set[str] = attrs.field(init=False, factory=set)
+    _draining: bool = attrs.field(init=False, default=False)
 
     def room_changed(self, room_id: str) -> None:
         """Queue ``room_id`` for reconciliation; cheap, safe from the feed."""

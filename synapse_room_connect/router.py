@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from typing import Any, Literal, Protocol
 
+import attrs
 from synapse.module_api import EventBase
 
 from synapse_room_connect.commands import is_command
@@ -64,26 +65,18 @@ class Commands(Protocol):
 FetchEvents = Callable[[Sequence[str]], Awaitable[Mapping[str, EventBase]]]
 
 
+@attrs.define
 class EventRouter:
-    def __init__(
-        self,
-        host: Host,
-        bot: Bot,
-        ferry: FerryTrigger,
-        reconciler: Reconciliation,
-        commands: Commands,
-        fetch_events: FetchEvents,
-    ) -> None:
-        self._host = host
-        self._bot = bot
-        self._ferry = ferry
-        self._reconciler = reconciler
-        self._commands = commands
-        self._fetch_events = fetch_events
-        # Rooms the bot is joined or invited to, as last read: where commands
-        # come from. Any change to it is a change of state, which the feed
-        # always reads, and on_new_events refreshes it then.
-        self._bot_rooms: frozenset[str] = frozenset()
+    _host: Host
+    _bot: Bot
+    _ferry: FerryTrigger
+    _reconciler: Reconciliation
+    _commands: Commands
+    _fetch_events: FetchEvents
+    # Rooms the bot is joined or invited to, as last read: where commands
+    # come from. Any change to it is a change of state, which the feed
+    # always reads, and on_new_events refreshes it then.
+    _bot_rooms: frozenset[str] = attrs.field(init=False, factory=frozenset)
 
     async def start(self) -> None:
         self._bot_rooms = await self._bot.rooms_with_membership()
