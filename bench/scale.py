@@ -42,6 +42,7 @@ import itertools
 import json
 import math
 import os
+import signal
 import sys
 import tempfile
 import threading
@@ -759,6 +760,9 @@ def run(args: argparse.Namespace, print_line: Callable[[str], None]) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    # A run stopped from outside (a CI timeout) still stops its servers and
+    # removes its directory: SystemExit unwinds through the clean-up blocks.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     try:
         return run(args, lambda line: print(line, flush=True))
     except Exception:
