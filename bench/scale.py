@@ -650,6 +650,9 @@ def report(r: Results) -> Iterator[str]:
         f"RATIO module transactions per pointer, {n} rooms / {r.small_pairs} rooms: "
         f"{growth:.2f} (1.00 = no growth)"
     )
+
+
+def report_workers(r: Results) -> Iterator[str]:
     for w in r.workers:
         yield f"(6) worker deployment, {w.ferry_workers} ferry worker(s), {w.pairs} pairs:"
         yield from burst_lines(w.single)
@@ -720,6 +723,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
+def write_json(args: argparse.Namespace, results: Results) -> None:
+    if args.json is not None:
+        payload = {"args": {k: str(v) for k, v in vars(args).items()}, **asdict(results)}
+        args.json.write_text(json.dumps(payload, indent=2, default=str) + "\n")
+
+
 def run(args: argparse.Namespace, print_line: Callable[[str], None]) -> int:
     started = time.monotonic()
 
@@ -739,13 +748,15 @@ def run(args: argparse.Namespace, print_line: Callable[[str], None]) -> int:
     print_line(f"machine: {describe_machine()}")
     try:
         results = run_single_server(args, base_dir, progress)
-        results.workers, results.worker_notes = run_workers(args, base_dir, progress)
+        # Reported before the worker deployment runs, so a failure there loses nothing.
         for line in report(results):
             print_line(line)
+        write_json(args, results)
+        results.workers, results.worker_notes = run_workers(args, base_dir, progress)
+        for line in report_workers(results):
+            print_line(line)
         print_line(f"total {time.monotonic() - started:.0f} s")
-        if args.json is not None:
-            payload = {"args": {k: str(v) for k, v in vars(args).items()}, **asdict(results)}
-            args.json.write_text(json.dumps(payload, indent=2, default=str) + "\n")
+        write_json(args, results)
         exact = all(b.exact for b in (results.single, results.small, results.across))
         exact = exact and all(w.single.exact and w.across.exact for w in results.workers)
         if not exact:

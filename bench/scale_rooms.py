@@ -18,10 +18,11 @@ from typing import Any, Final
 from bench.ferry import Http
 from bench.servers import BenchError
 from harness.client import JsonDict, MatrixClient
-from harness.connect_api import connect, unique
+from harness.connect_api import connect, connections, unique
 from harness.ferry_helpers import POINTER
 
 CONNECTED_NOTICE: Final = "now connected"
+ACTIVE_TIMEOUT_S: Final = 60.0
 SYNC_POLL_MS: Final = 5_000
 # Per room and response; far above what one room receives between two polls here.
 TIMELINE_LIMIT: Final = 1000
@@ -66,6 +67,12 @@ def create_pairs(owners: Owners, indexes: Iterable[int], threads: int) -> list[R
         room_b = owners.bob.create_room(name=f"scale B{index}")
         connect(owners.alice, room_a, room_b)
         status = connect(owners.bob, room_b, room_a).get("status")
+        # On workers the answering process may not have seen A's request yet
+        # (replication lag); the connection turns active once it has.
+        deadline = time.monotonic() + ACTIVE_TIMEOUT_S
+        while status != "active" and time.monotonic() < deadline:
+            time.sleep(0.5)
+            status = connections(owners.bob, room_b).get(room_a, {}).get("status")
         if status != "active":
             raise BenchError(f"pair {index}: connection is {status!r} after both consents")
         return RoomPair(index, room_a, room_b)
