@@ -150,8 +150,8 @@ class CommandRunner:
     async def _act(self, event: EventBase, command: Command) -> str:
         assert command.room is not None
         if command.verb is Verb.REVOKE:
-            await self._actions.revoke(event.sender, event.room_id, command.room)
-            return notices.revoked(command.room)
+            ended = await self._actions.revoke(event.sender, event.room_id, command.room)
+            return notices.revoked(await self._label(ended.other_room_id))
         view = await self._actions.request(
             event.sender,
             event.room_id,
@@ -159,11 +159,12 @@ class CommandRunner:
             acknowledge=command.acknowledge,
             require_incoming=command.verb is Verb.APPROVE,
         )
+        label = await self._label(view.other_room_id)
         if view.status is Status.ACTIVE:
-            return notices.connected_to(command.room)
+            return notices.connected_to(label)
         if view.blocked_by:
-            return notices.consent_blocked(command.room, view.blocked_by)
-        return notices.awaiting_approval(command.room)
+            return notices.consent_blocked(label, view.blocked_by)
+        return notices.awaiting_approval(label)
 
     def _remote_sender_help(self, command: Command) -> str:
         assert command.room is not None

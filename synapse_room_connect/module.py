@@ -12,10 +12,12 @@ from synapse.module_api import ModuleApi
 from synapse_room_connect import synapse_compat
 from synapse_room_connect.actions import ConnectionActions
 from synapse_room_connect.bot import FerryBot
+from synapse_room_connect.command_queue import CommandQueue
 from synapse_room_connect.commands import CommandRunner
 from synapse_room_connect.config import RoomConnectConfig, parse_config
 from synapse_room_connect.connection_status import ConnectionStatus
 from synapse_room_connect.constants import HTTP_ROOT
+from synapse_room_connect.delivery import RequestDelivery
 from synapse_room_connect.expansion import Expander
 from synapse_room_connect.feed import Feed
 from synapse_room_connect.ferry import Ferry
@@ -26,6 +28,7 @@ from synapse_room_connect.reconcile import Reconciler, activation_position
 from synapse_room_connect.rooms import RoomReader, room_label
 from synapse_room_connect.router import EventRouter
 from synapse_room_connect.store import Store
+from synapse_room_connect.store_commands import CommandCursorStore
 
 logger = logging.getLogger(__name__)
 
@@ -52,14 +55,23 @@ class RoomConnectModule:
             activation_position=functools.partial(activation_position, api),
             on_connections_changed=self._ferry.connections_changed,
             approve_power_level=level,
+            request_notice=RequestDelivery(api, bot.user_id).requested_notice,
+        )
+        fetch_events = functools.partial(synapse_compat.get_events, api)
+        self._commands = CommandQueue(
+            api,
+            CommandCursorStore(api),
+            CommandRunner(api, bot, actions, label, level),
+            fetch_events,
+            bot.user_id,
         )
         self._router = EventRouter(
             api,
             bot,
             self._ferry,
             self._reconciler,
-            CommandRunner(api, bot, actions, label, level),
-            functools.partial(synapse_compat.get_events, api),
+            self._commands,
+            fetch_events,
         )
         # The module is loaded on every process; only one of them may act.
         self._is_acting_process = config.is_acting_process(api.worker_name)
@@ -104,7 +116,11 @@ class RoomConnectModule:
         await self._store.migrate()
         if self._is_acting_process:
             await self._router.start()
+            # Read right before the feed starts, with no wait between: the
+            # catch-up answers commands up to here, the feed those after.
+            self._commands.begin(synapse_compat.current_stream_position(self._api))
             self._feed.start()
+            await self._commands.catch_up()
             # Catch up on anything that changed while this process was down.
             await self._reconciler.reconcile_all()
             # Resume ferrying from each room's cursor: whatever was persisted

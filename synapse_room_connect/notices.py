@@ -61,15 +61,80 @@ def paused(label: str, blocked_by: Sequence[str]) -> str:
     )
 
 
-def requested(label: str, room_id: str, bot_user_id: str, blocked_by: Sequence[str]) -> str:
+def room_label(alias: str | None, name: str | None, room_id: str) -> str:
+    """How a room is named to people: its alias, else its name (with the ID,
+    since names are not unique), else its ID."""
+    if alias:
+        return alias
+    if name:
+        return f'"{name}" ({room_id})'
+    return room_id
+
+
+def _blocked_suffix(blocked_by: Sequence[str]) -> str:
+    if not blocked_by:
+        return ""
+    return " Blocked until both rooms acknowledge: " + _reasons(blocked_by, ", ") + "."
+
+
+def requested(label: str, this_room: str, bot_user_id: str, blocked_by: Sequence[str]) -> str:
+    """``this_room``: how the other room's admins name this one in a command
+    (alias, else ID)."""
     text = (
         f"Requested a connection from this room to {label}. It becomes active once "
-        f"an admin there approves it with `!connect approve {room_id}`"
+        f"an admin there approves it with `!connect approve {this_room}`"
         f" ({bot_user_id} must be able to join that room)."
     )
-    if blocked_by:
-        text += " Blocked until both rooms acknowledge: " + _reasons(blocked_by, ", ") + "."
-    return text
+    return text + _blocked_suffix(blocked_by)
+
+
+class JoinRefusal(enum.Enum):
+    """Why the bot could not enter the other room of a request."""
+
+    # Invite-only, knock or restricted, and nobody invited the bot.
+    NOT_INVITED = "not_invited"
+    BANNED = "banned"
+    # Its server did not answer, or does not know the room.
+    UNREACHABLE = "unreachable"
+    OTHER = "other"
+
+
+def request_undeliverable(
+    label: str,
+    this_room: str,
+    bot_user_id: str,
+    refusal: JoinRefusal,
+    detail: str,
+    blocked_by: Sequence[str],
+) -> str:
+    """A request the other room cannot see yet: why, and what its admins must do."""
+    approve = f"`!connect approve {this_room}`"
+    head = f"Requested a connection from this room to {label}, but "
+    if refusal is JoinRefusal.NOT_INVITED:
+        why = (
+            f"I ({bot_user_id}) cannot join {label}: it is invite-only (or private) and "
+            "nobody there has invited me, so its admins cannot see this request. "
+            f"An admin there must invite {bot_user_id}, then run {approve} in that room."
+        )
+    elif refusal is JoinRefusal.BANNED:
+        why = (
+            f"I ({bot_user_id}) cannot join {label}: I am banned there. An admin there "
+            f"must unban and invite {bot_user_id}, then run {approve} in that room."
+        )
+    elif refusal is JoinRefusal.UNREACHABLE:
+        why = (
+            f"I ({bot_user_id}) cannot reach {label}: its server did not answer or does "
+            f"not know that room ({detail}). Check the room's address (an alias, or the "
+            "room ID with a server that is in the room); once it is reachable, an admin "
+            f"there must invite {bot_user_id} if the room is not public, then run "
+            f"{approve} in that room."
+        )
+    else:
+        why = (
+            f"I ({bot_user_id}) could not join {label} ({detail}). An admin there must "
+            f"invite {bot_user_id}, then run {approve} in that room."
+        )
+    return head + why + _blocked_suffix(blocked_by)
 
 
 def incoming(label: str, other_room_id: str, approve_power_level: int) -> str:
@@ -165,3 +230,29 @@ class Misread(enum.Enum):
 
 def misread(kind: Misread, detail: str) -> str:
     return kind.value.format(detail)
+
+
+# ----------------------------------------------------------------------
+# Room upgrades
+
+
+def upgraded(old_label: str, new_label: str) -> str:
+    """In the other room, when a connected room was upgraded."""
+    return (
+        f"{old_label} was upgraded to {new_label}: the connection to the old room has "
+        f"ended and carries on with {new_label}, with no new approval needed here."
+    )
+
+
+def reconnect_after_upgrade(
+    old_label: str, new_label: str, new_room_id: str, other_room_id: str, content: dict[str, object]
+) -> str:
+    """In both rooms, when an upgrade could not carry the connection over by itself."""
+    path = f"/_matrix/client/v3/rooms/{new_room_id}/state/{CONNECTION_EVENT_TYPE}/{other_room_id}"
+    return (
+        f"{old_label} was upgraded to {new_label}, but the upgrade did not carry its "
+        f"connection with {other_room_id} over (the upgrader's server does not run "
+        f"room connections, or the upgrader lacks the power in the new room). To reconnect, "
+        f"an admin of {new_label} sends `!connect request {other_room_id}` there, or, from "
+        f"any server, this state event: PUT {path} {json.dumps(content)}"
+    )

@@ -9,7 +9,7 @@ decides whether a notice is due.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol
 
 import attrs
@@ -62,6 +62,10 @@ class Host(Protocol):
 
 # Stream position from which an activated connection ferries.
 ActivationPosition = Callable[[Side, Side], Awaitable[int]]
+# The requester's notice for (here, other, via, blocked_by): whether the bot
+# could reach the other room, and what its admins must do if not
+# (delivery.RequestDelivery.requested_notice).
+RequestNotice = Callable[[str, str, Sequence[str], Sequence[str]], Awaitable[str]]
 
 
 @attrs.define
@@ -74,6 +78,7 @@ class Reconciler:
     _activation_position: ActivationPosition = attrs.field(kw_only=True)
     _on_connections_changed: Callable[[], None] = attrs.field(kw_only=True)
     _approve_power_level: int = attrs.field(kw_only=True)
+    _request_notice: RequestNotice | None = attrs.field(kw_only=True, default=None)
     _pending: set[str] = attrs.field(init=False, factory=set)
     _draining: bool = attrs.field(init=False, default=False)
 
@@ -173,6 +178,9 @@ class Reconciler:
                 # A room changed (e.g. turned on encryption) under a live
                 # connection: say why it stopped rather than re-announcing a request.
                 await self._bot.notice(here, notices.paused(label, verdict.blocked_by))
+            elif self._request_notice is not None and consent is not None:
+                text = await self._request_notice(here, other, consent.via, verdict.blocked_by)
+                await self._bot.notice(here, text)
             else:
                 text = notices.requested(label, here, self._bot.user_id, verdict.blocked_by)
                 await self._bot.notice(here, text)

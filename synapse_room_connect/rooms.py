@@ -6,7 +6,7 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Final
 
-from synapse.module_api import EventBase, ModuleApi, RoomID
+from synapse.module_api import EventBase, ModuleApi
 from synapse.util.frozenutils import unfreeze
 
 from synapse_room_connect import metrics, synapse_compat
@@ -19,6 +19,7 @@ from synapse_room_connect.handshake import (
     is_empty_content,
     validate_content,
 )
+from synapse_room_connect.room_names import room_names
 
 logger = logging.getLogger(__name__)
 
@@ -125,9 +126,5 @@ def server_of(user_or_room_id: str) -> str | None:
 
 
 async def room_label(api: ModuleApi, room_id: str) -> str:
-    """The room's canonical alias if it has one, else its ID: for humans."""
-    try:
-        alias = await api.get_canonical_room_alias(RoomID.from_string(room_id))
-    except Exception:
-        alias = None
-    return alias.to_string() if alias is not None else room_id
+    """The room for humans: its canonical alias, else its name, else its ID."""
+    return (await room_names(api, room_id)).label

@@ -78,6 +78,17 @@ MIGRATIONS: Final[Sequence[Sequence[str]]] = (
         # on encryption) is announced once.
         "ALTER TABLE room_connect_connections ADD COLUMN mode TEXT",
     ),
+    (
+        # The stream position of the last `!connect` command answered, so
+        # commands sent while the acting process was down are answered once
+        # after it restarts (store_commands.py).
+        """
+        CREATE TABLE room_connect_command_cursor (
+            singleton CHAR(1) NOT NULL DEFAULT 'X' UNIQUE CHECK (singleton = 'X'),
+            stream_ordering BIGINT NOT NULL
+        )
+        """,
+    ),
 )
 
 SCHEMA_VERSION: Final = len(MIGRATIONS)
