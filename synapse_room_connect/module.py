@@ -25,6 +25,7 @@ from synapse_room_connect.guard import ConnectionEventGuard
 from synapse_room_connect.http import RoomConnectResource
 from synapse_room_connect.http_admin import build_admin_routes
 from synapse_room_connect.reconcile import Reconciler, activation_position
+from synapse_room_connect.room_names import alias_or_id
 from synapse_room_connect.rooms import RoomReader, room_label
 from synapse_room_connect.router import EventRouter
 from synapse_room_connect.store import Store
@@ -45,7 +46,8 @@ class RoomConnectModule:
         reader = RoomReader(api, level)
         status = ConnectionStatus(reader, self._store)
         actions = ConnectionActions(api, reader, status, bot, level)
-        self._ferry = Ferry(api, config, self._store, bot, reader, label)
+        pointer_label = functools.partial(alias_or_id, api)
+        self._ferry = Ferry(api, config, self._store, bot, reader, pointer_label)
         self._reconciler = Reconciler(
             api,
             self._store,

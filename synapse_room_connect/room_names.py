@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import logging
+from typing import Final
 
 import attrs
-from synapse.module_api import ModuleApi, RoomID
+from synapse.module_api import ModuleApi
 
 from synapse_room_connect import notices
 
 logger = logging.getLogger(__name__)
+
+_NAME_STATE: Final = (("m.room.canonical_alias", ""), ("m.room.name", ""))
 
 
 @attrs.frozen
@@ -31,21 +34,25 @@ class RoomNames:
 
 async def room_names(api: ModuleApi, room_id: str) -> RoomNames:
     """The alias and name this server knows for ``room_id``; a room it is not in
-    (or an ID it cannot parse) has neither."""
+    has neither. One state read, as the alias alone took: the ferry asks this
+    for every pointer."""
     try:
-        parsed = RoomID.from_string(room_id)
-    except Exception:
-        return RoomNames(room_id)
-    try:
-        alias = await api.get_canonical_room_alias(parsed)
-        state = await api.get_room_state(room_id, [("m.room.name", "")])
+        state = await api.get_room_state(room_id, _NAME_STATE)
     except Exception as e:
         logger.debug("No names for %s: %s", room_id, e)
         return RoomNames(room_id)
-    event = state.get(("m.room.name", ""))
-    name = event.content.get("name") if event is not None else None
+    alias_event = state.get(("m.room.canonical_alias", ""))
+    name_event = state.get(("m.room.name", ""))
+    alias = alias_event.content.get("alias") if alias_event is not None else None
+    name = name_event.content.get("name") if name_event is not None else None
     return RoomNames(
         room_id,
-        alias=alias.to_string() if alias is not None else None,
+        alias=alias if isinstance(alias, str) and alias.startswith("#") else None,
         name=name.strip() or None if isinstance(name, str) else None,
     )
+
+
+async def alias_or_id(api: ModuleApi, room_id: str) -> str:
+    """The room as pointers name it: its alias, else its ID (their text is
+    the ferry's rendering, which names rooms only by address)."""
+    return (await room_names(api, room_id)).ref
