@@ -17,6 +17,7 @@ from synapse_room_connect.handshake import (
 )
 from synapse_room_connect.rooms import server_of
 from synapse_room_connect.store import CachedConnection
+from synapse_room_connect.upgrades import Link, latest, predecessors
 
 
 class StateReader(Protocol):
@@ -29,6 +30,8 @@ class StateReader(Protocol):
     async def traits(self, room_id: str) -> RoomTraits | None: ...
 
     async def connection_events(self, room_id: str) -> dict[str, Any]: ...
+
+    async def link(self, room_id: str) -> Link: ...
 
 
 class CachedStatuses(Protocol):
@@ -52,6 +55,8 @@ class ConnectionView:
     via: tuple[str, ...]
     mode: Mode
     blocked_by: tuple[str, ...] = ()
+    # The other room's newest successor, when the other room was upgraded.
+    upgraded_to: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -63,6 +68,8 @@ class ConnectionView:
         }
         if self.blocked_by:
             body["blocked_by"] = list(self.blocked_by)
+        if self.upgraded_to is not None:
+            body["upgraded_to"] = self.upgraded_to
         return body
 
 
@@ -77,6 +84,10 @@ class Direction:
     verdict: Verdict
     # Servers that can reach the other room, best guess first.
     via: tuple[str, ...]
+    # Each room's newest successor, when it was upgraded (it then has no
+    # live connection: its own successor carries them on).
+    here_upgraded_to: str | None = None
+    there_upgraded_to: str | None = None
 
 
 @attrs.frozen
@@ -105,17 +116,49 @@ def via_to(other_room_id: str, here: Side, there: Side) -> tuple[str, ...]:
     return tuple(dict.fromkeys(s for s in servers if s))
 
 
+async def upgraded_to(reader: StateReader, room_id: str) -> str | None:
+    """The room's newest successor, or None if it was not upgraded."""
+    newest = await latest(room_id, reader.link)
+    if newest != room_id:
+        return newest
+    # Not confirmed (we cannot see the new room yet): what the tombstone says,
+    # which is only ever shown, never followed.
+    return (await reader.link(room_id)).replacement
+
+
+async def side_toward(reader: StateReader, room_id: str, other_room_id: str) -> Side:
+    """What ``room_id``'s state says about ``other_room_id``, upgrades included.
+
+    A tombstoned room consents to nothing: its successor carries its
+    connections on. A room without an event for ``other_room_id`` consents to
+    it if it consented to one of its confirmed predecessors: its admins agreed
+    to that conversation, and the other room's admins moved it by upgrading.
+    """
+    if (await reader.link(room_id)).tombstoned:
+        return Side(room_id, withdrawn=True)
+    side = await reader.side(room_id, other_room_id)
+    if side.consent is not None or side.withdrawn or not side.visible:
+        return side
+    for predecessor in await predecessors(other_room_id, reader.link):
+        earlier = await reader.side(room_id, predecessor)
+        if earlier.consent is not None or earlier.withdrawn:
+            return earlier
+    return side
+
+
 async def derive_pair(reader: StateReader, a: str, b: str) -> PairStatus:
     """Both directions of the pair ``a``, ``b`` from current state."""
-    side_a = await reader.side(a, b)
-    side_b = await reader.side(b, a)
+    side_a = await side_toward(reader, a, b)
+    side_b = await side_toward(reader, b, a)
     traits_a = await reader.traits(a)
     traits_b = await reader.traits(b)
     verdict_a = derive(side_a, side_b, traits_here=traits_a, traits_there=traits_b)
     verdict_b = derive(side_b, side_a, traits_here=traits_b, traits_there=traits_a)
+    next_a = await upgraded_to(reader, a) if side_a.withdrawn else None
+    next_b = await upgraded_to(reader, b) if side_b.withdrawn else None
     return PairStatus(
-        a=Direction(a, b, side_a, side_b, verdict_a, via_to(b, side_a, side_b)),
-        b=Direction(b, a, side_b, side_a, verdict_b, via_to(a, side_b, side_a)),
+        a=Direction(a, b, side_a, side_b, verdict_a, via_to(b, side_a, side_b), next_a, next_b),
+        b=Direction(b, a, side_b, side_a, verdict_b, via_to(a, side_b, side_a), next_b, next_a),
         mode=mode_for(traits_a, traits_b),
     )
 
@@ -124,7 +167,9 @@ async def connected_rooms(reader: StateReader, store: CachedStatuses, room_id: s
     """Rooms ``room_id`` has (or had) a connection with: its state and the cache."""
     others: set[str] = set()
     if await reader.visible(room_id):
-        others.update((await reader.connection_events(room_id)).keys())
+        for other in await reader.connection_events(room_id):
+            # A consent for a room counts for its successors: list the newest.
+            others.update({other, await latest(other, reader.link)})
     others.update(row.other_room_id for row in await store.cached_connections(room_id))
     others.discard(room_id)
     return sorted(others)
@@ -156,6 +201,7 @@ class ConnectionStatus:
             via=here.via,
             mode=pair.mode,
             blocked_by=here.verdict.blocked_by,
+            upgraded_to=here.there_upgraded_to,
         )
 
     async def list_for(self, room_id: str) -> list[ConnectionView]:

@@ -30,6 +30,7 @@ from synapse_room_connect.rooms import RoomReader, room_label
 from synapse_room_connect.router import EventRouter
 from synapse_room_connect.store import Store
 from synapse_room_connect.store_commands import CommandCursorStore
+from synapse_room_connect.upgrade_follow import UpgradeFollower
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +58,7 @@ class RoomConnectModule:
             activation_position=functools.partial(activation_position, api),
             on_connections_changed=self._ferry.connections_changed,
             approve_power_level=level,
+            upgrades=UpgradeFollower(api, reader, bot, label),
             request_notice=RequestDelivery(api, bot.user_id).requested_notice,
         )
         fetch_events = functools.partial(synapse_compat.get_events, api)

@@ -8,6 +8,7 @@ decides whether a notice is due.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol
@@ -60,6 +61,12 @@ class Host(Protocol):
     ) -> object: ...
 
 
+class Upgrades(Protocol):
+    """Carrying a room's connections over to its successor (upgrade_follow.py)."""
+
+    async def follow(self, old_room: str) -> None: ...
+
+
 # Stream position from which an activated connection ferries.
 ActivationPosition = Callable[[Side, Side], Awaitable[int]]
 # The requester's notice for (here, other, via, blocked_by): whether the bot
@@ -78,6 +85,7 @@ class Reconciler:
     _activation_position: ActivationPosition = attrs.field(kw_only=True)
     _on_connections_changed: Callable[[], None] = attrs.field(kw_only=True)
     _approve_power_level: int = attrs.field(kw_only=True)
+    _upgrades: Upgrades | None = attrs.field(kw_only=True, default=None)
     _request_notice: RequestNotice | None = attrs.field(kw_only=True, default=None)
     _pending: set[str] = attrs.field(init=False, factory=set)
     _draining: bool = attrs.field(init=False, default=False)
@@ -88,6 +96,19 @@ class Reconciler:
         if not self._draining:
             self._draining = True
             self._host.run_as_background_process("room_connect_reconcile", self.drain)
+
+    def room_upgraded(self, room_id: str) -> None:
+        """A tombstone in ``room_id``: its connections end, its successor's begin."""
+        self.room_changed(room_id)
+        if self._upgrades is not None:
+            follow = functools.partial(self._follow_upgrade, self._upgrades, room_id)
+            self._host.run_as_background_process("room_connect_upgrade", follow)
+
+    async def _follow_upgrade(self, upgrades: Upgrades, room_id: str) -> None:
+        try:
+            await upgrades.follow(room_id)
+        except Exception:
+            logger.exception("Failed to carry the connections of %s over to its successor", room_id)
 
     async def reconcile_all(self) -> None:
         rooms = {row.room_id for row in await self._store.cached_connections()}
@@ -171,6 +192,8 @@ class Reconciler:
             joined = await self._bot.join(here, via, inviter)
             if not joined or not changed:
                 return
+            if status is not Status.ACTIVE and _inherited(direction):
+                return  # a room was upgraded: upgrade_follow.py tells the rooms
             label = await self._label(other)
             if status is Status.ACTIVE:
                 await self._bot.notice(here, notices.connected(label, mode))
@@ -189,16 +212,29 @@ class Reconciler:
                 return
             # Only rooms that let the bot in (public, or it was invited) hear
             # about a request; nobody can make the bot enter a private room.
-            if not await self._bot.join(here, via, None):
+            if not await self._bot.join(here, via, None) or _inherited(direction):
                 return
             label = await self._label(other)
             text = notices.incoming(label, other, self._approve_power_level)
             await self._bot.notice(here, text)
         elif status is Status.REVOKED:
             was_live = old in (Status.ACTIVE, Status.REQUESTED, Status.INCOMING)
+            if direction.here_upgraded_to is not None:
+                # The bot cannot post in a tombstoned room, and stays so the
+                # upgrade chain stays readable to this server.
+                return
             if changed and was_live and await self._bot.membership(here) == "join":
-                await self._bot.notice(here, notices.ended(await self._label(other)))
-            await self._leave_if_unneeded(here)
+                label = await self._label(other)
+                successor = direction.there_upgraded_to
+                text = (
+                    notices.ended(label)
+                    if successor is None
+                    else notices.upgraded(label, await self._label(successor))
+                )
+                await self._bot.notice(here, text)
+            if direction.there_upgraded_to is None:
+                # Otherwise the bot stays for the connection with the successor.
+                await self._leave_if_unneeded(here)
 
     async def _announce_mode_switch(self, pair: PairStatus, prev_a: Previous) -> None:
         stayed_active = pair.a.verdict.status is Status.ACTIVE and prev_a.status is Status.ACTIVE
@@ -218,6 +254,14 @@ class Reconciler:
             if row.ferry == self._bot.user_id and row.status is not Status.REVOKED:
                 return
         await self._bot.leave(room_id)
+
+
+def _inherited(direction: Direction) -> bool:
+    """Whether a consent counts for this pair only through a room upgrade."""
+    here, there = direction.here.consent, direction.there.consent
+    return (here is not None and here.other_room_id != direction.other_room_id) or (
+        there is not None and there.other_room_id != direction.room_id
+    )
 
 
 def _join_via(direction: Direction) -> list[str]:

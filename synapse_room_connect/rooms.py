@@ -20,6 +20,7 @@ from synapse_room_connect.handshake import (
     validate_content,
 )
 from synapse_room_connect.room_names import room_names
+from synapse_room_connect.upgrades import Link, predecessor_in, replacement_in
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +33,7 @@ TRAIT_EVENT_TYPES: Final = frozenset(
     {"m.room.encryption", "m.room.join_rules", "m.room.history_visibility"}
 )
 _TRAIT_STATE: Final = tuple((etype, "") for etype in sorted(TRAIT_EVENT_TYPES))
+_LINK_STATE: Final = (("m.room.tombstone", ""), ("m.room.create", ""))
 
 
 def traits_from_state(state: StateMap) -> RoomTraits:
@@ -116,6 +118,20 @@ class RoomReader:
                 sender=event.sender,
                 event_id=event.event_id,
             ),
+        )
+
+    async def link(self, room_id: str) -> Link:
+        """What the room's state says about upgrades (nothing if we cannot see it)."""
+        if not await self.visible(room_id):
+            return Link(room_id)
+        state = await self._api.get_room_state(room_id, _LINK_STATE)
+        tombstone = state.get(("m.room.tombstone", ""))
+        create = state.get(("m.room.create", ""))
+        return Link(
+            room_id,
+            replacement=None if tombstone is None else replacement_in(tombstone.content),
+            predecessor=None if create is None else predecessor_in(create.content),
+            tombstone_sender=None if tombstone is None else tombstone.sender,
         )
 
 

@@ -20,6 +20,8 @@ from synapse_room_connect.constants import CONNECTION_EVENT_TYPE
 from synapse_room_connect.rooms import TRAIT_EVENT_TYPES
 from synapse_room_connect.store import NewEvent
 
+TOMBSTONE_EVENT_TYPE = "m.room.tombstone"
+
 logger = logging.getLogger(__name__)
 
 # Time for Synapse to finish storing a federated invite before the bot joins.
@@ -56,6 +58,8 @@ class FerryTrigger(Protocol):
 
 class Reconciliation(Protocol):
     def room_changed(self, room_id: str) -> None: ...
+
+    def room_upgraded(self, room_id: str) -> None: ...
 
 
 class Commands(Protocol):
@@ -114,6 +118,8 @@ class EventRouter:
                     self._reconciler.room_changed(event.room_id)
             elif etype in TRAIT_EVENT_TYPES:
                 self._reconciler.room_changed(event.room_id)
+            elif etype == TOMBSTONE_EVENT_TYPE and event.state_key == "":
+                self._reconciler.room_upgraded(event.room_id)
         if any(e.type == "m.room.member" and e.state_key == bot for e in events):
             self._bot_rooms = await self._bot.rooms_with_membership()
         if messages:

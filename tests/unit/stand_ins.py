@@ -12,6 +12,7 @@ import attrs
 
 from synapse_room_connect.handshake import Consent, Mode, RoomTraits, Side, Status
 from synapse_room_connect.store import CachedConnection, Previous
+from synapse_room_connect.upgrades import Link
 
 
 @attrs.define
@@ -61,6 +62,17 @@ class MemoryRooms:
         self.withdrawn: set[tuple[str, str]] = set()
         self.traits_of: dict[str, RoomTraits] = {}
         self.invisible: set[str] = set()
+        self.links: dict[str, Link] = {}
+
+    def upgrade(self, old: str, new: str, sender: str = "@admin:hs") -> None:
+        """``old`` tombstoned for ``new``, which names ``old`` as its predecessor."""
+        self.links[old] = attrs.evolve(
+            self.links.get(old, Link(old)), replacement=new, tombstone_sender=sender
+        )
+        self.links[new] = attrs.evolve(self.links.get(new, Link(new)), predecessor=old)
+
+    async def link(self, room_id: str) -> Link:
+        return self.links.get(room_id, Link(room_id))
 
     def consent(self, room_id: str, other: str, sender: str, ferry: str) -> None:
         self.withdrawn.discard((room_id, other))

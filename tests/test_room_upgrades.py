@@ -1,0 +1,172 @@
+"""Room upgrades under a connection: the successor carries it on, with no new
+approval from the other side (docs/msc2923.md, "Room upgrades")."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from harness import CertificateAuthority, Homeserver, HomeserverFactory
+from harness.client import CLIENT_V3, MatrixClient
+from harness.connect_api import (
+    CONNECTION,
+    connect,
+    connections,
+    unique,
+    wait_for_membership,
+    wait_for_notice,
+)
+from harness.ferry_helpers import (
+    POINTER,
+    barrier,
+    connected_across,
+    connected_pair,
+    pointers_in,
+    wait_for_pointer,
+)
+from harness.synapse import start_together
+
+TIMEOUT = 90
+
+
+def upgrade(client: MatrixClient, room_id: str) -> str:
+    path = f"{CLIENT_V3}/rooms/{room_id.replace('!', '%21')}/upgrade"
+    replacement: str = client.request("POST", path, {"new_version": "12"})["replacement_room"]
+    return replacement
+
+
+def ferried(client: MatrixClient, room_id: str, original_id: str) -> int:
+    return sum(
+        1 for p in pointers_in(client, room_id) if p["content"][POINTER]["event_id"] == original_id
+    )
+
+
+def check_both_ways(x: MatrixClient, room_x: str, y: MatrixClient, room_y: str) -> None:
+    """A message each way crosses, exactly once."""
+    there = x.send_message(room_x, unique("from x"))
+    back = y.send_message(room_y, unique("from y"))
+    wait_for_pointer(y, room_y, there, timeout=TIMEOUT)
+    wait_for_pointer(x, room_x, back, timeout=TIMEOUT)
+    barrier(x, room_x)
+    barrier(y, room_y)
+    assert ferried(y, room_y, there) == 1
+    assert ferried(x, room_x, back) == 1
+
+
+def check_moved(client: MatrixClient, room: str, old: str, new: str, bot: str) -> None:
+    """``room`` heard of the upgrade and lists the successor, not the old room, as live."""
+    wait_for_notice(client, room, bot, "was upgraded to", timeout=TIMEOUT)
+    listed = connections(client, room)
+    assert listed[new]["status"] == "active"
+    assert listed[old]["status"] == "revoked"
+    assert listed[old]["upgraded_to"] == new
+
+
+def test_upgrade_of_a_then_of_b(homeserver: Homeserver) -> None:
+    pair = connected_pair(homeserver)
+    alice, bob, bot = pair.alice, pair.bob, pair.bot
+    before = bob.send_message(pair.room_b, "before the upgrade")
+    wait_for_pointer(alice, pair.room_a, before, timeout=TIMEOUT)
+
+    room_a2 = upgrade(alice, pair.room_a)
+    wait_for_notice(alice, room_a2, bot, "now connected", timeout=TIMEOUT)
+    check_moved(bob, pair.room_b, pair.room_a, room_a2, bot)
+    check_both_ways(alice, room_a2, bob, pair.room_b)
+    # A reply to an event whose pointer is in the old room: no counterpart in
+    # the new one, so it crosses without the relation rather than not at all.
+    reply = bob.send_message(
+        pair.room_b, "a late reply", **{"m.relates_to": {"m.in_reply_to": {"event_id": before}}}
+    )
+    pointer = wait_for_pointer(alice, room_a2, reply, timeout=TIMEOUT)
+    assert "m.relates_to" not in pointer["content"]
+
+    room_b2 = upgrade(bob, pair.room_b)
+    wait_for_notice(bob, room_b2, bot, "now connected", timeout=TIMEOUT)
+    check_moved(alice, room_a2, pair.room_b, room_b2, bot)
+    check_both_ways(alice, room_a2, bob, room_b2)
+
+
+def test_upgrade_of_b_then_of_a(homeserver: Homeserver) -> None:
+    pair = connected_pair(homeserver)
+    alice, bob, bot = pair.alice, pair.bob, pair.bot
+
+    room_b2 = upgrade(bob, pair.room_b)
+    wait_for_notice(bob, room_b2, bot, "now connected", timeout=TIMEOUT)
+    check_moved(alice, pair.room_a, pair.room_b, room_b2, bot)
+    check_both_ways(alice, pair.room_a, bob, room_b2)
+
+    room_a2 = upgrade(alice, pair.room_a)
+    wait_for_notice(alice, room_a2, bot, "now connected", timeout=TIMEOUT)
+    check_moved(bob, room_b2, pair.room_a, room_a2, bot)
+    check_both_ways(alice, room_a2, bob, room_b2)
+
+
+@pytest.mark.federation
+def test_upgrade_across_homeservers(federation: tuple[Homeserver, Homeserver]) -> None:
+    """B on hs2 is upgraded while hs1's bot is the ferry: hs2's module brings that
+    bot into the successor and consents there as the upgrader."""
+    hs1, hs2 = federation
+    pair = connected_across(hs1, hs2)
+    alice, bob, bot = pair.alice, pair.bob, pair.bot
+
+    room_b2 = upgrade(bob, pair.room_b)
+    wait_for_notice(bob, room_b2, bot, "now connected", timeout=TIMEOUT)
+    check_moved(alice, pair.room_a, pair.room_b, room_b2, bot)
+    check_both_ways(alice, pair.room_a, bob, room_b2)
+
+    room_a2 = upgrade(alice, pair.room_a)
+    wait_for_notice(bob, room_b2, bot, "was upgraded to", timeout=TIMEOUT)
+    wait_for_notice(alice, room_a2, bot, "now connected", timeout=TIMEOUT)
+    check_both_ways(alice, room_a2, bob, room_b2)
+
+
+@pytest.fixture
+def with_plain_server(harness_dir: Path) -> Iterator[tuple[Homeserver, Homeserver]]:
+    """hs1 with the module, and a federating homeserver without it."""
+    ca = CertificateAuthority(harness_dir / "plain-federation-ca")
+    factory = HomeserverFactory(harness_dir)
+    try:
+        servers = (
+            factory(name="with-module", ca=ca, start=False),
+            factory(name="plain", ca=ca, start=False, config_overrides={"modules": []}),
+        )
+        start_together(servers)
+        yield servers
+    finally:
+        factory.destroy_all()
+
+
+@pytest.mark.federation
+def test_upgrade_on_a_server_without_the_module(
+    with_plain_server: tuple[Homeserver, Homeserver],
+) -> None:
+    """Nobody carries the consent over: both rooms are told the exact command,
+    and running it reconnects them."""
+    hs1, plain = with_plain_server
+    bot: str = hs1.info()["bot_user_id"]
+    alice = hs1.register(unique("alice"), displayname="Alice")
+    bob = plain.register(unique("bob"), displayname="Bob")
+    # Public, so the bot can enter the successor to post there.
+    room_a = alice.create_room(name="A", preset="public_chat")
+    room_b = bob.create_room(name="B", preset="public_chat")
+    connect(alice, room_a, room_b, via=[plain.server_name])
+    wait_for_membership(bob, room_b, bot, "join", timeout=TIMEOUT)
+    content = {"room_id": room_a, "via": [hs1.server_name], "ferry": bot}
+    bob.send_state(room_b, CONNECTION, room_a, content)
+    wait_for_notice(alice, room_a, bot, "now connected", timeout=TIMEOUT)
+
+    room_b2 = upgrade(bob, room_b)
+    told_a = wait_for_notice(alice, room_a, bot, "did not carry", timeout=TIMEOUT)
+    told_b2 = wait_for_notice(bob, room_b2, bot, "did not carry", timeout=TIMEOUT)
+    text = told_a["content"]["body"]
+    assert text == told_b2["content"]["body"]
+    path = f"/_matrix/client/v3/rooms/{room_b2}/state/{CONNECTION}/{room_a}"
+    assert path in text
+    # The command as given, run by the new room's admin, reconnects.
+    bob.send_state(room_b2, CONNECTION, room_a, json.loads(text.split(path, 1)[1]))
+    wait_for_notice(alice, room_a, bot, "now connected", timeout=TIMEOUT)
+    assert connections(alice, room_a)[room_b2]["status"] == "active"
+    check_both_ways(alice, room_a, bob, room_b2)
