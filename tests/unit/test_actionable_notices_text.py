@@ -1,0 +1,96 @@
+"""Texts that name rooms for people, and that say why a request cannot reach
+the other room and who must do what."""
+
+from __future__ import annotations
+
+import pytest
+from synapse.api.errors import SynapseError
+
+from synapse_room_connect import notices
+from synapse_room_connect.constants import ACK_VISIBILITY
+from synapse_room_connect.delivery import Undeliverable, classify_join_error
+from synapse_room_connect.notices import JoinRefusal
+from synapse_room_connect.room_names import RoomNames
+
+BOT = "@room-connect:hs"
+
+
+def test_a_room_is_named_by_alias_then_name_then_id() -> None:
+    assert notices.room_label("#b:hs", "Lobby", "!b:hs") == "#b:hs"
+    assert notices.room_label(None, "Lobby", "!b:hs") == '"Lobby" (!b:hs)'
+    assert notices.room_label(None, None, "!b:hs") == "!b:hs"
+
+
+def test_a_command_names_a_room_by_address_never_by_name() -> None:
+    assert RoomNames("!b:hs", alias="#b:hs", name="Lobby").ref == "#b:hs"
+    assert RoomNames("!b:hs", name="Lobby").ref == "!b:hs"
+    assert RoomNames("!b:hs", name="Lobby").label == '"Lobby" (!b:hs)'
+
+
+def test_not_invited_says_who_must_invite_whom_and_what_to_run() -> None:
+    text = notices.request_undeliverable(
+        "#other:hs", "#this:hs", BOT, JoinRefusal.NOT_INVITED, "403: no", ()
+    )
+    assert text == (
+        "Requested a connection from this room to #other:hs, but I (@room-connect:hs) "
+        "cannot join #other:hs: it is invite-only (or private) and nobody there has "
+        "invited me, so its admins cannot see this request. An admin there must invite "
+        "@room-connect:hs, then run `!connect approve #this:hs` in that room."
+    )
+
+
+def test_unreachable_is_told_apart_from_not_invited() -> None:
+    text = notices.request_undeliverable(
+        "!x:gone", "#this:hs", BOT, JoinRefusal.UNREACHABLE, "502: no server", ()
+    )
+    assert "cannot reach !x:gone: its server did not answer" in text
+    assert "(502: no server)" in text
+    assert "invite-only" not in text
+    assert "`!connect approve #this:hs`" in text
+
+
+@pytest.mark.parametrize(
+    ("refusal", "expected"),
+    [
+        (JoinRefusal.BANNED, "I am banned there"),
+        (JoinRefusal.OTHER, "could not join #o:hs (500: boom)"),
+    ],
+)
+def test_other_refusals_still_say_what_to_do(refusal: JoinRefusal, expected: str) -> None:
+    text = notices.request_undeliverable("#o:hs", "!t:hs", BOT, refusal, "500: boom", ())
+    assert expected in text
+    assert f"invite {BOT}" in text
+    assert "`!connect approve !t:hs`" in text
+
+
+def test_blockers_are_added_to_an_undeliverable_request() -> None:
+    text = notices.request_undeliverable(
+        "#o:hs", "#t:hs", BOT, JoinRefusal.NOT_INVITED, "", (ACK_VISIBILITY,)
+    )
+    assert text.endswith(
+        "Blocked until both rooms acknowledge: one room is public or world-readable "
+        "and the other is not."
+    )
+
+
+@pytest.mark.parametrize(
+    ("error", "refusal"),
+    [
+        (SynapseError(403, "You are not invited to this room."), JoinRefusal.NOT_INVITED),
+        (SynapseError(403, "You are banned from this room"), JoinRefusal.BANNED),
+        (SynapseError(404, "No known servers"), JoinRefusal.UNREACHABLE),
+        (SynapseError(502, "Failed to make_join via any server"), JoinRefusal.UNREACHABLE),
+        (SynapseError(400, "Unsupported room version"), JoinRefusal.OTHER),
+        (RuntimeError("surprise"), JoinRefusal.OTHER),
+    ],
+)
+def test_join_errors_are_classified(error: Exception, refusal: JoinRefusal) -> None:
+    found = classify_join_error(error)
+    assert found.refusal is refusal
+    assert found.detail
+
+
+def test_the_detail_keeps_synapses_words() -> None:
+    assert classify_join_error(SynapseError(502, "no way")) == Undeliverable(
+        JoinRefusal.UNREACHABLE, "502: no way"
+    )
