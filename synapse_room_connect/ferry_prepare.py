@@ -23,6 +23,7 @@ from synapse_room_connect.pointers import (
     render,
     render_state,
 )
+from synapse_room_connect.upgrades import predecessor_in
 
 _FERRIED_TYPES: Final = frozenset({"m.room.message", "m.sticker", "m.reaction", "m.room.redaction"})
 
@@ -112,13 +113,28 @@ class CounterpartPreparer:
         # Only the bot's own pointers can be edited by the bot.
         pointer_id = await self._lookup.pointer_for(edited, target)
         if pointer_id is None:
-            return None
+            return await self._edit_after_upgrade(event, content, edited, target)
         original = await synapse_compat.get_event(self._api, edited)
         if original is None or original.sender != event.sender:
             return None  # clients ignore edits by anyone but the author; so do we
         renewed = render(await self._original(original, new_content), self._config.fallback_mode)
         edit = edit_content(renewed, pointer_id, await self._original(event, content))
         return Counterpart("m.room.message", edit, CounterpartKind.EDIT)
+
+    async def _edit_after_upgrade(
+        self, event: EventBase, content: dict[str, Any], edited: str, target: str
+    ) -> Counterpart | None:
+        """An edit of a message whose pointer is in the room ``target`` replaced:
+        there is no pointer here to edit, so the edit crosses as a message of its
+        own (its fallback text), rather than not at all."""
+        create = (await self._api.get_room_state(target, [("m.room.create", "")])).get(
+            ("m.room.create", "")
+        )
+        predecessor = None if create is None else predecessor_in(create.content)
+        if predecessor is None or await self._lookup.pointer_for(edited, predecessor) is None:
+            return None
+        pointer = render(await self._original(event, content), self._config.fallback_mode)
+        return Counterpart("m.room.message", pointer, CounterpartKind.MESSAGE)
 
     async def _reaction(self, relates: dict[str, Any], target: str) -> Counterpart | None:
         if relates.get("rel_type") != "m.annotation" or not isinstance(relates.get("key"), str):

@@ -25,6 +25,7 @@ from harness.ferry_helpers import (
     connected_across,
     connected_pair,
     pointers_in,
+    send_edit,
     wait_for_pointer,
 )
 from harness.synapse import start_together
@@ -82,6 +83,11 @@ def test_upgrade_of_a_then_of_b(homeserver: Homeserver) -> None:
     )
     pointer = wait_for_pointer(alice, room_a2, reply, timeout=TIMEOUT)
     assert "m.relates_to" not in pointer["content"]
+    # An edit of it has no pointer to edit there: it crosses as its own message.
+    edit = send_edit(bob, pair.room_b, before, "before, edited")
+    pointer = wait_for_pointer(alice, room_a2, edit, timeout=TIMEOUT)
+    assert "m.relates_to" not in pointer["content"]
+    assert pointer["content"]["body"].endswith("* before, edited")
 
     room_b2 = upgrade(bob, pair.room_b)
     wait_for_notice(bob, room_b2, bot, "now connected", timeout=TIMEOUT)
