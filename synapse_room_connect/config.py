@@ -16,6 +16,7 @@ import attrs
 import jsonschema
 
 from synapse_room_connect.constants import CONNECTION_EVENT_TYPE, DEFAULT_BOT_LOCALPART
+from synapse_room_connect.sharding import MAIN_PROCESS, FerryInstances
 
 # Never ferried, whatever the config says: membership is per room by nature,
 # and connection events are the protocol itself.
@@ -41,9 +42,20 @@ CONFIG_SCHEMA: dict[str, Any] = {
         },
         "bot_displayname": {"type": "string", "minLength": 1, "maxLength": 256},
         "worker": {
-            "type": ["string", "null"],
-            "minLength": 1,
-            "description": "worker_name of the process that ferries; null for the main process",
+            "description": (
+                "worker_name of the process that acts (null: the main process), or a"
+                " list of them that share the ferry; the first also coordinates"
+            ),
+            "oneOf": [
+                {"type": "null"},
+                {"type": "string", "minLength": 1},
+                {
+                    "type": "array",
+                    "minItems": 1,
+                    "uniqueItems": True,
+                    "items": {"type": "string", "minLength": 1},
+                },
+            ],
         },
         "approve_power_level": {"type": "integer", "minimum": 0, "maximum": 2**53 - 1},
         "fallback_mode": {"enum": [m.value for m in FallbackMode]},
@@ -82,8 +94,8 @@ class Limits:
 class RoomConnectConfig:
     bot_localpart: str = DEFAULT_BOT_LOCALPART
     bot_displayname: str = "Room connections"
-    # None means the main process; any other value is a ``worker_name``.
-    worker: str | None = None
+    # The processes that ferry, from the ``worker`` option; the first coordinates.
+    ferry_instances: FerryInstances = attrs.field(factory=FerryInstances)
     approve_power_level: int = 100
     fallback_mode: FallbackMode = FallbackMode.COPY
     limits: Limits = Limits()
@@ -93,9 +105,16 @@ class RoomConnectConfig:
     def is_ignored_sender(self, user_id: str) -> bool:
         return any(pattern.fullmatch(user_id) for pattern in self.ignore_users)
 
+    @property
+    def worker(self) -> str | None:
+        """``worker_name`` of the coordinator; None for the main process."""
+        coordinator = self.ferry_instances.coordinator
+        return None if coordinator == MAIN_PROCESS else coordinator
+
     def is_acting_process(self, worker_name: str | None) -> bool:
-        """Whether the process called ``worker_name`` is the one that acts."""
-        return self.worker == worker_name
+        """Whether the process called ``worker_name`` reconciles, accepts
+        invites and answers commands (the coordinator)."""
+        return self.ferry_instances.is_coordinator(worker_name)
 
 
 def parse_config(raw: Mapping[str, Any] | None) -> RoomConnectConfig:
@@ -109,7 +128,7 @@ def parse_config(raw: Mapping[str, Any] | None) -> RoomConnectConfig:
     return RoomConnectConfig(
         bot_localpart=raw.get("bot_localpart", defaults.bot_localpart),
         bot_displayname=raw.get("bot_displayname", defaults.bot_displayname),
-        worker=raw.get("worker", defaults.worker),
+        ferry_instances=FerryInstances.from_option(raw.get("worker")),
         approve_power_level=raw.get("approve_power_level", defaults.approve_power_level),
         fallback_mode=FallbackMode(raw.get("fallback_mode", defaults.fallback_mode.value)),
         limits=Limits(**raw.get("limits", {})),
