@@ -17,7 +17,7 @@ from synapse_room_connect import synapse_compat
 from synapse_room_connect.bot import FerryBot
 from synapse_room_connect.connection_status import ConnectionStatus, ConnectionView
 from synapse_room_connect.constants import CONNECTION_EVENT_TYPE
-from synapse_room_connect.handshake import is_empty_content
+from synapse_room_connect.handshake import Status, is_empty_content
 from synapse_room_connect.rooms import RoomReader, server_of
 
 
@@ -131,7 +131,10 @@ class ConnectionActions:
         await self.require_power(room_id, user_id)
         other, _ = await self.resolve_room(other_ref, via=[self._api.server_name])
         existing = (await self._reader.connection_events(room_id)).get(other)
-        if existing is None or is_empty_content(existing.content):
+        # A consent for a room counts for its successors too (room upgrades):
+        # revoking one of those sends a "{}" naming it, which wins.
+        none_here = existing is None or is_empty_content(existing.content)
+        if none_here and (await self._status.view(room_id, other)).status is Status.REVOKED:
             raise SynapseError(404, f"This room has no connection to {other_ref}.", Codes.NOT_FOUND)
         await self._send_connection_state(user_id, room_id, other, {})
         return await self._status.view(room_id, other)

@@ -15,6 +15,7 @@ from harness.connect_api import (
     CONNECTION,
     connect,
     connections,
+    revoke,
     unique,
     wait_for_membership,
     wait_for_notice,
@@ -93,6 +94,10 @@ def test_upgrade_of_a_then_of_b(homeserver: Homeserver) -> None:
     wait_for_notice(bob, room_b2, bot, "now connected", timeout=TIMEOUT)
     check_moved(alice, room_a2, pair.room_b, room_b2, bot)
     check_both_ways(alice, room_a2, bob, room_b2)
+    # A2's consent names B; its successor is still revoked from A2 by name.
+    revoke(alice, room_a2, room_b2)
+    wait_for_notice(bob, room_b2, bot, "has ended", timeout=TIMEOUT)
+    assert connections(alice, room_a2)[room_b2]["status"] == "revoked"
 
 
 def test_upgrade_of_b_then_of_a(homeserver: Homeserver) -> None:
