@@ -44,6 +44,7 @@ class Ferry:
         bot: FerryBot,
         reader: RoomReader,
         label: Callable[[str], Awaitable[str]],
+        owns: Callable[[str, str], bool] = lambda _a, _b: True,
     ) -> None:
         self._api = api
         self._bot = bot
@@ -57,7 +58,9 @@ class Ferry:
             server_name=api.server_name,
             clock_ms=api.get_current_time_msec,
         )
-        self._scheduler = FerryScheduler(store, reader, batches, bot.user_id, api.server_name)
+        self._scheduler = FerryScheduler(
+            store, reader, batches, bot.user_id, api.server_name, owns=owns
+        )
         self._running = False
         self._woken = False
         self._device_ready = False

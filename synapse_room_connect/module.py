@@ -25,9 +25,11 @@ from synapse_room_connect.guard import ConnectionEventGuard
 from synapse_room_connect.http import RoomConnectResource
 from synapse_room_connect.http_admin import build_admin_routes
 from synapse_room_connect.reconcile import Reconciler, activation_position
+from synapse_room_connect.replicated_signal import replicated_signal
 from synapse_room_connect.room_names import alias_or_id
 from synapse_room_connect.rooms import RoomReader, room_label
 from synapse_room_connect.router import EventRouter
+from synapse_room_connect.sharding import instance_name
 from synapse_room_connect.store import Store
 from synapse_room_connect.store_commands import CommandCursorStore
 from synapse_room_connect.upgrade_follow import UpgradeFollower
@@ -48,7 +50,26 @@ class RoomConnectModule:
         status = ConnectionStatus(reader, self._store)
         actions = ConnectionActions(api, reader, status, bot, level)
         pointer_label = functools.partial(alias_or_id, api)
-        self._ferry = Ferry(api, config, self._store, bot, reader, pointer_label)
+        instances = config.ferry_instances
+        self._instances = instances
+        # Every listed process ferries its share; the first alone also
+        # reconciles, accepts invites and answers commands (sharding.py).
+        self._is_acting_process = instances.is_coordinator(api.worker_name)
+        self._ferries = instances.ferries(api.worker_name)
+        self._ferry = Ferry(
+            api,
+            config,
+            self._store,
+            bot,
+            reader,
+            pointer_label,
+            owns=functools.partial(instances.owns, api.worker_name),
+        )
+        self._ferry_started = False
+        # Registered on every process, or replication would not reach it.
+        self._announce_connections_changed = replicated_signal(
+            api, "room_connect_connections_changed", self._on_connections_announced
+        )
         self._reconciler = Reconciler(
             api,
             self._store,
@@ -56,7 +77,7 @@ class RoomConnectModule:
             bot,
             label=label,
             activation_position=functools.partial(activation_position, api),
-            on_connections_changed=self._ferry.connections_changed,
+            on_connections_changed=self._connections_changed,
             approve_power_level=level,
             upgrades=UpgradeFollower(api, reader, bot, label),
             request_notice=RequestDelivery(api, bot.user_id).requested_notice,
@@ -76,9 +97,8 @@ class RoomConnectModule:
             self._reconciler,
             self._commands,
             fetch_events,
+            coordinator=self._is_acting_process,
         )
-        # The module is loaded on every process; only one of them may act.
-        self._is_acting_process = config.is_acting_process(api.worker_name)
 
         expander = Expander(api, self._store, config.ferry_state_events)
         admin_routes = build_admin_routes(api, self._store, bot, actions, level)
@@ -106,10 +126,11 @@ class RoomConnectModule:
         # the log at start-up rather than on the first connection.
         api.delayed_background_call(0, self._start, desc="room_connect_start")
         logger.info(
-            "synapse_room_connect loaded: bot %s, acting process %s (this is %s)",
+            "synapse_room_connect loaded: bot %s, ferry on %s, coordinator %s (this is %s)",
             bot.user_id,
-            config.worker or "main",
-            api.worker_name or "main",
+            ", ".join(instances.names),
+            instances.coordinator,
+            instance_name(api.worker_name),
         )
 
     @staticmethod
@@ -127,6 +148,26 @@ class RoomConnectModule:
             await self._commands.catch_up()
             # Catch up on anything that changed while this process was down.
             await self._reconciler.reconcile_all()
+        elif self._ferries:
+            self._feed.start()
+        if self._ferries:
             # Resume ferrying from each room's cursor: whatever was persisted
             # while this process was down (or mid-crash) goes out now.
+            self._ferry_started = True
             self._ferry.wake()
+
+    def _connections_changed(self) -> None:
+        """The coordinator changed the connections cache (reconcile.py)."""
+        self._ferry.connections_changed()
+        if self._instances.sharded:
+            # The other ferry processes cannot see this process's memory, and
+            # their feeds may read the connection event before the cache row
+            # is written; this signal is sent after that write commits.
+            self._api.run_as_background_process(
+                "room_connect_announce_connections", self._announce_connections_changed
+            )
+
+    def _on_connections_announced(self) -> None:
+        """On every process: some process changed the connections cache."""
+        if self._ferry_started:
+            self._ferry.connections_changed()

@@ -1,6 +1,6 @@
 """Where each new event goes: the ferry, reconciliation, commands or invites.
 
-The feed hands every batch of new events here (acting process only). The
+The feed hands every batch of new events here (ferry processes only). The
 router filters cheaply and hands real work to background processes, so a slow
 send never holds up the feed.
 """
@@ -77,6 +77,10 @@ class EventRouter:
     _reconciler: Reconciliation
     _commands: Commands
     _fetch_events: FetchEvents
+    # False on a ferry process other than the first listed (sharding.py):
+    # it only ferries; reconciliation, invites and commands happen once, on
+    # the coordinator.
+    _coordinator: bool = attrs.field(kw_only=True, default=True)
     # Rooms the bot is joined or invited to, as last read: where commands
     # come from. Any change to it is a change of state, which the feed
     # always reads, and on_new_events refreshes it then.
@@ -94,6 +98,8 @@ class EventRouter:
         # background, never await a send here.
         bot = self._bot.user_id
         self._ferry.events_in({e.room_id for e in events if e.sender != bot})
+        if not self._coordinator:
+            return
         messages = []
         for event in events:
             etype = event.type
