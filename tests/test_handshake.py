@@ -132,7 +132,9 @@ def test_chat_commands(homeserver: Homeserver) -> None:
     bob.client.send_message(bob.room_id, "!connect approve !nonexistent:example.org")
     wait_for_notice(bob.client, bob.room_id, bot, "has not asked to connect")
     bob.client.send_message(bob.room_id, f"!connect approve {alice.room_id}")
-    wait_for_notice(bob.client, bob.room_id, bot, f"Connected to {alice.room_id}")
+    # A has a name and no alias: replies name it by its name, with its ID.
+    connected = wait_for_notice(bob.client, bob.room_id, bot, "Connected to ")
+    assert connected["content"]["body"].endswith(f'" ({alice.room_id}).')
     wait_for_notice(alice.client, alice.room_id, bot, f"now connected to {bob_alias}")
 
     alice.client.send_message(alice.room_id, "!connect list")
@@ -302,8 +304,12 @@ def test_restart_keeps_every_status(make_homeserver: HomeserverFactory) -> None:
     connect(alice.client, alice.room_id, carol.room_id)
     wait_for_notice(bob.client, bob.room_id, bot, "now connected")
     # The acting process records carol's incoming request after it announces it.
+    carol_name = carol.client.get_state(carol.room_id, "m.room.name")["name"]
     wait_for_notice(
-        alice.client, alice.room_id, bot, f"connection from this room to {carol.room_id}"
+        alice.client,
+        alice.room_id,
+        bot,
+        f'connection from this room to "{carol_name}" ({carol.room_id})',
     )
     before = {a.room_id: connections(a.client, a.room_id) for a in (alice, bob, carol)}
     notices_before = notices_from(bob.client, bob.room_id, bot)
