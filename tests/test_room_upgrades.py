@@ -15,6 +15,7 @@ from harness.connect_api import (
     CONNECTION,
     connect,
     connections,
+    notices_from,
     revoke,
     unique,
     wait_for_membership,
@@ -132,6 +133,9 @@ def test_upgrade_across_homeservers(federation: tuple[Homeserver, Homeserver]) -
     wait_for_notice(bob, room_b2, bot, "was upgraded to", timeout=TIMEOUT)
     wait_for_notice(alice, room_a2, bot, "now connected", timeout=TIMEOUT)
     check_both_ways(alice, room_a2, bob, room_b2)
+    # hs2 carried B's consent over, so hs1's bot had nobody to tell how to reconnect.
+    told = notices_from(alice, pair.room_a, bot) + notices_from(bob, room_b2, bot)
+    assert not [n for n in told if "did not carry" in n]
 
 
 @pytest.fixture
