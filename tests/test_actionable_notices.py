@@ -79,6 +79,27 @@ def test_a_request_to_an_unreachable_server_says_so(homeserver: Homeserver) -> N
     assert "invite-only" not in body
 
 
+def test_a_private_room_on_another_server_is_told_apart_from_an_unreachable_one(
+    federation: tuple[Homeserver, Homeserver],
+) -> None:
+    hs1, hs2 = federation
+    bot = bot_of(hs1)
+    alice = hs1.register(unique("alice"))
+    bob = hs2.register(unique("bob"))
+    alias_part = unique("asking")
+    room_a = alice.create_room(name="Asking", room_alias_name=alias_part)
+    room_b = bob.create_room(name=unique("Private"))
+
+    connect(alice, room_a, room_b, via=[hs2.server_name])
+    body = wait_for_notice(alice, room_a, bot, "Requested a connection", timeout=60)["content"][
+        "body"
+    ]
+    # hs1 is in no part of B, so its ID is all it knows of it.
+    assert f"I ({bot}) cannot join {room_b}: it is invite-only" in body
+    assert f"run `!connect approve #{alias_part}:{hs1.server_name}`" in body
+    assert "cannot reach" not in body
+
+
 def test_a_command_sent_while_the_acting_worker_is_down_is_answered_once(
     harness_dir: Path, postgres: PostgresServer, redis: RedisServer
 ) -> None:
