@@ -109,8 +109,8 @@ class Ferry:
                 if outcome is not PassOutcome.MORE and not self._woken:
                     return
         except Exception:
+            # The scheduler keeps the failed pass's rooms dirty.
             logger.exception("Ferry pass failed; retrying in %d ms", RETRY_DELAY_MS)
-            self._scheduler.read_everything()
             self._retry_later()
         finally:
             self._running = False

@@ -28,7 +28,7 @@ from synapse_room_connect.ferry_interfaces import (
     RecordsWriter,
 )
 from synapse_room_connect.ferry_prepare import references
-from synapse_room_connect.store import FerriedPointer, TimelineRow
+from synapse_room_connect.store import FerriedPointer, FerryRecord, TimelineRow
 
 logger = logging.getLogger(__name__)
 
@@ -102,10 +102,29 @@ class Batch:
         return items
 
 
+@attrs.frozen
+class _Job:
+    """A batch's items to send, and where its cursor moves once they are recorded."""
+
+    batch: Batch
+    items: tuple[Item, ...]
+    cursor: int
+
+    @property
+    def direction(self) -> tuple[str, str]:
+        return (self.batch.room_id, self.batch.target)
+
+    def wanted(self) -> list[tuple[str, str]]:
+        """(target room, transaction ID) of each item, in order."""
+        target = self.batch.target
+        return [(target, transaction_id(i.original.event_id, target)) for i in self.items]
+
+
 @attrs.define
 class BatchSender:
-    """Fills batches event by event and sends them; counts failed attempts
-    per (event, target) until the event is sent or given up on."""
+    """Fills batches event by event and sends them, several directions
+    together; counts failed attempts per (event, target) until the event is
+    sent or given up on."""
 
     _events: EventSource
     _preparer: Preparer
@@ -116,6 +135,10 @@ class BatchSender:
     _clock_ms: Callable[[], int]
     # (event, target) -> failed attempts so far, for events still pending.
     _attempts: dict[tuple[str, str], int] = attrs.field(init=False, factory=dict)
+    # Directions whose every send this process made was recorded: nothing of
+    # theirs can be in Synapse unrecorded, so no look-up before sending.
+    # Empty after a start; a direction leaves it on any failure.
+    _settled: set[tuple[str, str]] = attrs.field(init=False, factory=set)
 
     async def add(self, batch: Batch, row: TimelineRow) -> Outcome:
         """Queue one event's counterpart in ``batch``, sending the batch when
@@ -141,7 +164,7 @@ class BatchSender:
         # A relation to a pointer still in the batch: Synapse checks a relation
         # against the persisted event, so send those first.
         related = batch.items and not batch.sources.isdisjoint(references(event))
-        if related and await self.flush(batch) is Outcome.RETRY_LATER:
+        if related and await self.flush_one(batch) is Outcome.RETRY_LATER:
             return Outcome.RETRY_LATER
         try:
             counterpart = await self._preparer.prepare(event, batch.target)
@@ -149,31 +172,38 @@ class BatchSender:
             if self._failed(event, batch.target, e) is Outcome.GAVE_UP:
                 batch.skip(row.stream)
                 return Outcome.CONTINUE
-            await self.flush(batch)
+            await self.flush_one(batch)
             return Outcome.RETRY_LATER
         if counterpart is None or not batch.add(Item(event, row.stream, counterpart)):
             batch.skip(row.stream)
         elif len(batch.items) >= MAX_BATCH:
-            return await self.flush(batch)
+            return await self.flush_one(batch)
         return Outcome.CONTINUE
 
-    async def flush(self, batch: Batch) -> Outcome:
-        """Send and record what ``batch`` holds, and move the cursor over what
-        it skipped. ``RETRY_LATER``: retry from the first unrecorded event."""
-        items = batch.take()
-        outcome = Outcome.CONTINUE
-        if items:
-            try:
-                await self._send(batch, items, batch.last)
-                batch.recorded = batch.last
-            except Exception as e:
-                outcome = await self._send_one_by_one(batch, items, e)
-        if outcome is Outcome.CONTINUE and batch.last > batch.recorded:
-            # Skipped events only: a crash before this just reads them again
-            # and skips them again.
-            await self._records.set_cursor(batch.room_id, batch.target, batch.last)
-            batch.recorded = batch.last
-        return outcome
+    async def flush_one(self, batch: Batch) -> Outcome:
+        return (await self.flush([batch]))[0]
+
+    async def flush(self, batches: Sequence[Batch]) -> list[Outcome]:
+        """Send what the batches hold (into different target rooms together)
+        and record them, with the cursors over what they skipped, in one
+        write; a batch that fails is retried alone, one item at a time. Per
+        batch, ``RETRY_LATER``: retry from its first unrecorded event."""
+        jobs = [_Job(b, tuple(b.take()), b.last) for b in batches]
+        errors = await self._send([j for j in jobs if j.items or j.cursor > j.batch.recorded])
+        outcomes = []
+        for job in jobs:
+            batch, outcome = job.batch, Outcome.CONTINUE
+            error = errors.get(id(job))
+            if error is None:
+                batch.recorded = max(batch.recorded, job.cursor)
+            elif job.items:
+                outcome = await self._send_one_by_one(batch, list(job.items), error)
+                if outcome is Outcome.CONTINUE and batch.last > batch.recorded:
+                    outcome = await self.flush_one(batch)  # skipped events only
+            else:
+                outcome = Outcome.RETRY_LATER  # only a cursor, and its write failed
+            outcomes.append(outcome)
+        return outcomes
 
     async def _send_one_by_one(self, batch: Batch, items: list[Item], error: Exception) -> Outcome:
         """After a batch failed: each alone, so one bad event holds back no other."""
@@ -185,12 +215,12 @@ class BatchSender:
         for n, item in enumerate(items):
             # Up to the next item, everything in between was skipped.
             upto = items[n + 1].stream - 1 if n + 1 < len(items) else batch.last
-            try:
-                await self._send(batch, [item], upto)
+            job = _Job(batch, (item,), upto)
+            failure = (await self._send([job])).get(id(job))
+            if failure is None:
                 batch.recorded = upto
-            except Exception as e:
-                if self._failed(item.original, batch.target, e) is Outcome.RETRY_LATER:
-                    return Outcome.RETRY_LATER
+            elif self._failed(item.original, batch.target, failure) is Outcome.RETRY_LATER:
+                return Outcome.RETRY_LATER
         return Outcome.CONTINUE
 
     def _failed(
@@ -224,37 +254,68 @@ class BatchSender:
         )
         return Outcome.RETRY_LATER
 
-    async def _send(self, batch: Batch, items: Sequence[Item], cursor: int) -> None:
-        """Send ``items`` and record them with the cursor at ``cursor``."""
-        txn_ids = [transaction_id(item.original.event_id, batch.target) for item in items]
-        # Sent before a crash but not recorded: Synapse kept the transaction IDs.
-        sent = await self._sender.already_sent(batch.target, txn_ids)
-        new = [
-            Outgoing(txn_id, item.counterpart)
-            for txn_id, item in zip(txn_ids, items, strict=True)
-            if txn_id not in sent
-        ]
-        if new:
-            ids = await self._sender.send(batch.target, new)
-            metrics.ferry_batch_size.labels(self._server_name).observe(len(new))
-            sent.update(zip((item.txn_id for item in new), ids, strict=True))
-        pointers = [
-            FerriedPointer(item.original.event_id, sent[txn_id])
-            for txn_id, item in zip(txn_ids, items, strict=True)
-        ]
-        await self._records.record_ferried(batch.room_id, batch.target, pointers, cursor)
-        now = self._clock_ms()
-        for item, pointer in zip(items, pointers, strict=True):
-            self._attempts.pop((item.original.event_id, batch.target), None)
-            kind = item.counterpart.kind.value
-            metrics.ferried_events.labels(self._server_name, kind).inc()
-            latency = (now - int(item.original.origin_server_ts)) / 1000
-            metrics.ferry_latency.labels(self._server_name).observe(max(latency, 0.0))
-            logger.debug(
-                "Ferried %s %s into %s as %s",
-                kind,
-                item.original.event_id,
-                batch.target,
-                pointer.pointer_event_id,
+    async def _send(self, jobs: Sequence[_Job]) -> dict[int, Exception]:
+        """Send the jobs' items, one chain per target room in job order, and
+        record those that went with their cursors in one write; the error of
+        each job (by ``id``) that did not."""
+        errors: dict[int, Exception] = {}
+        if not jobs:
+            return errors
+        # Sent before a crash but not recorded: Synapse kept the transaction
+        # IDs. Sending such an item again would leave a hole in the chain.
+        unsettled = [w for j in jobs if j.direction not in self._settled for w in j.wanted()]
+        before = await self._sender.already_sent(unsettled) if unsettled else {}
+        chains: dict[str, list[Outgoing]] = {}
+        for job in jobs:
+            for (target, txn_id), item in zip(job.wanted(), job.items, strict=True):
+                if (target, txn_id) not in before:
+                    chains.setdefault(target, []).append(Outgoing(txn_id, item.counterpart))
+        failed = await self._sender.send(chains) if chains else {}
+        for chain in chains.values():
+            metrics.ferry_batch_size.labels(self._server_name).observe(len(chain))
+        # What Synapse stored, not what was built: it may have deduplicated an item.
+        sent = await self._sender.already_sent([w for j in jobs for w in j.wanted()])
+        records = []
+        for job in jobs:
+            missing = [txn_id for w in job.wanted() if w not in sent for txn_id in w[1:]]
+            if missing:
+                target = job.batch.target
+                errors[id(job)] = failed.get(target) or RuntimeError(f"{missing[0]} not persisted")
+                continue
+            pointers = tuple(
+                FerriedPointer(item.original.event_id, sent[w])
+                for w, item in zip(job.wanted(), job.items, strict=True)
             )
-        batch.sent += len(items)
+            record = FerryRecord(job.batch.room_id, job.batch.target, pointers, job.cursor)
+            records.append((job, record))
+        try:
+            await self._records.record_ferried([record for _, record in records])
+        except Exception as e:
+            errors.update((id(job), e) for job, _ in records)
+            records = []
+        for job in jobs:
+            if id(job) in errors:
+                self._settled.discard(job.direction)
+            else:
+                self._settled.add(job.direction)
+        self._done(records)
+        return errors
+
+    def _done(self, records: Sequence[tuple[_Job, FerryRecord]]) -> None:
+        now = self._clock_ms()
+        for job, record in records:
+            batch = job.batch
+            for item, pointer in zip(job.items, record.pointers, strict=True):
+                self._attempts.pop((item.original.event_id, batch.target), None)
+                kind = item.counterpart.kind.value
+                metrics.ferried_events.labels(self._server_name, kind).inc()
+                latency = (now - int(item.original.origin_server_ts)) / 1000
+                metrics.ferry_latency.labels(self._server_name).observe(max(latency, 0.0))
+                logger.debug(
+                    "Ferried %s %s into %s as %s",
+                    kind,
+                    item.original.event_id,
+                    batch.target,
+                    pointer.pointer_event_id,
+                )
+            batch.sent += len(job.items)

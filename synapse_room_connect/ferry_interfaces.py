@@ -11,14 +11,14 @@ without touching the rest. ``store.Store`` implements the store protocols;
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any, Protocol
 
 import attrs
 from synapse.module_api import EventBase
 
 from synapse_room_connect.handshake import RoomTraits
-from synapse_room_connect.store import ActiveTarget, FerriedPointer, SourceEvent, TimelineRow
+from synapse_room_connect.store import ActiveTarget, FerryRecord, SourceEvent, TimelineRead
 
 
 class CounterpartKind(enum.Enum):
@@ -70,28 +70,23 @@ class Withheld(enum.Enum):
 
 class SchedulerStore(Protocol):
     """What the scheduler reads: which directions to ferry, how far each has
-    been read, and the source rooms' timelines."""
+    been read, and the source rooms' timelines, each for many at once."""
 
     async def active_targets(self, ferry: str) -> dict[str, list[ActiveTarget]]: ...
 
-    async def get_cursor(self, room_id: str, target_room_id: str) -> int | None: ...
+    async def cursors(self, room_ids: Collection[str]) -> dict[tuple[str, str], int]: ...
 
-    async def set_cursor(self, room_id: str, target_room_id: str, stream: int) -> None: ...
-
-    async def events_after(
-        self, room_id: str, after: int, upto: int, limit: int, exclude_sender: str
-    ) -> list[TimelineRow]: ...
+    async def timelines_after(
+        self, after: Mapping[str, int], upto: int, limit: int, exclude_sender: str
+    ) -> TimelineRead: ...
 
 
 class RecordsWriter(Protocol):
-    """What a batch writes once its pointers are sent: the mappings and the
-    cursor together, or the cursor alone over skipped events."""
+    """What a flush writes once its pointers are sent: for every direction,
+    the mappings and the cursor (or the cursor alone over skipped events),
+    all in one write."""
 
-    async def set_cursor(self, room_id: str, target_room_id: str, stream: int) -> None: ...
-
-    async def record_ferried(
-        self, room_id: str, target: str, pointers: Sequence[FerriedPointer], stream: int
-    ) -> None: ...
+    async def record_ferried(self, records: Sequence[FerryRecord]) -> None: ...
 
 
 class PointerLookup(Protocol):
@@ -130,11 +125,12 @@ class Moderation(Protocol):
 class PointerSender(Protocol):
     """Sends counterparts as the ferry bot, idempotently by transaction ID."""
 
-    async def already_sent(self, room_id: str, txn_ids: Sequence[str]) -> dict[str, str]:
-        """Transaction ID -> event ID of those sent before (e.g. before a crash)."""
+    async def already_sent(self, wanted: Collection[tuple[str, str]]) -> dict[tuple[str, str], str]:
+        """(room, transaction ID) -> event ID of those Synapse stored."""
         ...
 
-    async def send(self, room_id: str, items: Sequence[Outgoing]) -> list[str]:
-        """Send all of ``items`` together, in order; their event IDs. Raises
-        if any fails, having sent none of them."""
+    async def send(self, chains: Mapping[str, Sequence[Outgoing]]) -> dict[str, Exception | None]:
+        """Send each room's items as one chain, in order, the rooms together
+        where Synapse allows; per room None, or the error. A room that failed
+        may still have been persisted: ``already_sent`` tells."""
         ...

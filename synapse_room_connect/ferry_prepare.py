@@ -19,6 +19,7 @@ from synapse_room_connect.pointers import (
     Original,
     edit_content,
     is_ferriable_message,
+    is_reply,
     map_relation,
     render,
     render_state,
@@ -117,7 +118,11 @@ class CounterpartPreparer:
         original = await synapse_compat.get_event(self._api, edited)
         if original is None or original.sender != event.sender:
             return None  # clients ignore edits by anyone but the author; so do we
-        renewed = render(await self._original(original, new_content), self._config.fallback_mode)
+        renewed = render(
+            await self._original(original, new_content),
+            self._config.fallback_mode,
+            reply=is_reply(original.content),
+        )
         edit = edit_content(renewed, pointer_id, await self._original(event, content))
         return Counterpart("m.room.message", edit, CounterpartKind.EDIT)
 

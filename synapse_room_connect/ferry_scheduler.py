@@ -1,17 +1,23 @@
 """The ferry's scheduler: which directions to read, from where (cursors),
-and which rooms may hold unread events (dirty rooms). One pass reads each
-dirty direction's next events and hands them to a batch.
+and which rooms may hold unread events (dirty rooms). One pass reads every
+dirty room's next events in one query and hands each direction's share to
+a batch; the batches of a pass are sent and recorded together.
 
 Durability comes from two facts rather than from an in-memory queue:
 Synapse's ``events`` table is the record of what was persisted, and a
 per-direction cursor says how far the ferry has read it; the cursor moves
 only with what the batch recorded.
+
+What a pass costs does not grow with the number of connections: it reads
+only dirty rooms, each once whatever its number of targets; cursors are
+read once per direction after a start, and a connection change reloads the
+directions once and marks only the changed ones dirty.
 """
 
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Final
 
 import attrs
@@ -20,13 +26,19 @@ from synapse_room_connect import metrics
 from synapse_room_connect.ferry_batch import Batch, BatchSender, Outcome
 from synapse_room_connect.ferry_interfaces import SchedulerStore, TraitsReader
 from synapse_room_connect.store import ActiveTarget, TimelineRow
+from synapse_room_connect.store_events import MAX_ROOMS_PER_READ
 
+# Timeline rows one pass reads, over all its rooms.
 BATCH_SIZE: Final = 100
+# Directions and counterparts sent together at most: each target room's
+# creation linearizer is held while its chain is built.
+MAX_JOINT_DIRECTIONS: Final = 100
+MAX_JOINT_ITEMS: Final = 200
 
 
 class PassOutcome(enum.Enum):
     IDLE = "idle"  # nothing more to do until new events arrive
-    MORE = "more"  # progress made or more to read: run another pass now
+    MORE = "more"  # more to read: run another pass now
     RETRY_LATER = "retry_later"  # a send failed: run another pass after a delay
 
 
@@ -47,33 +59,28 @@ class FerryScheduler:
     # Bumped on every connection change so a pass in progress notices a
     # revocation before its next event, not at the end of its batch.
     _generation: int = attrs.field(init=False, default=0)
-    # Source room -> its targets; None until (re)loaded. Only this process
-    # writes connections' activation, so memory is current once it has
-    # reloaded after each change.
-    _targets: dict[str, list[ActiveTarget]] | None = attrs.field(init=False, default=None)
+    # Source room -> its targets, as of the last load; reloaded at the next
+    # pass after each change. Only this process writes connections'
+    # activation, so memory is current once it has reloaded.
+    _targets: dict[str, list[ActiveTarget]] = attrs.field(init=False, factory=dict)
+    _reload: bool = attrs.field(init=False, default=True)
     active_rooms: frozenset[str] = attrs.field(init=False, default=frozenset())
-    # Rooms that may have events the ferry has not read; every room with a
-    # connection after a start or a connection change.
+    # Rooms that may have events the ferry has not read: those with new
+    # events, and those with a direction new since the last load.
     _dirty: set[str] = attrs.field(init=False, factory=set)
-    _all_dirty: bool = attrs.field(init=False, default=True)
-    # (source, target) -> how far the ferry has read; written through to the
-    # store with each pointer, and with skipped events after a batch.
+    # (source, target) -> how far the store's cursor is; read once per
+    # direction, then written through with each pointer.
     _cursors: dict[tuple[str, str], int] = attrs.field(init=False, factory=dict)
 
     def connections_changed(self) -> None:
         self._generation += 1
-        self._targets = None
-        self._all_dirty = True
+        self._reload = True
 
     def events_in(self, room_ids: Iterable[str]) -> bool:
         """Mark rooms with new events; whether any of them is connected."""
         dirty = self.active_rooms.intersection(room_ids)
         self._dirty.update(dirty)
         return bool(dirty)
-
-    def read_everything(self) -> None:
-        """After a failed pass: the next reads every connected room again."""
-        self._all_dirty = True
 
     def cursor(self, room_id: str, target: str) -> int | None:
         """How far the ferry has read this direction, as far as it knows."""
@@ -82,70 +89,111 @@ class FerryScheduler:
     async def run_pass(self, upto: int) -> PassOutcome:
         """Ferry what dirty rooms hold up to stream position ``upto``."""
         generation = self._generation
-        if self._targets is None:
-            loaded = await self._store.active_targets(self._bot_user_id)
-            owned = {r: [t for t in ts if self._owns(r, t.room_id)] for r, ts in loaded.items()}
-            self._targets = {r: ts for r, ts in owned.items() if ts}
-            self.active_rooms = frozenset(self._targets)
-        targets = self._targets
-        rooms = set(targets) if self._all_dirty else self._dirty & set(targets)
-        self._all_dirty = False
-        self._dirty.clear()
-        progressed = False
-        depth = 0
-        for room_id in sorted(rooms):
-            for active in targets[room_id]:
-                read_from = await self._read_from(room_id, active)
-                rows = await self._store.events_after(
-                    room_id, read_from, upto, BATCH_SIZE, exclude_sender=self._bot_user_id
-                )
-                depth += len(rows)
-                if not rows:
-                    continue
-                if len(rows) == BATCH_SIZE:
-                    self._dirty.add(room_id)  # more to read in the next pass
-                    progressed = True
-                if not await self._ferries_content(room_id, active.room_id):
-                    # Encrypted: clients fan out. Skip, but do not re-read.
-                    self._cursors[(room_id, active.room_id)] = rows[-1].stream
-                    await self._store.set_cursor(room_id, active.room_id, rows[-1].stream)
-                    continue
-                batch = Batch(room_id, active.room_id, recorded=read_from)
-                outcome = await self._ferry_rows(batch, rows, generation)
-                if outcome is PassOutcome.RETRY_LATER:
-                    self._dirty.add(room_id)
-                if outcome is not None:
-                    return outcome
-                progressed = progressed or batch.sent > 0
-        metrics.ferry_queue_depth.labels(self._server_name).set(depth)
-        return PassOutcome.MORE if progressed else PassOutcome.IDLE
+        if self._reload:
+            await self._load_targets()
+        self._dirty &= self._targets.keys()
+        rooms = sorted(self._dirty)[:MAX_ROOMS_PER_READ]
+        self._dirty.difference_update(rooms)
+        try:
+            outcome = await self._pass(rooms, upto, generation)
+        except BaseException:
+            self._dirty.update(rooms)  # read again, from their cursors
+            raise
+        if outcome is PassOutcome.IDLE and (self._dirty or self._reload):
+            return PassOutcome.MORE
+        return outcome
 
-    async def _read_from(self, room_id: str, active: ActiveTarget) -> int:
-        key = (room_id, active.room_id)
-        if key not in self._cursors:
-            stored = await self._store.get_cursor(room_id, active.room_id)
-            self._cursors[key] = stored or active.since
+    async def _load_targets(self) -> None:
+        """Load the directions; those new or changed since the last load
+        (a new consent) are dirty, and their cursors are read in one query."""
+        self._reload = False
+        loaded = await self._store.active_targets(self._bot_user_id)
+        owned = {r: [t for t in ts if self._owns(r, t.room_id)] for r, ts in loaded.items()}
+        targets = {r: ts for r, ts in owned.items() if ts}
+        fresh = {r for r, ts in targets.items() if set(ts) - set(self._targets.get(r, ()))}
+        unknown = {r for r in fresh if any((r, t.room_id) not in self._cursors for t in targets[r])}
+        if unknown:
+            self._cursors.update(await self._store.cursors(unknown))
+        self._targets = targets
+        self.active_rooms = frozenset(targets)
+        self._dirty |= fresh
+
+    def _read_from(self, room_id: str, active: ActiveTarget) -> int:
         # A connection activated again starts from its new consent: what was
         # said while it was revoked stays on its side.
-        return max(self._cursors[key], active.since)
+        return max(self._cursors.get((room_id, active.room_id), active.since), active.since)
 
-    async def _ferry_rows(
-        self, batch: Batch, rows: list[TimelineRow], generation: int
-    ) -> PassOutcome | None:
-        """Ferry ``rows`` through ``batch``; None to go on with the pass."""
-        try:
-            for row in rows:
+    async def _pass(self, rooms: Sequence[str], upto: int, generation: int) -> PassOutcome:
+        if not rooms:
+            return PassOutcome.IDLE
+        targets = self._targets
+        after = {r: min(self._read_from(r, t) for t in targets[r]) for r in rooms}
+        read = await self._store.timelines_after(
+            after, upto, BATCH_SIZE, exclude_sender=self._bot_user_id
+        )
+        metrics.ferry_queue_depth.labels(self._server_name).set(
+            sum(len(rows) for rows in read.rows.values())
+        )
+        if read.full:
+            self._dirty.update(rooms)  # more to read in the next pass
+        pending: list[Batch] = []
+        retry = False
+        for room_id in rooms:
+            rows = read.rows.get(room_id, [])
+            for active in targets[room_id] if rows else ():
+                read_from = self._read_from(room_id, active)
+                batch = Batch(room_id, active.room_id, recorded=read_from)
+                mine = [row for row in rows if row.stream > read_from]
+                if not mine:
+                    continue
+                if not await self._ferries_content(room_id, active.room_id):
+                    batch.skip(mine[-1].stream)  # encrypted: clients fan out
+                elif await self._fill(batch, mine, generation) is Outcome.RETRY_LATER:
+                    # Recorded up to the failed event; nothing after it may be.
+                    self._cursors[(room_id, active.room_id)] = batch.recorded
+                    self._dirty.add(room_id)
+                    retry = True
+                    continue
+                pending.append(batch)
                 if self._generation != generation:
-                    await self._batches.flush(batch)
-                    return PassOutcome.MORE  # connections changed: re-read them first
-                if await self._batches.add(batch, row) is Outcome.RETRY_LATER:
-                    return PassOutcome.RETRY_LATER
-            if await self._batches.flush(batch) is Outcome.RETRY_LATER:
-                return PassOutcome.RETRY_LATER
-            return None
-        finally:
+                    break
+                if self._full(pending):
+                    retry = await self._flush(pending) or retry
+                    pending = []
+            if self._generation != generation:
+                break
+        retry = await self._flush(pending) or retry
+        if self._generation != generation:
+            self._dirty.update(rooms)  # those not reached, under the new connections
+        return PassOutcome.RETRY_LATER if retry else PassOutcome.IDLE
+
+    async def _fill(self, batch: Batch, rows: list[TimelineRow], generation: int) -> Outcome:
+        """Queue ``rows`` in ``batch``, up to a connection change (re-read
+        them first) or an event that must be retried (``RETRY_LATER``)."""
+        for row in rows:
+            if self._generation != generation:
+                break
+            if await self._batches.add(batch, row) is Outcome.RETRY_LATER:
+                return Outcome.RETRY_LATER
+        return Outcome.CONTINUE
+
+    @staticmethod
+    def _full(pending: Sequence[Batch]) -> bool:
+        items = sum(len(batch.items) for batch in pending)
+        return len(pending) >= MAX_JOINT_DIRECTIONS or items >= MAX_JOINT_ITEMS
+
+    async def _flush(self, pending: Sequence[Batch]) -> bool:
+        """Send and record the pending batches together; whether one must be retried."""
+        if not pending:
+            return False
+        retry = False
+        for batch, outcome in zip(pending, await self._batches.flush(pending), strict=True):
             # Only what the store holds: a retry reads again from there.
             self._cursors[(batch.room_id, batch.target)] = batch.recorded
+            if outcome is Outcome.RETRY_LATER:
+                self._dirty.add(batch.room_id)
+                retry = True
+        return retry
 
     async def _ferries_content(self, room_id: str, target: str) -> bool:
         """False when either room is encrypted: clients fan out instead."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 
 from synapse.module_api import EventBase, ModuleApi
 
@@ -29,13 +29,12 @@ class BotSender:
         self._user_id = user_id
         self._device_id = device_id
 
-    async def already_sent(self, room_id: str, txn_ids: Sequence[str]) -> dict[str, str]:
-        return await self._store.sent_transactions(room_id, self._user_id, self._device_id, txn_ids)
+    async def already_sent(self, wanted: Collection[tuple[str, str]]) -> dict[tuple[str, str], str]:
+        return await self._store.sent_transactions(self._user_id, self._device_id, wanted)
 
-    async def send(self, room_id: str, items: Sequence[Outgoing]) -> list[str]:
-        events = [
-            (item.txn_id, item.counterpart.event_dict(room_id, self._user_id)) for item in items
-        ]
-        return await synapse_compat.send_batch(
-            self._api, self._user_id, self._device_id, room_id, events
-        )
+    async def send(self, chains: Mapping[str, Sequence[Outgoing]]) -> dict[str, Exception | None]:
+        events = {
+            room_id: [(i.txn_id, i.counterpart.event_dict(room_id, self._user_id)) for i in items]
+            for room_id, items in chains.items()
+        }
+        return await synapse_compat.send_chains(self._api, self._user_id, self._device_id, events)

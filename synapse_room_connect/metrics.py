@@ -76,6 +76,12 @@ ferry_batch_size = Histogram(
     buckets=(1, 2, 5, 10, 20, 50),
 )
 
+ferry_rows_read = Counter(
+    "synapse_room_connect_rows_read_total",
+    "Rows the feed's and the ferry's reads returned, per query (Synapse's desc)",
+    labelnames=["desc"],
+)
+
 expansions = Counter(
     "synapse_room_connect_expansions_total",
     "Pointers served to clients, per result (original or placeholder)",

@@ -15,8 +15,18 @@ from synapse_room_connect.store_connections import (
     ConnectionCacheStore,
     Previous,
 )
-from synapse_room_connect.store_events import NewEvent, SynapseEventsStore, TimelineRow
-from synapse_room_connect.store_ferry import FerriedPointer, FerryRecordsStore, SourceEvent
+from synapse_room_connect.store_events import (
+    NewEvent,
+    SynapseEventsStore,
+    TimelineRead,
+    TimelineRow,
+)
+from synapse_room_connect.store_ferry import (
+    FerriedPointer,
+    FerryRecord,
+    FerryRecordsStore,
+    SourceEvent,
+)
 from synapse_room_connect.store_schema import SCHEMA_VERSION, SchemaTooNewError
 
 __all__ = [
@@ -24,11 +34,13 @@ __all__ = [
     "ActiveTarget",
     "CachedConnection",
     "FerriedPointer",
+    "FerryRecord",
     "NewEvent",
     "Previous",
     "SchemaTooNewError",
     "SourceEvent",
     "Store",
+    "TimelineRead",
     "TimelineRow",
 ]
 

@@ -7,11 +7,13 @@ nothing here depends on a notification having arrived.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping
+from typing import Final
 
 import attrs
 from synapse.module_api import LoggingTransaction
 
+from synapse_room_connect import metrics
 from synapse_room_connect.store_schema import StoreBase
 
 
@@ -36,34 +38,72 @@ class TimelineRow:
     event_id: str
 
 
+@attrs.frozen
+class TimelineRead:
+    """Several rooms' timelines read together, each after its own position.
+
+    ``upto`` is how far every room was read: the requested end, or the last
+    row's position when the read hit its limit (the rest is read next time).
+    """
+
+    rows: dict[str, list[TimelineRow]]
+    upto: int
+    full: bool
+
+
+# Rooms per timeline read: well under SQLite's 999 bound parameters, 2 each.
+MAX_ROOMS_PER_READ: Final = 400
+
+
+def _count(desc: str, rows: int) -> None:
+    metrics.ferry_rows_read.labels(desc).inc(rows)
+
+
 class SynapseEventsStore(StoreBase):
-    async def events_after(
-        self, room_id: str, after: int, upto: int, limit: int, exclude_sender: str
-    ) -> list[TimelineRow]:
-        """Timeline events of ``room_id`` in stream positions (after, upto], in order.
+    async def timelines_after(
+        self, after: Mapping[str, int], upto: int, limit: int, exclude_sender: str
+    ) -> TimelineRead:
+        """Timeline events of each room in ``after`` in stream positions
+        (after[room], upto], in one read however many rooms there are.
 
         ``upto`` is a position up to which everything is persisted, so an
         event another writer commits late is not skipped. Outliers and
         rejected events are not part of the timeline; the bot's own events
         (pointers, notices) are never carried, and leaving them out here
-        spares a pass per pointer.
+        spares a pass per pointer. Each room's own position is in the join,
+        so no row before it is read, however far behind another room is.
         """
+        if len(after) > MAX_ROOMS_PER_READ:
+            raise ValueError(f"at most {MAX_ROOMS_PER_READ} rooms in one read, not {len(after)}")
+        if not after:
+            return TimelineRead({}, upto, full=False)
+        values = ", ".join("(?, ?)" for _ in after)
+        args = [arg for room_id, position in sorted(after.items()) for arg in (room_id, position)]
 
-        def txn_fn(txn: LoggingTransaction) -> list[TimelineRow]:
+        def txn_fn(txn: LoggingTransaction) -> list[tuple[str, int, str]]:
             txn.execute(
-                """
-                SELECT e.stream_ordering, e.event_id FROM events AS e
+                f"""
+                WITH positions AS (SELECT * FROM (VALUES {values}) AS p)
+                SELECT e.room_id, e.stream_ordering, e.event_id
+                FROM positions AS p
+                JOIN events AS e ON e.room_id = p.column1 AND e.stream_ordering > p.column2
                 LEFT JOIN rejections AS r ON r.event_id = e.event_id
-                WHERE e.room_id = ? AND e.stream_ordering > ? AND e.stream_ordering <= ?
-                    AND NOT e.outlier AND r.event_id IS NULL AND e.sender != ?
+                WHERE e.stream_ordering <= ? AND NOT e.outlier AND r.event_id IS NULL
+                    AND e.sender != ?
                 ORDER BY e.stream_ordering
                 LIMIT ?
                 """,
-                (room_id, after, upto, exclude_sender, limit),
+                (*args, upto, exclude_sender, limit),
             )
-            return [TimelineRow(int(row[0]), str(row[1])) for row in txn.fetchall()]
+            return [(str(row[0]), int(row[1]), str(row[2])) for row in txn.fetchall()]
 
-        return await self._run("room_connect_events_after", txn_fn)
+        found = await self._run("room_connect_timelines_after", txn_fn)
+        _count("room_connect_timelines_after", len(found))
+        rows: dict[str, list[TimelineRow]] = {}
+        for room_id, stream, event_id in found:
+            rows.setdefault(room_id, []).append(TimelineRow(stream, event_id))
+        full = len(found) >= limit
+        return TimelineRead(rows, found[-1][1] if full else upto, full)
 
     async def new_events(self, after: int, upto: int, limit: int) -> list[NewEvent]:
         """Every room's timeline events in stream positions (after, upto], in order."""
@@ -85,24 +125,42 @@ class SynapseEventsStore(StoreBase):
             )
             return [NewEvent(int(row[0]), *row[1:]) for row in txn.fetchall()]
 
-        return await self._run("room_connect_new_events", txn_fn)
+        rows = await self._run("room_connect_new_events", txn_fn)
+        _count("room_connect_new_events", len(rows))
+        return rows
 
     async def sent_transactions(
-        self, room_id: str, user_id: str, device_id: str, txn_ids: Sequence[str]
-    ) -> dict[str, str]:
-        """Transaction ID -> event ID of those already sent, from Synapse's own
-        record (kept for a day): what a crash between sending and recording
-        left behind."""
+        self, user_id: str, device_id: str, wanted: Collection[tuple[str, str]]
+    ) -> dict[tuple[str, str], str]:
+        """(room, transaction ID) -> event ID of those already sent, from
+        Synapse's own record (kept for a day), for any number of rooms in one
+        read: what a crash between sending and recording left behind, or
+        what Synapse deduplicated instead of persisting."""
+        pairs = sorted(set(wanted))
 
-        def txn_fn(txn: LoggingTransaction) -> dict[str, str]:
-            marks = ", ".join("?" for _ in txn_ids)
-            txn.execute(
-                "SELECT txn_id, event_id FROM event_txn_id_device_id"
-                f" WHERE room_id = ? AND user_id = ? AND device_id = ? AND txn_id IN ({marks})",
-                (room_id, user_id, device_id, *txn_ids),
-            )
-            return {str(row[0]): str(row[1]) for row in txn.fetchall()}
+        def txn_fn(txn: LoggingTransaction) -> dict[tuple[str, str], str]:
+            found: dict[tuple[str, str], str] = {}
+            for n in range(0, len(pairs), MAX_ROOMS_PER_READ):
+                chunk = pairs[n : n + MAX_ROOMS_PER_READ]
+                values = ", ".join("(?, ?)" for _ in chunk)
+                # One index probe per pair, on Synapse's unique
+                # (user_id, device_id, room_id, txn_id).
+                txn.execute(
+                    f"""
+                    WITH wanted AS (SELECT * FROM (VALUES {values}) AS w)
+                    SELECT t.room_id, t.txn_id, t.event_id
+                    FROM wanted AS w
+                    JOIN event_txn_id_device_id AS t
+                        ON t.room_id = w.column1 AND t.txn_id = w.column2
+                    WHERE t.user_id = ? AND t.device_id = ?
+                    """,
+                    (*(arg for pair in chunk for arg in pair), user_id, device_id),
+                )
+                found.update(((str(r[0]), str(r[1])), str(r[2])) for r in txn.fetchall())
+            return found
 
-        if not txn_ids:
+        if not pairs:
             return {}
-        return await self._run("room_connect_sent_transactions", txn_fn)
+        found = await self._run("room_connect_sent_transactions", txn_fn)
+        _count("room_connect_sent_transactions", len(found))
+        return found

@@ -3,12 +3,17 @@ which pointer stands for which original in which room."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
+from typing import Final
 
 import attrs
 from synapse.module_api import LoggingTransaction
 
+from synapse_room_connect import metrics
 from synapse_room_connect.store_schema import StoreBase
+
+# Rooms per query: well under SQLite's 999 bound parameters.
+_ROOMS_PER_QUERY: Final = 500
 
 
 @attrs.frozen
@@ -17,6 +22,17 @@ class FerriedPointer:
 
     source_event_id: str
     pointer_event_id: str
+
+
+@attrs.frozen
+class FerryRecord:
+    """What one direction's batch wrote: its pointers (maybe none) and how
+    far its cursor moves."""
+
+    room_id: str
+    target: str
+    pointers: tuple[FerriedPointer, ...]
+    stream: int
 
 
 @attrs.frozen
@@ -45,28 +61,34 @@ def _set_cursor_txn(
 
 
 class FerryRecordsStore(StoreBase):
-    async def get_cursor(self, room_id: str, target_room_id: str) -> int | None:
-        row = await self._first_row(
-            "room_connect_get_cursor",
-            "SELECT stream_ordering FROM room_connect_cursors"
-            " WHERE room_id = ? AND target_room_id = ?",
-            (room_id, target_room_id),
-        )
-        return None if row is None else int(row[0])
+    async def cursors(self, room_ids: Collection[str]) -> dict[tuple[str, str], int]:
+        """(source, target) -> cursor of every direction out of ``room_ids``,
+        in one read: the ferry asks once for the directions it starts."""
+        rooms = sorted(set(room_ids))
 
-    async def set_cursor(self, room_id: str, target_room_id: str, stream: int) -> None:
-        def txn_fn(txn: LoggingTransaction) -> None:
-            _set_cursor_txn(txn, room_id, target_room_id, stream)
+        def txn_fn(txn: LoggingTransaction) -> dict[tuple[str, str], int]:
+            found: dict[tuple[str, str], int] = {}
+            for n in range(0, len(rooms), _ROOMS_PER_QUERY):
+                chunk = rooms[n : n + _ROOMS_PER_QUERY]
+                txn.execute(
+                    "SELECT room_id, target_room_id, stream_ordering FROM room_connect_cursors"
+                    f" WHERE room_id IN ({', '.join('?' for _ in chunk)})",
+                    chunk,
+                )
+                found.update(((str(r[0]), str(r[1])), int(r[2])) for r in txn.fetchall())
+            return found
 
-        await self._run("room_connect_set_cursor", txn_fn)
+        if not rooms:
+            return {}
+        found = await self._run("room_connect_cursors", txn_fn)
+        metrics.ferry_rows_read.labels("room_connect_cursors").inc(len(found))
+        return found
 
-    async def record_ferried(
-        self, room_id: str, target: str, pointers: Sequence[FerriedPointer], stream: int
-    ) -> None:
-        """Record the pointers that carry ``room_id``'s events into ``target``
-        and move the cursor to ``stream``, atomically: a crash leaves either
-        both or neither, and a resend after "neither" is answered from
-        Synapse's transaction IDs."""
+    async def record_ferried(self, records: Sequence[FerryRecord]) -> None:
+        """Record the pointers that carry each source room's events into its
+        target and move the cursors, for any number of directions in one
+        transaction: a crash leaves either all or none, and a resend after
+        "none" is answered from Synapse's transaction IDs."""
 
         def txn_fn(txn: LoggingTransaction) -> None:
             txn.execute_batch(
@@ -76,11 +98,17 @@ class FerryRecordsStore(StoreBase):
                 VALUES (?, ?, ?, ?)
                 ON CONFLICT (source_event_id, target_room_id) DO NOTHING
                 """,
-                [(room_id, p.source_event_id, target, p.pointer_event_id) for p in pointers],
+                [
+                    (r.room_id, p.source_event_id, r.target, p.pointer_event_id)
+                    for r in records
+                    for p in r.pointers
+                ],
             )
-            _set_cursor_txn(txn, room_id, target, stream)
+            for record in records:
+                _set_cursor_txn(txn, record.room_id, record.target, record.stream)
 
-        await self._run("room_connect_record_ferried", txn_fn)
+        if records:
+            await self._run("room_connect_record_ferried", txn_fn)
 
     async def pointer_for(self, source_event_id: str, target_room_id: str) -> str | None:
         row = await self._first_row(

@@ -4,7 +4,7 @@ build real Synapse events for them."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -16,7 +16,14 @@ from synapse_room_connect.ferry_interfaces import Counterpart, CounterpartKind, 
 from synapse_room_connect.ferry_prepare import counterpart_of
 from synapse_room_connect.ferry_scheduler import FerryScheduler
 from synapse_room_connect.handshake import RoomTraits
-from synapse_room_connect.store import ActiveTarget, FerriedPointer, SourceEvent, TimelineRow
+from synapse_room_connect.store import (
+    ActiveTarget,
+    FerriedPointer,
+    FerryRecord,
+    SourceEvent,
+    TimelineRead,
+    TimelineRow,
+)
 
 BOT = "@room-connect:hs1"
 ALICE = "@alice:hs1"
@@ -74,48 +81,57 @@ class MemoryFerryStore:
 
     def __init__(self) -> None:
         self.targets: dict[str, list[ActiveTarget]] = {}
-        self.cursors: dict[tuple[str, str], int] = {}
+        self.cursors_: dict[tuple[str, str], int] = {}
         self.pointers: dict[tuple[str, str], str] = {}
         self.originals: dict[str, SourceEvent] = {}
         # room -> [(stream, event ID, sender)], in stream order
         self.timelines: dict[str, list[tuple[int, str, str]]] = {}
         self.recorded: list[Recorded] = []
         self.fail_records = 0  # how many record_ferried calls raise next
+        self.writes = 0  # record_ferried calls that succeeded
+        self.reads: list[str] = []  # the scheduler's reads, by method
 
     def append(self, stream: int, ev: EventBase) -> None:
         self.timelines.setdefault(ev.room_id, []).append((stream, ev.event_id, ev.sender))
 
     async def active_targets(self, ferry: str) -> dict[str, list[ActiveTarget]]:
+        self.reads.append("active_targets")
         return {room: list(targets) for room, targets in self.targets.items()}
 
-    async def get_cursor(self, room_id: str, target_room_id: str) -> int | None:
-        return self.cursors.get((room_id, target_room_id))
+    async def cursors(self, room_ids: Collection[str]) -> dict[tuple[str, str], int]:
+        self.reads.append("cursors")
+        return {key: stream for key, stream in self.cursors_.items() if key[0] in room_ids}
 
-    async def set_cursor(self, room_id: str, target_room_id: str, stream: int) -> None:
-        key = (room_id, target_room_id)
-        self.cursors[key] = max(self.cursors.get(key, stream), stream)
-
-    async def events_after(
-        self, room_id: str, after: int, upto: int, limit: int, exclude_sender: str
-    ) -> list[TimelineRow]:
-        rows = [
-            TimelineRow(stream, event_id)
+    async def timelines_after(
+        self, after: Mapping[str, int], upto: int, limit: int, exclude_sender: str
+    ) -> TimelineRead:
+        self.reads.append("timelines_after")
+        found = sorted(
+            (stream, room_id, event_id)
+            for room_id, position in after.items()
             for stream, event_id, sender in self.timelines.get(room_id, [])
-            if after < stream <= upto and sender != exclude_sender
-        ]
-        return rows[:limit]
+            if position < stream <= upto and sender != exclude_sender
+        )[:limit]
+        rows: dict[str, list[TimelineRow]] = {}
+        for stream, room_id, event_id in found:
+            rows.setdefault(room_id, []).append(TimelineRow(stream, event_id))
+        full = len(found) >= limit
+        return TimelineRead(rows, found[-1][0] if full else upto, full)
 
-    async def record_ferried(
-        self, room_id: str, target: str, pointers: Sequence[FerriedPointer], stream: int
-    ) -> None:
+    async def record_ferried(self, records: Sequence[FerryRecord]) -> None:
         if self.fail_records:
             self.fail_records -= 1
             raise RuntimeError("database went away")
-        for p in pointers:
-            self.pointers.setdefault((p.source_event_id, target), p.pointer_event_id)
-            self.originals[p.pointer_event_id] = SourceEvent(room_id, p.source_event_id)
-        self.recorded.append(Recorded(room_id, target, list(pointers), stream))
-        await self.set_cursor(room_id, target, stream)
+        self.writes += 1
+        for record in records:
+            for p in record.pointers:
+                self.pointers.setdefault((p.source_event_id, record.target), p.pointer_event_id)
+                self.originals[p.pointer_event_id] = SourceEvent(record.room_id, p.source_event_id)
+            self.recorded.append(
+                Recorded(record.room_id, record.target, list(record.pointers), record.stream)
+            )
+            key = (record.room_id, record.target)
+            self.cursors_[key] = max(self.cursors_.get(key, record.stream), record.stream)
 
     async def pointer_for(self, source_event_id: str, target_room_id: str) -> str | None:
         return self.pointers.get((source_event_id, target_room_id))
@@ -133,39 +149,46 @@ class MemoryEvents:
 
 
 class MemorySender:
-    """A room that keeps transaction IDs as Synapse does, and refuses, as
-    Synapse does, a whole batch in which a relation names an event it lacks."""
+    """Rooms that keep transaction IDs as Synapse does (a second send with a
+    known ID persists nothing), and refuse, as Synapse does, a room's whole
+    chain in which a relation names an event it lacks."""
 
     def __init__(self) -> None:
         self.by_txn: dict[tuple[str, str], str] = {}
         self.persisted: set[str] = set()
-        self.sends: list[list[str]] = []  # transaction IDs of each successful send
+        self.sends: list[list[str]] = []  # transaction IDs of each chain persisted
+        self.calls: list[dict[str, list[str]]] = []  # each send call: room -> transaction IDs
+        self.lookups = 0  # already_sent calls
         self.refuse: set[str] = set()  # transaction IDs that always fail
         self.fail_sends = 0  # how many sends fail next, whatever they hold
 
-    async def already_sent(self, room_id: str, txn_ids: Sequence[str]) -> dict[str, str]:
-        known = {txn: self.by_txn.get((room_id, txn)) for txn in txn_ids}
-        return {txn: event_id for txn, event_id in known.items() if event_id is not None}
+    async def already_sent(self, wanted: Collection[tuple[str, str]]) -> dict[tuple[str, str], str]:
+        self.lookups += 1
+        return {key: self.by_txn[key] for key in wanted if key in self.by_txn}
 
-    async def send(self, room_id: str, items: Sequence[Outgoing]) -> list[str]:
+    async def send(self, chains: Mapping[str, Sequence[Outgoing]]) -> dict[str, Exception | None]:
+        self.calls.append({room: [i.txn_id for i in items] for room, items in chains.items()})
         if self.fail_sends:
             self.fail_sends -= 1
-            raise RuntimeError("send failed")
+            return {room: RuntimeError("send failed") for room in chains}
+        return {room: self._send_chain(room, items) for room, items in chains.items()}
+
+    def _send_chain(self, room_id: str, items: Sequence[Outgoing]) -> Exception | None:
         for item in items:
             if item.txn_id in self.refuse:
-                raise RuntimeError(f"refused {item.txn_id}")
+                return RuntimeError(f"refused {item.txn_id}")
             relates = item.counterpart.content.get("m.relates_to") or {}
             related = (relates.get("m.in_reply_to") or {}).get("event_id")
             if related is not None and related not in self.persisted:
-                raise RuntimeError(f"relation to unknown event {related}")
-        ids = []
+                return RuntimeError(f"relation to unknown event {related}")
         for item in items:
+            if (room_id, item.txn_id) in self.by_txn:
+                continue  # deduplicated by transaction ID: nothing new persisted
             event_id = f"$p{len(self.by_txn)}-{item.txn_id}"
             self.by_txn[(room_id, item.txn_id)] = event_id
             self.persisted.add(event_id)
-            ids.append(event_id)
         self.sends.append([item.txn_id for item in items])
-        return ids
+        return None
 
 
 class StandInPreparer:
@@ -243,9 +266,9 @@ class FerryRig:
         self.scheduler.events_in({ev.room_id for ev in evs})
         return streams
 
-    def pointer(self, event_id: str) -> str | None:
-        return self.store.pointers.get((event_id, TARGET))
+    def pointer(self, event_id: str, target: str = TARGET) -> str | None:
+        return self.store.pointers.get((event_id, target))
 
     @property
     def cursor(self) -> int | None:
-        return self.store.cursors.get((SOURCE, TARGET))
+        return self.store.cursors_.get((SOURCE, TARGET))

@@ -24,7 +24,8 @@ def test_several_events_to_one_target_become_one_send() -> None:
     rig = FerryRig.build()
     rig.persist(event("$m1"), event("$m2"), event("$m3"))
 
-    assert run(rig) is PassOutcome.MORE
+    # Done: a pass asks for another only when it left something unread.
+    assert run(rig) is PassOutcome.IDLE
     assert rig.sender.sends == [[txn("$m1"), txn("$m2"), txn("$m3")]]
     assert [r.stream for r in rig.store.recorded] == [3]
     assert all(rig.pointer(e) is not None for e in ("$m1", "$m2", "$m3"))
@@ -32,6 +33,7 @@ def test_several_events_to_one_target_become_one_send() -> None:
     # Nothing new: nothing read again, nothing sent again.
     assert run(rig) is PassOutcome.IDLE
     assert len(rig.sender.sends) == 1
+    assert rig.store.reads.count("timelines_after") == 1
 
 
 def test_a_full_batch_is_sent_before_the_next_one_fills() -> None:
@@ -41,7 +43,7 @@ def test_a_full_batch_is_sent_before_the_next_one_fills() -> None:
     assert run(rig) is PassOutcome.MORE  # a full read: more to read
     assert [len(s) for s in rig.sender.sends] == [MAX_BATCH] * (BATCH_SIZE // MAX_BATCH)
     assert rig.cursor == BATCH_SIZE
-    assert run(rig) is PassOutcome.MORE
+    assert run(rig) is PassOutcome.IDLE
     assert [len(s) for s in rig.sender.sends][-1] == 20
     assert rig.cursor == BATCH_SIZE + 20
     assert run(rig) is PassOutcome.IDLE
@@ -51,7 +53,7 @@ def test_a_relation_to_a_pointer_still_in_the_batch_sends_the_batch_first() -> N
     rig = FerryRig.build()
     rig.persist(event("$m1"), reply("$r2", to="$m1"), event("$m3"))
 
-    assert run(rig) is PassOutcome.MORE
+    assert run(rig) is PassOutcome.IDLE
     # The stand-in sender, like Synapse, refuses a relation to an event it
     # has not persisted: the reply could only go once $m1's pointer had.
     assert rig.sender.sends == [[txn("$m1")], [txn("$r2"), txn("$m3")]]
@@ -78,7 +80,7 @@ def test_a_transient_failure_retries_later_and_loses_nothing() -> None:
     assert rig.cursor is None
     assert rig.pointer("$m1") is None
 
-    assert run(rig) is PassOutcome.MORE
+    assert run(rig) is PassOutcome.IDLE
     assert rig.sender.sends == [[txn("$m1"), txn("$m2")]]
     assert rig.cursor == 2
 
@@ -96,7 +98,7 @@ def test_one_bad_event_is_retried_then_given_up_and_holds_back_no_other() -> Non
         assert rig.pointer("$m1") is not None
         assert rig.pointer("$bad") is None
 
-    assert run(rig) is PassOutcome.MORE  # the last attempt: given up
+    assert run(rig) is PassOutcome.IDLE  # the last attempt: given up
     assert rig.pointer("$bad") is None
     assert rig.pointer("$m3") is not None
     assert rig.cursor == 3
@@ -110,7 +112,7 @@ def test_a_failing_preparation_is_given_up_after_max_attempts() -> None:
     rig.preparer.fail.add("$bad")
 
     outcomes = [run(rig) for _ in range(MAX_ATTEMPTS)]
-    assert outcomes == [PassOutcome.RETRY_LATER] * (MAX_ATTEMPTS - 1) + [PassOutcome.MORE]
+    assert outcomes == [PassOutcome.RETRY_LATER] * (MAX_ATTEMPTS - 1) + [PassOutcome.IDLE]
     # What came before the failure was sent before retrying, and only once.
     assert rig.sender.sends[0] == [txn("$m1")]
     assert rig.sender.sends[-1] == [txn("$m3")]
@@ -128,7 +130,7 @@ def test_the_cursor_is_recorded_with_each_pointer_and_covers_skipped_events() ->
         event("$own", sender=BOT),  # the bot's own events are never read
     )
 
-    assert run(rig) is PassOutcome.MORE
+    assert run(rig) is PassOutcome.IDLE
     # One write: the pointer with the cursor over what was looked at after it.
     assert [(r.pointers[0].source_event_id, r.stream) for r in rig.store.recorded] == [("$m1", 3)]
     assert rig.cursor == 3
@@ -202,7 +204,7 @@ def test_a_send_lost_before_its_record_is_not_sent_again_after_a_restart() -> No
     )
     rig.scheduler = FerryScheduler(rig.store, rig.traits, batches, BOT, "hs1")
 
-    assert run(rig) is PassOutcome.MORE
+    assert run(rig) is PassOutcome.IDLE
     assert len(rig.sender.sends) == 1  # answered from the transaction ID
     assert rig.pointer("$m1") == rig.sender.by_txn[(TARGET, txn("$m1"))]
     assert rig.cursor == 1
