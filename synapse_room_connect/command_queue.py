@@ -78,9 +78,22 @@ class CommandQueue:
         self._feed_start = feed_start
 
     async def catch_up(self) -> int:
-        """Queue the commands sent since the last one answered; returns how many."""
+        """Queue the commands sent since the last one answered; returns how many.
+
+        Never raises: a failed read skips the replay (logged) rather than
+        hold up start-up or the commands that arrive live."""
         upto = self._feed_start
         assert upto is not None, "begin() first"
+        try:
+            return await self._catch_up(upto)
+        except Exception:
+            logger.exception("Could not read the commands sent while this process was down")
+            self._answered_upto = upto
+            self._caught_up = True
+            self._kick()
+            return 0
+
+    async def _catch_up(self, upto: int) -> int:
         position = await self._store.command_position()
         replay: list[tuple[int, EventBase]] = []
         if position is None:

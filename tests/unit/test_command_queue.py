@@ -155,3 +155,20 @@ async def test_the_look_back_is_bounded_in_time_and_count() -> None:
     assert (after, upto, limit) == (0, 50, LOOKBACK_COMMANDS)
     assert since_ts == process.host.get_current_time_msec() - LOOKBACK_MS
     assert cursor.position == 50
+
+
+@run_async
+async def test_a_failed_catch_up_read_still_lets_live_commands_through() -> None:
+    cursor = Cursor(0)
+    process = Process(cursor)
+
+    async def broken(*args: Any) -> list[TimelineRow]:
+        raise RuntimeError("database gone")
+
+    cursor.commands_after = broken  # type: ignore[method-assign]
+    process.queue.begin(5)
+    assert await process.queue.catch_up() == 0
+    await process.queue.handle(Event("$stale", 4))
+    await process.queue.handle(Event("$live", 7))
+    await process.host.run_background()
+    assert process.runner.answered == ["$live"]
