@@ -11,6 +11,10 @@ Layout, all loading the module from the shared homeserver.yaml:
 
 Replication between them runs over Redis; ``instance_map`` tells the workers
 where the main process's and the persister's replication listeners are.
+
+``ferry_workers`` adds generic workers with no client traffic, for the
+module's ``worker`` option to name (the sharded ferry); ``reconfigure``
+rewrites the module's config for the next start of each process.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from __future__ import annotations
 import secrets
 import shutil
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +57,7 @@ class WorkerDeployment(SynapseServer):
         base_dir: Path | None = None,
         name: str = "workers",
         config_overrides: Mapping[str, Any] | None = None,
+        ferry_workers: Sequence[str] = (),
     ) -> None:
         self.name = name
         self.postgres: PostgresServer = postgres
@@ -69,7 +74,11 @@ class WorkerDeployment(SynapseServer):
             "persister_replication": free_port(),
             "client_worker_client": free_port(),
         }
-        self._metrics_ports = {proc: free_port() for proc in (MAIN, EVENT_PERSISTER, CLIENT_WORKER)}
+        self.ferry_worker_names = tuple(ferry_workers)
+        self._replication_secret = secrets.token_hex(16)
+        self._metrics_ports = {
+            proc: free_port() for proc in (MAIN, EVENT_PERSISTER, CLIENT_WORKER, *ferry_workers)
+        }
         self.server_name = f"localhost:{self._ports['main_federation']}"
         self.main_client_url = f"http://127.0.0.1:{self._ports['main_client']}"
         self.client_url = f"http://127.0.0.1:{self._ports['client_worker_client']}"
@@ -86,6 +95,7 @@ class WorkerDeployment(SynapseServer):
             self.registration_shared_secret = self.files.registration_shared_secret
             self.config_path = self._write_shared_config()
             self.main, self.event_persister, self.client_worker = self._processes()
+            self.ferry_worker_procs = [self._ferry_worker(name) for name in self.ferry_worker_names]
             # Last, so nothing can fail between creating the database and the object
             # existing to drop it in destroy().
             postgres.create_database(self.database_name)
@@ -93,7 +103,13 @@ class WorkerDeployment(SynapseServer):
             shutil.rmtree(self.directory, ignore_errors=True)
             raise
         self.processes: dict[str, SynapseProcess] = {
-            proc.name: proc for proc in (self.main, self.event_persister, self.client_worker)
+            proc.name: proc
+            for proc in (
+                self.main,
+                self.event_persister,
+                self.client_worker,
+                *self.ferry_worker_procs,
+            )
         }
 
     def _write_shared_config(self) -> Path:
@@ -106,7 +122,7 @@ class WorkerDeployment(SynapseServer):
                 EVENT_PERSISTER: {"host": "127.0.0.1", "port": ports["persister_replication"]},
             },
             "stream_writers": {"events": EVENT_PERSISTER},
-            "worker_replication_secret": secrets.token_hex(16),
+            "worker_replication_secret": self._replication_secret,
         }
         self._main_log_config, self._main_log = self.files.log_files(MAIN)
         return self.files.write_homeserver_yaml(
@@ -174,6 +190,24 @@ class WorkerDeployment(SynapseServer):
             client_url=client_url,
         )
 
+    def _ferry_worker(self, worker_name: str) -> SynapseProcess:
+        port = free_port()
+        # No client traffic goes to a ferry worker; the listener is for /health.
+        return self._worker(
+            worker_name,
+            [
+                hsconfig.http_listener(port, ["health"]),
+                hsconfig.metrics_listener(self._metrics_ports[worker_name]),
+            ],
+            health_url=f"http://127.0.0.1:{port}/health",
+            client_url=None,
+        )
+
+    def reconfigure(self, module_config: Mapping[str, Any]) -> None:
+        """Rewrite the module's config; each process reads it when it next starts."""
+        self.module_config = dict(module_config)
+        self._write_shared_config()
+
     def __repr__(self) -> str:
         return f"<WorkerDeployment {self.server_name} client={self.client_url}>"
 
@@ -185,7 +219,7 @@ class WorkerDeployment(SynapseServer):
             # The main process creates or upgrades the database schema; workers
             # refuse to start against a database it has not prepared.
             self.main.start(timeout)
-            workers = [self.event_persister, self.client_worker]
+            workers = [self.event_persister, self.client_worker, *self.ferry_worker_procs]
             for worker in workers:
                 worker.spawn()
             for worker in workers:
@@ -197,7 +231,7 @@ class WorkerDeployment(SynapseServer):
 
     def stop(self, timeout: float = 30) -> None:
         # Workers first: stopping main first makes them log replication errors.
-        for proc in (self.client_worker, self.event_persister, self.main):
+        for proc in (*self.ferry_worker_procs, self.client_worker, self.event_persister, self.main):
             proc.stop(timeout)
 
     # -- using it --------------------------------------------------------------
