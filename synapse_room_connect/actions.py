@@ -13,11 +13,12 @@ import attrs
 from synapse.api.errors import Codes, SynapseError
 from synapse.module_api import EventBase, ModuleApi, RoomID
 
-from synapse_room_connect import synapse_compat
+from synapse_room_connect import notices, synapse_compat
 from synapse_room_connect.bot import FerryBot
 from synapse_room_connect.connection_status import ConnectionStatus, ConnectionView
 from synapse_room_connect.constants import CONNECTION_EVENT_TYPE
 from synapse_room_connect.handshake import Status, is_empty_content
+from synapse_room_connect.notices import Misread
 from synapse_room_connect.rooms import RoomReader, server_of
 
 
@@ -25,18 +26,13 @@ def check_power(state: Mapping[tuple[str, str], EventBase], user_id: str, thresh
     """Refuse ``user_id`` unless ``state`` gives them ``threshold`` power."""
     power = synapse_compat.power_in_state(dict(state), user_id)
     if power < threshold:
-        raise SynapseError(
-            403,
-            f"Changing this room's connections needs power level {threshold}; "
-            f"{user_id} has {power}.",
-            Codes.FORBIDDEN,
-        )
+        raise SynapseError(403, notices.power_too_low(threshold, user_id, power), Codes.FORBIDDEN)
 
 
 def _require_joined(state: Mapping[tuple[str, str], EventBase], room_id: str, user_id: str) -> None:
     member = state.get(("m.room.member", user_id))
     if member is None or member.content.get("membership") != "join":
-        raise SynapseError(403, f"{user_id} is not joined to {room_id}.", Codes.FORBIDDEN)
+        raise SynapseError(403, notices.not_joined(user_id, room_id), Codes.FORBIDDEN)
 
 
 @attrs.define
@@ -70,13 +66,11 @@ class ConnectionActions:
                 room_id, servers = await self._api.lookup_room_alias(ref)
             except SynapseError as e:
                 raise SynapseError(
-                    404, f"Room alias {ref} could not be resolved: {e.msg}", Codes.NOT_FOUND
+                    404, notices.alias_unresolved(ref, e.msg), Codes.NOT_FOUND
                 ) from None
             return room_id, list(dict.fromkeys([*via, *servers]))
         if not RoomID.is_valid(ref):
-            raise SynapseError(
-                400, f"{ref!r} is neither a room alias nor a room ID.", Codes.INVALID_PARAM
-            )
+            raise SynapseError(400, notices.misread(Misread.NOT_A_ROOM, ref), Codes.INVALID_PARAM)
         servers = list(via)
         if not servers:
             domain = server_of(ref)
@@ -85,11 +79,7 @@ class ConnectionActions:
             elif await self._reader.visible(ref):
                 servers.append(self._api.server_name)
         if not servers:
-            raise SynapseError(
-                400,
-                f"Say which servers can reach {ref}: pass via, or use an alias.",
-                Codes.INVALID_PARAM,
-            )
+            raise SynapseError(400, notices.servers_needed(ref), Codes.INVALID_PARAM)
         return ref, servers
 
     async def request(
@@ -106,17 +96,11 @@ class ConnectionActions:
         await self.require_power(room_id, user_id)
         other, servers = await self.resolve_room(other_ref, via)
         if other == room_id:
-            raise SynapseError(400, "A room cannot be connected to itself.", Codes.BAD_JSON)
+            raise SynapseError(400, notices.self_connection(), Codes.BAD_JSON)
         there = await self._reader.side(other, room_id)
         if require_incoming and there.consent is None:
-            hint = (
-                ""
-                if there.visible
-                else f" ({self._api.server_name} is not in that room and cannot see its state)"
-            )
-            raise SynapseError(
-                404, f"{other_ref} has not asked to connect to this room{hint}.", Codes.NOT_FOUND
-            )
+            text = notices.not_asked(other_ref, self._api.server_name, there.visible)
+            raise SynapseError(404, text, Codes.NOT_FOUND)
         ferry = there.consent.ferry if there.consent is not None else self._bot.user_id
         if ferry == self._bot.user_id:
             await self._bot.ensure_registered()
@@ -135,7 +119,8 @@ class ConnectionActions:
         # revoking one of those sends a "{}" naming it, which wins.
         none_here = existing is None or is_empty_content(existing.content)
         if none_here and (await self._status.view(room_id, other)).status is Status.REVOKED:
-            raise SynapseError(404, f"This room has no connection to {other_ref}.", Codes.NOT_FOUND)
+            text = notices.no_connection("This room", other_ref)
+            raise SynapseError(404, text, Codes.NOT_FOUND)
         await self._send_connection_state(user_id, room_id, other, {})
         return await self._status.view(room_id, other)
 

@@ -20,7 +20,7 @@ import attrs
 from synapse.api.errors import Codes, SynapseError
 from synapse.module_api import ModuleApi
 
-from synapse_room_connect import metrics, synapse_compat
+from synapse_room_connect import metrics, notices, synapse_compat
 from synapse_room_connect.bot import FerryBot
 from synapse_room_connect.constants import CONNECTION_EVENT_TYPE
 from synapse_room_connect.handshake import is_empty_content
@@ -152,11 +152,8 @@ class AdminActions:
             # invite lets it in now, so the notice lands with the request.
             await self._bot.join(room_id, [self._api.server_name], member.user_id)
         label = await room_label(self._api, str(view.to_json()["room_id"]))
-        await self._notify(
-            room_id,
-            f"{admin}, an admin of {self._api.server_name}, asked on this room's behalf "
-            f"(as {member.user_id}) to connect it to {label}.",
-        )
+        text = notices.admin_connecting(admin, self._api.server_name, member.user_id, label)
+        await self._notify(room_id, text)
         return view
 
     async def revoke(self, admin: str, room_id: str, other_room_id: str) -> ConnectionViewLike:
@@ -170,11 +167,8 @@ class AdminActions:
         # Told before acting: once revoked, the bot leaves a room it no
         # longer ferries for, and could not say who ended the connection.
         label = await room_label(self._api, other_room_id)
-        await self._notify(
-            room_id,
-            f"{admin}, an admin of {self._api.server_name}, is ending this room's connection "
-            f"to {label} on its behalf (as {member.user_id}).",
-        )
+        text = notices.admin_revoking(admin, self._api.server_name, member.user_id, label)
+        await self._notify(room_id, text)
         try:
             view = await self._actions.revoke(member.user_id, room_id, other_room_id)
         except SynapseError as e:
@@ -194,9 +188,8 @@ class AdminActions:
         state = await self._api.get_room_state(room_id, [(CONNECTION_EVENT_TYPE, other_room_id)])
         existing = state.get((CONNECTION_EVENT_TYPE, other_room_id))
         if existing is None or is_empty_content(existing.content):
-            raise SynapseError(
-                404, f"{room_id} has no connection to {other_room_id}.", Codes.NOT_FOUND
-            )
+            text = notices.no_connection(room_id, other_room_id)
+            raise SynapseError(404, text, Codes.NOT_FOUND)
 
     async def _notify(self, room_id: str, text: str) -> None:
         if await self._bot.membership(room_id) == "join":

@@ -137,10 +137,12 @@ def request_undeliverable(
     return head + why + _blocked_suffix(blocked_by)
 
 
-def incoming(label: str, other_room_id: str, approve_power_level: int) -> str:
+def incoming(label: str, other_room: str, approve_power_level: int) -> str:
+    """``other_room``: how this room's admins name the asking room in a command
+    (alias, else ID)."""
     return (
         f"{label} asks to connect to this room. An admin here (power level "
-        f"{approve_power_level}) can approve with `!connect approve {other_room_id}`."
+        f"{approve_power_level}) can approve with `!connect approve {other_room}`."
     )
 
 
@@ -217,6 +219,43 @@ def remote_sender_help(server_name: str, room: str, content: dict[str, object]) 
     )
 
 
+# ----------------------------------------------------------------------
+# Refusals of an action: the reason in "Could not <verb>: <reason>" in chat,
+# and the error message over REST.
+
+
+def power_too_low(threshold: int, user_id: str, power: int) -> str:
+    return f"Changing this room's connections needs power level {threshold}; {user_id} has {power}."
+
+
+def not_joined(user_id: str, room_id: str) -> str:
+    return f"{user_id} is not joined to {room_id}."
+
+
+def alias_unresolved(alias: str, why: str) -> str:
+    return f"Room alias {alias} could not be resolved: {why}"
+
+
+def servers_needed(room_id: str) -> str:
+    return f"Say which servers can reach {room_id}: pass via, or use an alias."
+
+
+def self_connection() -> str:
+    return "A room cannot be connected to itself."
+
+
+def not_asked(other: str, server_name: str, visible: bool) -> str:
+    """An approval with no request to approve; ``visible``: whether this
+    server can see the other room's state at all."""
+    hint = "" if visible else f" ({server_name} is not in that room and cannot see its state)"
+    return f"{other} has not asked to connect to this room{hint}."
+
+
+def no_connection(room: str, other: str) -> str:
+    """``room``: "This room" in a room's own command, its ID elsewhere."""
+    return f"{room} has no connection to {other}."
+
+
 class Misread(enum.Enum):
     """Ways a command's wording is wrong; each value is the reply, given one detail."""
 
@@ -230,6 +269,24 @@ class Misread(enum.Enum):
 
 def misread(kind: Misread, detail: str) -> str:
     return kind.value.format(detail)
+
+
+# ----------------------------------------------------------------------
+# A homeserver admin acting for a room (admin.py)
+
+
+def admin_connecting(admin: str, server_name: str, member: str, label: str) -> str:
+    return (
+        f"{admin}, an admin of {server_name}, asked on this room's behalf "
+        f"(as {member}) to connect it to {label}."
+    )
+
+
+def admin_revoking(admin: str, server_name: str, member: str, label: str) -> str:
+    return (
+        f"{admin}, an admin of {server_name}, is ending this room's connection "
+        f"to {label} on its behalf (as {member})."
+    )
 
 
 # ----------------------------------------------------------------------

@@ -74,3 +74,36 @@ def test_command_replies() -> None:
     help_for_remote = notices.remote_sender_help("hs", "!b:hs", {"room_id": "!b:hs"})
     assert 'content {"room_id": "!b:hs"}' in help_for_remote
     assert "users of hs" in help_for_remote
+
+
+def test_a_homeserver_admins_part_names_them_their_server_and_the_acting_member() -> None:
+    connecting = notices.admin_connecting("@root:hs", "hs", "@bridgebot:hs", "#b:hs")
+    assert connecting == (
+        "@root:hs, an admin of hs, asked on this room's behalf (as @bridgebot:hs) "
+        "to connect it to #b:hs."
+    )
+    revoking = notices.admin_revoking("@root:hs", "hs", "@bridgebot:hs", "#b:hs")
+    assert revoking == (
+        "@root:hs, an admin of hs, is ending this room's connection to #b:hs "
+        "on its behalf (as @bridgebot:hs)."
+    )
+
+
+def test_refusals_say_what_is_missing() -> None:
+    assert notices.command_refused("revoke", notices.power_too_low(100, "@bob:hs", 50)) == (
+        "Could not revoke: Changing this room's connections needs power level 100; @bob:hs has 50."
+    )
+    assert notices.not_joined("@bob:hs", "!a:hs") == "@bob:hs is not joined to !a:hs."
+    assert notices.alias_unresolved("#x:hs", "Room alias not found") == (
+        "Room alias #x:hs could not be resolved: Room alias not found"
+    )
+    assert "pass via, or use an alias" in notices.servers_needed("!b")
+    assert notices.self_connection() == "A room cannot be connected to itself."
+    assert notices.not_asked("#b:hs", "hs", visible=True) == (
+        "#b:hs has not asked to connect to this room."
+    )
+    assert notices.not_asked("#b:other", "hs", visible=False) == (
+        "#b:other has not asked to connect to this room "
+        "(hs is not in that room and cannot see its state)."
+    )
+    assert notices.no_connection("This room", "#b:hs") == "This room has no connection to #b:hs."
