@@ -81,6 +81,7 @@ class RoomConnectModule:
             approve_power_level=level,
             upgrades=UpgradeFollower(api, reader, bot, label),
             request_notice=RequestDelivery(api, bot.user_id).requested_notice,
+            ref=pointer_label,
         )
         fetch_events = functools.partial(synapse_compat.get_events, api)
         self._commands = CommandQueue(

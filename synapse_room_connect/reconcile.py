@@ -75,6 +75,10 @@ ActivationPosition = Callable[[Side, Side], Awaitable[int]]
 RequestNotice = Callable[[str, str, Sequence[str], Sequence[str]], Awaitable[str]]
 
 
+async def _room_id(room_id: str) -> str:
+    return room_id
+
+
 @attrs.define
 class Reconciler:
     _host: Host
@@ -87,6 +91,8 @@ class Reconciler:
     _approve_power_level: int = attrs.field(kw_only=True)
     _upgrades: Upgrades | None = attrs.field(kw_only=True, default=None)
     _request_notice: RequestNotice | None = attrs.field(kw_only=True, default=None)
+    # A room as commands name it: its alias, else its ID (room_names.alias_or_id).
+    _ref: Label = attrs.field(kw_only=True, default=_room_id)
     _pending: set[str] = attrs.field(init=False, factory=set)
     _draining: bool = attrs.field(init=False, default=False)
 
@@ -215,7 +221,7 @@ class Reconciler:
             if not await self._bot.join(here, via, None) or _inherited(direction):
                 return
             label = await self._label(other)
-            text = notices.incoming(label, other, self._approve_power_level)
+            text = notices.incoming(label, await self._ref(other), self._approve_power_level)
             await self._bot.notice(here, text)
         elif status is Status.REVOKED:
             was_live = old in (Status.ACTIVE, Status.REQUESTED, Status.INCOMING)

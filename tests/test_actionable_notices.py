@@ -64,6 +64,24 @@ def test_rooms_are_named_by_alias_or_name_and_an_uninvited_bot_says_what_to_do(
     assert answer["content"]["body"] == f"Connections of this room:\n- {b_label}: active (ferry)"
 
 
+def test_the_asked_room_is_told_to_approve_the_asking_room_by_its_alias(
+    homeserver: Homeserver,
+) -> None:
+    bot = bot_of(homeserver)
+    alice = homeserver.register(unique("alice"))
+    bob = homeserver.register(unique("bob"))
+    alias_part = unique("asking")
+    alias = f"#{alias_part}:{homeserver.server_name}"
+    room_a = alice.create_room(preset="public_chat", room_alias_name=alias_part)
+    # Public, so the bot can enter it to tell its admins about the request.
+    room_b = bob.create_room(preset="public_chat")
+
+    connect(alice, room_a, room_b)
+    body = wait_for_notice(bob, room_b, bot, "asks to connect")["content"]["body"]
+    assert body.startswith(f"{alias} asks to connect to this room.")
+    assert body.endswith(f"can approve with `!connect approve {alias}`.")
+
+
 def test_a_request_to_an_unreachable_server_says_so(homeserver: Homeserver) -> None:
     bot = bot_of(homeserver)
     alice = homeserver.register(unique("alice"))

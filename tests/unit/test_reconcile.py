@@ -21,6 +21,8 @@ class World:
         self.bot = RecordingBot()
         self.changes = 0
         self.positions: list[tuple[str, str]] = []
+        # Canonical aliases, for rooms named in commands.
+        self.aliases: dict[str, str] = {}
 
         async def label(room_id: str) -> str:
             return f"#{room_id[1]}"
@@ -32,6 +34,9 @@ class World:
         def changed() -> None:
             self.changes += 1
 
+        async def ref(room_id: str) -> str:
+            return self.aliases.get(room_id, room_id)
+
         self.reconciler = Reconciler(
             self.host,
             self.store,
@@ -41,6 +46,7 @@ class World:
             activation_position=position,
             on_connections_changed=changed,
             approve_power_level=100,
+            ref=ref,
         )
 
     async def reconcile(self, room_id: str) -> None:
@@ -177,3 +183,14 @@ async def test_queue_drains_once_for_many_changes(world: World) -> None:
     await world.host.run_background()
     assert world.status(A, B) is Status.REQUESTED
     assert len(world.bot.notices) == 2
+
+
+@run_async
+async def test_a_request_names_the_asking_room_by_its_alias_in_the_approve_command(
+    world: World,
+) -> None:
+    world.aliases[A] = "#a-alias:hs"
+    world.rooms.consent(A, B, ALICE, world.bot.user_id)
+    await world.reconcile(A)
+    (incoming,) = world.bot.notices_in(B)
+    assert incoming.endswith("can approve with `!connect approve #a-alias:hs`.")
