@@ -18,8 +18,15 @@ from pathlib import Path
 
 import pytest
 
-from harness.connect_api import unique
-from harness.ferry_helpers import POINTER, Pair, all_events, connected_pair, wait_for_pointer
+from harness.connect_api import revoke, unique, wait_for_notice
+from harness.ferry_helpers import (
+    POINTER,
+    Pair,
+    all_events,
+    connected_pair,
+    is_pointer_to,
+    wait_for_pointer,
+)
 from harness.postgres import PostgresServer
 from harness.redis import RedisServer
 from harness.workers import WorkerDeployment
@@ -68,13 +75,22 @@ def owner(instances: FerryInstances, pair: Pair) -> str:
     return instances.owner(pair.room_a, pair.room_b)
 
 
-def ferried_by(deployment: WorkerDeployment, process: str) -> float:
-    """Pointers (and other counterparts) this process sent since it started."""
+def counted(deployment: WorkerDeployment, process: str, metric: str) -> float:
+    """All samples of ``metric`` on this process, since it started."""
     url = deployment.metrics_urls[process]
     with urllib.request.urlopen(url, timeout=10) as response:
         text = response.read().decode()
-    pattern = re.compile(rf"^{FERRIED}{{[^}}]*}} (\S+)$", re.MULTILINE)
+    pattern = re.compile(rf"^{metric}{{[^}}]*}} (\S+)$", re.MULTILINE)
     return sum(float(value) for value in pattern.findall(text))
+
+
+def ferried_by(deployment: WorkerDeployment, process: str) -> float:
+    """Pointers (and other counterparts) this process sent since it started."""
+    return counted(deployment, process, FERRIED)
+
+
+def ferry_failures(deployment: WorkerDeployment, process: str) -> float:
+    return counted(deployment, process, "synapse_room_connect_ferry_failures_total")
 
 
 def send_burst(pair: Pair, label: str, count: int, sent: threading.Semaphore) -> list[str]:
@@ -159,6 +175,33 @@ def test_kill_9_of_a_ferry_worker_mid_burst_loses_and_doubles_nothing(
     assert ferried_by(sharded, FERRY2) <= share[FERRY2]
     for process in ("main", "client_worker", "event_persister"):
         assert ferried_by(sharded, process) == 0
+
+
+def test_a_ferry_worker_that_does_not_coordinate_follows_connection_changes(
+    sharded: WorkerDeployment, pairs: list[Pair]
+) -> None:
+    """ferry2 never reconciles, and its feed may read a connection event
+    before ferry1 has reconciled it: it must still start carrying a
+    connection made while it runs, and stop carrying one revoked meanwhile."""
+    instances = FerryInstances((FERRY1, FERRY2))
+    fresh = connected_pair(sharded)
+    while owner(instances, fresh) != FERRY2:
+        fresh = connected_pair(sharded)
+    hello = fresh.alice.send_message(fresh.room_a, "carried by ferry2")
+    wait_for_pointer(fresh.bob, fresh.room_b, hello, timeout=LANDING_TIMEOUT)
+
+    failures = ferry_failures(sharded, FERRY2)
+    revoke(fresh.alice, fresh.room_a, fresh.room_b)
+    wait_for_notice(fresh.bob, fresh.room_b, fresh.bot, "has ended", timeout=60)
+    late = fresh.alice.send_message(fresh.room_a, "after the revocation")
+    # A later message on another connection of ferry2: once its pointer is
+    # in, ferry2 has read past ``late``.
+    other = next(p for p in pairs if owner(instances, p) == FERRY2)
+    probe = other.alice.send_message(other.room_a, "probe")
+    wait_for_pointer(other.bob, other.room_b, probe, timeout=LANDING_TIMEOUT)
+    assert not any(is_pointer_to(e, late) for e in all_events(fresh.bob, fresh.room_b))
+    # Nor did it try and fail (the bot has left room B).
+    assert ferry_failures(sharded, FERRY2) == failures
 
 
 def test_changing_the_list_moves_connections_with_nothing_lost_or_doubled(

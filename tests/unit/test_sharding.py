@@ -5,11 +5,15 @@ from __future__ import annotations
 import hashlib
 from collections import Counter
 
+import attrs
 import jsonschema
 import pytest
 
 from synapse_room_connect.config import parse_config
+from synapse_room_connect.constants import CONNECTION_EVENT_TYPE
 from synapse_room_connect.sharding import FerryInstances, pair_key, shard_of
+from tests.unit.stand_ins import run_async
+from tests.unit.test_router import BOT, A, B, Setup, state
 
 ROOMS = [f"!room{n}:example.org" for n in range(400)]
 PAIRS = list(zip(ROOMS[::2], ROOMS[1::2], strict=True))
@@ -95,3 +99,22 @@ def test_instances_refuse_an_empty_or_repeated_list() -> None:
         FerryInstances(("a", "a"))
     with pytest.raises(ValueError, match="at least one"):
         shard_of("key", 0)
+
+
+@run_async
+async def test_a_ferry_process_that_does_not_coordinate_only_ferries() -> None:
+    """Reconciliation, invites and commands happen once, on the coordinator."""
+    s = Setup()
+    router = attrs.evolve(s.router, coordinator=False)
+    await router.on_new_events(
+        [
+            s.message("$cmd", A, "!connect help"),
+            state(CONNECTION_EVENT_TYPE, A, B),
+            state("m.room.member", B, BOT, "invite"),
+            state("m.room.member", A, BOT, "join"),
+        ]
+    )
+    assert s.ferry.woken_for == [{A, B}]
+    assert s.reconciler.changed == []
+    assert s.background() == []
+    assert s.fetched == []
