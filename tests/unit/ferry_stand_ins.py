@@ -90,6 +90,8 @@ class MemoryFerryStore:
         self.fail_records = 0  # how many record_ferried calls raise next
         self.writes = 0  # record_ferried calls that succeeded
         self.reads: list[str] = []  # the scheduler's reads, by method
+        self.asked: list[set[str]] = []  # the rooms of each timeline read
+        self.fail_reads = 0  # how many timeline reads raise next
 
     def append(self, stream: int, ev: EventBase) -> None:
         self.timelines.setdefault(ev.room_id, []).append((stream, ev.event_id, ev.sender))
@@ -106,6 +108,10 @@ class MemoryFerryStore:
         self, after: Mapping[str, int], upto: int, limit: int, exclude_sender: str
     ) -> TimelineRead:
         self.reads.append("timelines_after")
+        self.asked.append(set(after))
+        if self.fail_reads:
+            self.fail_reads -= 1
+            raise RuntimeError("database went away")
         found = sorted(
             (stream, room_id, event_id)
             for room_id, position in after.items()
