@@ -94,6 +94,9 @@ class Reconciler:
     # A room as commands name it: its alias, else its ID (room_names.alias_or_id).
     _ref: Label = attrs.field(kw_only=True, default=_room_id)
     _pending: set[str] = attrs.field(init=False, factory=set)
+    # Tombstoned rooms being followed now: a live tombstone and start-up's
+    # pass must not follow one room twice at once.
+    _following: set[str] = attrs.field(init=False, factory=set)
     _draining: bool = attrs.field(init=False, default=False)
 
     def room_changed(self, room_id: str) -> None:
@@ -106,21 +109,40 @@ class Reconciler:
     def room_upgraded(self, room_id: str) -> None:
         """A tombstone in ``room_id``: its connections end, its successor's begin."""
         self.room_changed(room_id)
-        if self._upgrades is not None:
-            follow = functools.partial(self._follow_upgrade, self._upgrades, room_id)
-            self._host.run_as_background_process("room_connect_upgrade", follow)
+        self._follow(room_id)
+
+    def _follow(self, room_id: str) -> None:
+        if self._upgrades is None or room_id in self._following:
+            return
+        self._following.add(room_id)
+        follow = functools.partial(self._follow_upgrade, self._upgrades, room_id)
+        self._host.run_as_background_process("room_connect_upgrade", follow)
 
     async def _follow_upgrade(self, upgrades: Upgrades, room_id: str) -> None:
         try:
             await upgrades.follow(room_id)
         except Exception:
             logger.exception("Failed to carry the connections of %s over to its successor", room_id)
+        finally:
+            self._following.discard(room_id)
 
     async def reconcile_all(self) -> None:
+        """At start-up: every room with a connection or the bot, and the
+        follow-ups of upgrades a restart cut short (upgrade_follow.py)."""
         rooms = {row.room_id for row in await self._store.cached_connections()}
         rooms.update(await self._bot.joined_rooms())
         for room_id in rooms:
             self.room_changed(room_id)
+        if self._upgrades is None:
+            return
+        for room_id in sorted(rooms):
+            try:
+                tombstoned = (await self._reader.link(room_id)).tombstoned
+            except Exception:
+                logger.exception("Could not read whether %s was upgraded", room_id)
+                continue
+            if tombstoned:
+                self._follow(room_id)
 
     async def drain(self) -> None:
         # A single consumer serialises reconciliation, so two events for the

@@ -4,6 +4,7 @@ approval from the other side (docs/msc2923.md, "Room upgrades")."""
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -31,6 +32,7 @@ from harness.ferry_helpers import (
     wait_for_pointer,
 )
 from harness.synapse import start_together
+from synapse_room_connect.upgrade_follow import GRACE_SECONDS
 
 TIMEOUT = 90
 
@@ -154,13 +156,11 @@ def with_plain_server(harness_dir: Path) -> Iterator[tuple[Homeserver, Homeserve
         factory.destroy_all()
 
 
-@pytest.mark.federation
-def test_upgrade_on_a_server_without_the_module(
-    with_plain_server: tuple[Homeserver, Homeserver],
-) -> None:
-    """Nobody carries the consent over: both rooms are told the exact command,
-    and running it reconnects them."""
-    hs1, plain = with_plain_server
+def connect_with_plain_server(
+    hs1: Homeserver, plain: Homeserver
+) -> tuple[MatrixClient, MatrixClient, str, str, str]:
+    """Alice's room A on hs1 connected to Bob's room B on the plain server, hs1's
+    bot ferrying; returns (alice, bob, bot, room A, room B)."""
     bot: str = hs1.info()["bot_user_id"]
     alice = hs1.register(unique("alice"), displayname="Alice")
     bob = plain.register(unique("bob"), displayname="Bob")
@@ -172,6 +172,16 @@ def test_upgrade_on_a_server_without_the_module(
     content = {"room_id": room_a, "via": [hs1.server_name], "ferry": bot}
     bob.send_state(room_b, CONNECTION, room_a, content)
     wait_for_notice(alice, room_a, bot, "now connected", timeout=TIMEOUT)
+    return alice, bob, bot, room_a, room_b
+
+
+@pytest.mark.federation
+def test_upgrade_on_a_server_without_the_module(
+    with_plain_server: tuple[Homeserver, Homeserver],
+) -> None:
+    """Nobody carries the consent over: both rooms are told the exact command,
+    and running it reconnects them."""
+    alice, bob, bot, room_a, room_b = connect_with_plain_server(*with_plain_server)
 
     room_b2 = upgrade(bob, room_b)
     told_a = wait_for_notice(alice, room_a, bot, "did not carry", timeout=TIMEOUT)
@@ -185,3 +195,25 @@ def test_upgrade_on_a_server_without_the_module(
     wait_for_notice(alice, room_a, bot, "now connected", timeout=TIMEOUT)
     assert connections(alice, room_a)[room_b2]["status"] == "active"
     check_both_ways(alice, room_a, bob, room_b2)
+
+
+@pytest.mark.federation
+def test_a_restart_during_the_grace_still_explains_once(
+    with_plain_server: tuple[Homeserver, Homeserver],
+) -> None:
+    """hs1 stops while it waits to see whether the upgrade is carried over:
+    its start-up explains, once, and a second restart adds nothing."""
+    hs1, _ = with_plain_server
+    alice, bob, bot, room_a, room_b = connect_with_plain_server(*with_plain_server)
+
+    room_b2 = upgrade(bob, room_b)
+    # Once the tombstone has crossed, well inside the grace.
+    time.sleep(GRACE_SECONDS / 4)
+    hs1.restart()
+    wait_for_notice(alice, room_a, bot, "did not carry", timeout=TIMEOUT)
+    wait_for_notice(bob, room_b2, bot, "did not carry", timeout=TIMEOUT)
+    hs1.restart()
+    # Long enough for a second explanation, had start-up not found it settled.
+    time.sleep(GRACE_SECONDS + 5)
+    for client, room in ((alice, room_a), (bob, room_b2)):
+        assert len([n for n in notices_from(client, room, bot) if "did not carry" in n]) == 1

@@ -152,6 +152,23 @@ class RecordingBot:
         return [text for room, text in self.notices if room == room_id]
 
 
+class MemoryAccountData:
+    """Global account data (ModuleApi.account_data_manager), kept across the
+    restarts a test plays by building its objects again."""
+
+    def __init__(self) -> None:
+        self.data: dict[tuple[str, str], dict[str, Any]] = {}
+
+    async def get_global(self, user_id: str, data_type: str) -> dict[str, Any] | None:
+        return self.data.get((user_id, data_type))
+
+    async def put_global(self, user_id: str, data_type: str, new_data: dict[str, Any]) -> None:
+        # Read back frozen, as Synapse does: lists become tuples.
+        self.data[(user_id, data_type)] = {
+            k: tuple(v) if isinstance(v, list) else v for k, v in new_data.items()
+        }
+
+
 class Host:
     """The homeserver's scheduling: background work is kept until run."""
 

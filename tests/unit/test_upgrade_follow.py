@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import attrs
+import pytest
 from synapse.api.errors import Codes, SynapseError
 
 from synapse_room_connect.constants import CONNECTION_EVENT_TYPE
@@ -16,7 +17,7 @@ from synapse_room_connect.upgrade_follow import (
     UpgradeFollower,
 )
 from synapse_room_connect.upgrades import Link
-from tests.unit.stand_ins import MemoryRooms, RecordingBot, run_async
+from tests.unit.stand_ins import MemoryAccountData, MemoryRooms, RecordingBot, run_async
 
 A, A2, B = "!a:hs", "!a2:hs", "!b:hs"
 ALICE, BOB, CAROL = "@alice:hs", "@bob:hs", "@carol:other"
@@ -40,9 +41,16 @@ class Member:
     content: dict[str, str]
 
 
+class ProcessStoppedError(Exception):
+    """The process stopped while a follow-up waited."""
+
+
 class Api:
     def __init__(self, rooms: Rooms) -> None:
         self.rooms = rooms
+        self.account_data_manager = MemoryAccountData()
+        # Sleeps before the process stops in the middle of one.
+        self.stop_after_sleeps: int | None = None
         self.sent: list[dict[str, Any]] = []
         self.invites: list[tuple[str, str, str]] = []
         self.slept: list[float] = []
@@ -55,6 +63,11 @@ class Api:
         return user_id.endswith(":hs")
 
     async def sleep(self, seconds: float) -> None:
+        if self.stop_after_sleeps is not None:
+            if self.stop_after_sleeps == 0:
+                self.stop_after_sleeps = None
+                raise ProcessStoppedError()
+            self.stop_after_sleeps -= 1
         self.slept.append(seconds)
 
     async def create_and_send_event_into_room(self, event_dict: dict[str, Any]) -> Any:
@@ -95,10 +108,17 @@ class World:
         async def label(room_id: str) -> str:
             return f"#{room_id[1:].split(':')[0]}"
 
+        self.label = label
         self.follower = UpgradeFollower(self.api, self.rooms, self.bot, label)
 
     async def follow(self) -> None:
         await self.follower.follow(A)
+
+    async def restart_and_follow(self) -> None:
+        """A new process over the same rooms and account data, following the
+        tombstone again as start-up reconciliation does."""
+        self.follower = UpgradeFollower(self.api, self.rooms, self.bot, self.label)
+        await self.follow()
 
 
 @run_async
@@ -179,3 +199,58 @@ async def test_nothing_is_carried_to_a_room_that_does_not_name_the_old_one() -> 
     await world.follow()
     assert world.api.sent == []
     assert world.bot.notices == []
+
+
+@run_async
+async def test_a_restart_during_the_grace_explains_once_after_start_up() -> None:
+    world = World(upgrader=CAROL)
+    world.api.stop_after_sleeps = 0
+    with pytest.raises(ProcessStoppedError):
+        await world.follow()
+    assert world.bot.notices == []
+    await world.restart_and_follow()
+    assert len(world.bot.notices_in(B)) == len(world.bot.notices_in(A2)) == 1
+    # Every later start-up finds the follow-up settled: no second explanation.
+    await world.restart_and_follow()
+    assert len(world.bot.notices) == 2
+    assert world.api.slept == [GRACE_SECONDS]
+
+
+@run_async
+async def test_a_restart_while_waiting_for_another_servers_ferry_still_consents_once() -> None:
+    world = World(ferry=OTHER_BOT)
+    world.api.joiners.add(OTHER_BOT)
+    # The invite went out; the process stopped before the ferry's join was seen.
+    world.api.members.discard((A2, OTHER_BOT))
+    world.api.joiners.discard(OTHER_BOT)
+    world.api.stop_after_sleeps = 0
+    with pytest.raises(ProcessStoppedError):
+        await world.follow()
+    assert world.api.sent == []
+    world.api.members.add((A2, OTHER_BOT))  # it joined meanwhile
+    await world.restart_and_follow()
+    # Not invited again (it is in the room), and the consent goes out once.
+    assert world.api.invites == [(ALICE, OTHER_BOT, A2)]
+    assert [e["content"]["ferry"] for e in world.api.sent] == [OTHER_BOT]
+    await world.restart_and_follow()
+    assert len(world.api.sent) == 1
+
+
+@run_async
+async def test_a_refused_consent_is_explained_once_across_restarts() -> None:
+    world = World()
+    world.api.refuse = True
+    world.bot.joined.add(A2)
+    await world.follow()
+    await world.restart_and_follow()
+    assert len(world.bot.notices_in(B)) == len(world.bot.notices_in(A2)) == 1
+    assert world.api.sent == []
+
+
+@run_async
+async def test_a_ferry_that_never_joined_is_not_waited_for_again_after_a_restart() -> None:
+    world = World(ferry=OTHER_BOT)
+    await world.follow()
+    await world.restart_and_follow()
+    assert world.api.slept == [1] * FERRY_JOIN_ATTEMPTS
+    assert world.api.invites == [(ALICE, OTHER_BOT, A2)]

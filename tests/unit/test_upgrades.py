@@ -275,3 +275,19 @@ async def test_a_tombstone_reaches_reconciliation_as_an_upgrade() -> None:
         ]
     )
     assert reconciliation.upgraded == [A]
+
+
+@run_async
+async def test_start_up_follows_every_tombstoned_room_again_and_once_at_a_time(
+    world: World,
+) -> None:
+    # The process stopped while following A's upgrade: start-up resumes it.
+    await world.upgraded(A)
+    world.rooms.upgrade(A, A2)
+    world.followed.clear()
+    world.bot.joined.update({A, B})
+    await world.reconciler.reconcile_all()
+    # A tombstone read live at the same moment does not start a second one.
+    world.reconciler.room_upgraded(A)
+    await world.host.run_background()
+    assert world.followed == [A]
