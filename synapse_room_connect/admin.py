@@ -14,14 +14,15 @@ from __future__ import annotations
 import enum
 import logging
 from collections.abc import Iterable, Sequence
-from typing import Any, Protocol
 
 import attrs
 from synapse.api.errors import Codes, SynapseError
 from synapse.module_api import ModuleApi
 
 from synapse_room_connect import metrics, notices, synapse_compat
+from synapse_room_connect.actions import ConnectionActions
 from synapse_room_connect.bot import FerryBot
+from synapse_room_connect.connection_status import ConnectionView
 from synapse_room_connect.constants import CONNECTION_EVENT_TYPE
 from synapse_room_connect.handshake import is_empty_content
 from synapse_room_connect.rooms import room_label
@@ -29,35 +30,16 @@ from synapse_room_connect.rooms import room_label
 logger = logging.getLogger(__name__)
 
 
-class ConnectionViewLike(Protocol):
-    """What the admin routes need of a connection as one room sees it."""
-
-    @property
-    def ferry(self) -> str | None: ...
-
-    def to_json(self) -> dict[str, Any]: ...
-
-
-class AdminConnectionActions(Protocol):
-    """The request and revoke actions the room admin's REST API and chat use."""
-
-    async def request(
-        self,
-        user_id: str,
-        room_id: str,
-        other_ref: str,
-        via: Sequence[str] = (),
-        acknowledge: Iterable[str] = (),
-        *,
-        require_incoming: bool = False,
-    ) -> ConnectionViewLike: ...
-
-    async def revoke(self, user_id: str, room_id: str, other_ref: str) -> ConnectionViewLike: ...
-
-
 class AdminAction(enum.Enum):
     CONNECT = "connect"
     REVOKE = "revoke"
+
+
+# The log line of a done action: admin, room, other room, acting member.
+_DONE_LOG = {
+    AdminAction.CONNECT: "Homeserver admin %s asked to connect %s to %s, acting as %s",
+    AdminAction.REVOKE: "Homeserver admin %s revoked the connection %s -> %s, acting as %s",
+}
 
 
 @attrs.frozen
@@ -94,7 +76,7 @@ class AdminActions:
     """Connect and revoke on behalf of a room, for a homeserver admin."""
 
     def __init__(
-        self, api: ModuleApi, actions: AdminConnectionActions, bot: FerryBot, threshold: int
+        self, api: ModuleApi, actions: ConnectionActions, bot: FerryBot, threshold: int
     ) -> None:
         self._api = api
         self._actions = actions
@@ -131,7 +113,7 @@ class AdminActions:
         other_ref: str,
         via: Sequence[str],
         acknowledge: Iterable[str],
-    ) -> ConnectionViewLike:
+    ) -> ConnectionView:
         """Request (or approve) a connection from ``room_id`` to ``other_ref``."""
         try:
             member = await self.acting_member(room_id)
@@ -139,24 +121,17 @@ class AdminActions:
         except SynapseError as e:
             self._refused(AdminAction.CONNECT, admin, room_id, e)
             raise
-        self._record(AdminAction.CONNECT, "done")
-        logger.info(
-            "Homeserver admin %s asked to connect %s to %s, acting as %s",
-            admin,
-            room_id,
-            other_ref,
-            member.user_id,
-        )
+        self._done(AdminAction.CONNECT, admin, room_id, other_ref, member)
         if view.ferry == self._bot.user_id:
             # The bot joins rooms it ferries for anyway; the acting member's
             # invite lets it in now, so the notice lands with the request.
             await self._bot.join(room_id, [self._api.server_name], member.user_id)
-        label = await room_label(self._api, str(view.to_json()["room_id"]))
+        label = await room_label(self._api, view.other_room_id)
         text = notices.admin_connecting(admin, self._api.server_name, member.user_id, label)
         await self._notify(room_id, text)
         return view
 
-    async def revoke(self, admin: str, room_id: str, other_room_id: str) -> ConnectionViewLike:
+    async def revoke(self, admin: str, room_id: str, other_room_id: str) -> ConnectionView:
         """End ``room_id``'s side of its connection to ``other_room_id``."""
         try:
             member = await self.acting_member(room_id)
@@ -174,14 +149,7 @@ class AdminActions:
         except SynapseError as e:
             self._refused(AdminAction.REVOKE, admin, room_id, e)
             raise
-        self._record(AdminAction.REVOKE, "done")
-        logger.info(
-            "Homeserver admin %s revoked the connection %s -> %s, acting as %s",
-            admin,
-            room_id,
-            other_room_id,
-            member.user_id,
-        )
+        self._done(AdminAction.REVOKE, admin, room_id, other_room_id, member)
         return view
 
     async def _require_connection(self, room_id: str, other_room_id: str) -> None:
@@ -197,6 +165,12 @@ class AdminActions:
 
     def _record(self, action: AdminAction, outcome: str) -> None:
         metrics.admin_actions.labels(self._api.server_name, action.value, outcome).inc()
+
+    def _done(
+        self, action: AdminAction, admin: str, room_id: str, other: str, member: Member
+    ) -> None:
+        self._record(action, "done")
+        logger.info(_DONE_LOG[action], admin, room_id, other, member.user_id)
 
     def _refused(self, action: AdminAction, admin: str, room_id: str, error: SynapseError) -> None:
         self._record(action, "refused")

@@ -13,7 +13,8 @@ from typing import Any
 from synapse.api.errors import Codes, SynapseError
 from synapse.module_api import ModuleApi, SynapseRequest, parse_json_object_from_request
 
-from synapse_room_connect.admin import AdminActions, AdminConnectionActions
+from synapse_room_connect.actions import ConnectionActions
+from synapse_room_connect.admin import AdminActions
 from synapse_room_connect.admin_store import AdminQueries
 from synapse_room_connect.admin_view import ConnectionDirectory, parse_limit
 from synapse_room_connect.bot import FerryBot
@@ -81,7 +82,7 @@ def build_admin_routes(
     api: ModuleApi,
     store: Store,
     bot: FerryBot,
-    actions: AdminConnectionActions,
+    actions: ConnectionActions,
     approve_power_level: int,
 ) -> AdminRoutes:
     return AdminRoutes(

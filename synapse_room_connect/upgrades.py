@@ -70,38 +70,32 @@ def confirmed(old: Link, new: Link) -> bool:
     )
 
 
-async def successors(room_id: str, link_of: LinkOf) -> list[str]:
-    """The confirmed successors of ``room_id``, oldest first (at most MAX_HOPS)."""
+async def _chain(room_id: str, link_of: LinkOf, *, forward: bool) -> list[str]:
+    """Confirmed rooms from ``room_id`` on, newer ones if ``forward`` (at most MAX_HOPS)."""
     chain: list[str] = []
     seen = {room_id}
     current = await link_of(room_id)
-    while current.replacement is not None and len(chain) < MAX_HOPS:
-        if current.replacement in seen:
-            break  # a cycle: no real upgrade history makes one
-        new = await link_of(current.replacement)
-        if not confirmed(current, new):
+    while len(chain) < MAX_HOPS:
+        following = current.replacement if forward else current.predecessor
+        if following is None or following in seen:
+            break  # the end, or a cycle: no real upgrade history makes one
+        found = await link_of(following)
+        if not (confirmed(current, found) if forward else confirmed(found, current)):
             break
-        chain.append(new.room_id)
-        seen.add(new.room_id)
-        current = new
+        chain.append(found.room_id)
+        seen.add(found.room_id)
+        current = found
     return chain
+
+
+async def successors(room_id: str, link_of: LinkOf) -> list[str]:
+    """The confirmed successors of ``room_id``, oldest first (at most MAX_HOPS)."""
+    return await _chain(room_id, link_of, forward=True)
 
 
 async def predecessors(room_id: str, link_of: LinkOf) -> list[str]:
     """The confirmed predecessors of ``room_id``, newest first (at most MAX_HOPS)."""
-    chain: list[str] = []
-    seen = {room_id}
-    current = await link_of(room_id)
-    while current.predecessor is not None and len(chain) < MAX_HOPS:
-        if current.predecessor in seen:
-            break
-        old = await link_of(current.predecessor)
-        if not confirmed(old, current):
-            break
-        chain.append(old.room_id)
-        seen.add(old.room_id)
-        current = old
-    return chain
+    return await _chain(room_id, link_of, forward=False)
 
 
 async def latest(room_id: str, link_of: LinkOf) -> str:

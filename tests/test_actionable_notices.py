@@ -29,15 +29,23 @@ def replies_to(client: MatrixClient, room_id: str, bot: str, event_id: str) -> l
     ]
 
 
+def bot_and_two_users(server: Homeserver) -> tuple[str, MatrixClient, MatrixClient]:
+    """The server's ferry bot, and two new users: Alice and Bob."""
+    return bot_of(server), server.register(unique("alice")), server.register(unique("bob"))
+
+
+def aliased_room(server: Homeserver, client: MatrixClient, **body: object) -> tuple[str, str]:
+    """A new room with a fresh canonical alias; returns (room ID, alias)."""
+    alias_part = unique("room")
+    room_id = client.create_room(room_alias_name=alias_part, **body)
+    return room_id, f"#{alias_part}:{server.server_name}"
+
+
 def test_rooms_are_named_by_alias_or_name_and_an_uninvited_bot_says_what_to_do(
     homeserver: Homeserver,
 ) -> None:
-    bot = bot_of(homeserver)
-    alice = homeserver.register(unique("alice"))
-    bob = homeserver.register(unique("bob"))
-    alias_part = unique("portal")
-    alias = f"#{alias_part}:{homeserver.server_name}"
-    room_a = alice.create_room(name="Portal", room_alias_name=alias_part)
+    bot, alice, bob = bot_and_two_users(homeserver)
+    room_a, alias = aliased_room(homeserver, alice, name="Portal")
     b_name = unique("Native room")
     # Private (invite-only) and without an alias: named by its name.
     room_b = bob.create_room(name=b_name)
@@ -67,12 +75,8 @@ def test_rooms_are_named_by_alias_or_name_and_an_uninvited_bot_says_what_to_do(
 def test_the_asked_room_is_told_to_approve_the_asking_room_by_its_alias(
     homeserver: Homeserver,
 ) -> None:
-    bot = bot_of(homeserver)
-    alice = homeserver.register(unique("alice"))
-    bob = homeserver.register(unique("bob"))
-    alias_part = unique("asking")
-    alias = f"#{alias_part}:{homeserver.server_name}"
-    room_a = alice.create_room(preset="public_chat", room_alias_name=alias_part)
+    bot, alice, bob = bot_and_two_users(homeserver)
+    room_a, alias = aliased_room(homeserver, alice, preset="public_chat")
     # Public, so the bot can enter it to tell its admins about the request.
     room_b = bob.create_room(preset="public_chat")
 

@@ -70,16 +70,25 @@ def check_moved(client: MatrixClient, room: str, old: str, new: str, bot: str) -
     assert listed[old]["upgraded_to"] == new
 
 
+def upgrade_connected(
+    upgrader: MatrixClient, room: str, other: MatrixClient, other_room: str, bot: str
+) -> str:
+    """Upgrade ``room``: its successor is connected at once, the other room is
+    told, and a message crosses each way. Returns the successor."""
+    new = upgrade(upgrader, room)
+    wait_for_notice(upgrader, new, bot, "now connected", timeout=TIMEOUT)
+    check_moved(other, other_room, room, new, bot)
+    check_both_ways(upgrader, new, other, other_room)
+    return new
+
+
 def test_upgrade_of_a_then_of_b(homeserver: Homeserver) -> None:
     pair = connected_pair(homeserver)
     alice, bob, bot = pair.alice, pair.bob, pair.bot
     before = bob.send_message(pair.room_b, "before the upgrade")
     wait_for_pointer(alice, pair.room_a, before, timeout=TIMEOUT)
 
-    room_a2 = upgrade(alice, pair.room_a)
-    wait_for_notice(alice, room_a2, bot, "now connected", timeout=TIMEOUT)
-    check_moved(bob, pair.room_b, pair.room_a, room_a2, bot)
-    check_both_ways(alice, room_a2, bob, pair.room_b)
+    room_a2 = upgrade_connected(alice, pair.room_a, bob, pair.room_b, bot)
     # A reply to an event whose pointer is in the old room: no counterpart in
     # the new one, so it crosses without the relation rather than not at all.
     reply = bob.send_message(
@@ -93,10 +102,7 @@ def test_upgrade_of_a_then_of_b(homeserver: Homeserver) -> None:
     assert "m.relates_to" not in pointer["content"]
     assert pointer["content"]["body"].endswith("* before, edited")
 
-    room_b2 = upgrade(bob, pair.room_b)
-    wait_for_notice(bob, room_b2, bot, "now connected", timeout=TIMEOUT)
-    check_moved(alice, room_a2, pair.room_b, room_b2, bot)
-    check_both_ways(alice, room_a2, bob, room_b2)
+    room_b2 = upgrade_connected(bob, pair.room_b, alice, room_a2, bot)
     # A2's consent names B; its successor is still revoked from A2 by name.
     revoke(alice, room_a2, room_b2)
     wait_for_notice(bob, room_b2, bot, "has ended", timeout=TIMEOUT)
@@ -107,15 +113,9 @@ def test_upgrade_of_b_then_of_a(homeserver: Homeserver) -> None:
     pair = connected_pair(homeserver)
     alice, bob, bot = pair.alice, pair.bob, pair.bot
 
-    room_b2 = upgrade(bob, pair.room_b)
-    wait_for_notice(bob, room_b2, bot, "now connected", timeout=TIMEOUT)
-    check_moved(alice, pair.room_a, pair.room_b, room_b2, bot)
-    check_both_ways(alice, pair.room_a, bob, room_b2)
+    room_b2 = upgrade_connected(bob, pair.room_b, alice, pair.room_a, bot)
 
-    room_a2 = upgrade(alice, pair.room_a)
-    wait_for_notice(alice, room_a2, bot, "now connected", timeout=TIMEOUT)
-    check_moved(bob, room_b2, pair.room_a, room_a2, bot)
-    check_both_ways(alice, room_a2, bob, room_b2)
+    upgrade_connected(alice, pair.room_a, bob, room_b2, bot)
 
 
 @pytest.mark.federation
@@ -126,10 +126,7 @@ def test_upgrade_across_homeservers(federation: tuple[Homeserver, Homeserver]) -
     pair = connected_across(hs1, hs2)
     alice, bob, bot = pair.alice, pair.bob, pair.bot
 
-    room_b2 = upgrade(bob, pair.room_b)
-    wait_for_notice(bob, room_b2, bot, "now connected", timeout=TIMEOUT)
-    check_moved(alice, pair.room_a, pair.room_b, room_b2, bot)
-    check_both_ways(alice, pair.room_a, bob, room_b2)
+    room_b2 = upgrade_connected(bob, pair.room_b, alice, pair.room_a, bot)
 
     room_a2 = upgrade(alice, pair.room_a)
     wait_for_notice(bob, room_b2, bot, "was upgraded to", timeout=TIMEOUT)

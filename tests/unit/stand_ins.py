@@ -11,6 +11,7 @@ from typing import Any
 import attrs
 
 from synapse_room_connect.handshake import Consent, Mode, RoomTraits, Side, Status
+from synapse_room_connect.reconcile import Reconciler
 from synapse_room_connect.store import CachedConnection, Previous
 from synapse_room_connect.upgrades import Link
 
@@ -197,6 +198,36 @@ class Host:
         while self.background:
             _, func, args = self.background.pop(0)
             await func(*args)
+
+
+class ReconcilerWorld:
+    """The stand-ins a Reconciler drives; tests add what they watch."""
+
+    def __init__(self) -> None:
+        self.host = Host()
+        self.store = MemoryStore()
+        self.rooms = MemoryRooms()
+        self.bot = RecordingBot()
+
+    def make_reconciler(
+        self, label: Callable[[str], Awaitable[str]], position: int, **options: Any
+    ) -> Reconciler:
+        """A Reconciler over them (approve_power_level 100) whose activated
+        connections ferry from ``position``."""
+
+        async def activation_position(side_a: Side, side_b: Side) -> int:
+            return position
+
+        return Reconciler(
+            self.host,
+            self.store,
+            self.rooms,
+            self.bot,
+            label=label,
+            activation_position=options.pop("activation_position", activation_position),
+            approve_power_level=100,
+            **options,
+        )
 
 
 def run_async(test: Callable[..., Awaitable[None]]) -> Callable[..., None]:

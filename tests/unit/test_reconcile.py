@@ -5,20 +5,16 @@ from __future__ import annotations
 import pytest
 
 from synapse_room_connect.handshake import Mode, RoomTraits, Side, Status
-from synapse_room_connect.reconcile import Reconciler
-from tests.unit.stand_ins import Host, MemoryRooms, MemoryStore, RecordingBot, run_async
+from tests.unit.stand_ins import ReconcilerWorld, run_async
 
 A, B = "!a:hs", "!b:hs"
 ALICE, BOB = "@alice:hs", "@bob:hs"
 SINCE = 42
 
 
-class World:
+class World(ReconcilerWorld):
     def __init__(self) -> None:
-        self.host = Host()
-        self.store = MemoryStore()
-        self.rooms = MemoryRooms()
-        self.bot = RecordingBot()
+        super().__init__()
         self.changes = 0
         self.positions: list[tuple[str, str]] = []
         # Canonical aliases, for rooms named in commands.
@@ -37,16 +33,8 @@ class World:
         async def ref(room_id: str) -> str:
             return self.aliases.get(room_id, room_id)
 
-        self.reconciler = Reconciler(
-            self.host,
-            self.store,
-            self.rooms,
-            self.bot,
-            label=label,
-            activation_position=position,
-            on_connections_changed=changed,
-            approve_power_level=100,
-            ref=ref,
+        self.reconciler = self.make_reconciler(
+            label, SINCE, activation_position=position, on_connections_changed=changed, ref=ref
         )
 
     async def reconcile(self, room_id: str) -> None:

@@ -9,8 +9,7 @@ from typing import Any
 import pytest
 
 from synapse_room_connect.connection_status import connected_rooms, derive_pair
-from synapse_room_connect.handshake import Consent, Side, Status
-from synapse_room_connect.reconcile import Reconciler
+from synapse_room_connect.handshake import Consent, Status
 from synapse_room_connect.router import EventRouter
 from synapse_room_connect.store import NewEvent
 from synapse_room_connect.upgrades import (
@@ -24,7 +23,14 @@ from synapse_room_connect.upgrades import (
     replacement_in,
     successors,
 )
-from tests.unit.stand_ins import Host, MemoryRooms, MemoryStore, RecordingBot, run_async
+from tests.unit.stand_ins import (
+    Host,
+    MemoryRooms,
+    MemoryStore,
+    ReconcilerWorld,
+    RecordingBot,
+    run_async,
+)
 
 A, A2, A3, B, B2, C = "!a:hs", "!a2:hs", "!a3:hs", "!b:hs", "!b2:hs", "!c:hs"
 ALICE, BOB = "@alice:hs", "@bob:hs"
@@ -176,34 +182,20 @@ async def test_both_rooms_upgraded_either_order() -> None:
 # -- reconciliation and routing ------------------------------------------------------
 
 
-class World:
+class World(ReconcilerWorld):
     def __init__(self) -> None:
-        self.host = Host()
-        self.store = MemoryStore()
-        self.rooms = MemoryRooms()
-        self.bot = RecordingBot()
+        super().__init__()
         self.followed: list[str] = []
 
         async def label(room_id: str) -> str:
             return f"#{room_id[1:].split(':')[0]}"
 
-        async def position(side_a: Side, side_b: Side) -> int:
-            return 1
-
         async def follow(old_room: str) -> None:
             self.followed.append(old_room)
 
         self.follower: Any = type("Follower", (), {"follow": staticmethod(follow)})()
-        self.reconciler = Reconciler(
-            self.host,
-            self.store,
-            self.rooms,
-            self.bot,
-            label=label,
-            activation_position=position,
-            on_connections_changed=lambda: None,
-            approve_power_level=100,
-            upgrades=self.follower,
+        self.reconciler = self.make_reconciler(
+            label, 1, on_connections_changed=lambda: None, upgrades=self.follower
         )
 
     async def upgraded(self, room_id: str) -> None:
