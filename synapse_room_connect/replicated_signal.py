@@ -13,9 +13,15 @@ commit, and each process calls the registered object's ``invalidate``.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Protocol
 
-from synapse.module_api import ModuleApi
+
+class Replication(Protocol):
+    """What this needs of ModuleApi."""
+
+    def register_cached_function(self, cached_func: Any) -> None: ...
+
+    async def invalidate_cache(self, cached_func: Any, keys: tuple[Any, ...]) -> None: ...
 
 
 class _Signal:
@@ -33,7 +39,7 @@ class _Signal:
 
 
 def replicated_signal(
-    api: ModuleApi, name: str, callback: Callable[[], None]
+    api: Replication, name: str, callback: Callable[[], None]
 ) -> Callable[[], Awaitable[None]]:
     """Register ``callback`` under ``name`` and return what raises it.
 
