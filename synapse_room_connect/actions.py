@@ -10,8 +10,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import attrs
-from synapse.api.errors import Codes, SynapseError
 from synapse.module_api import EventBase, ModuleApi, RoomID
+from synapse.module_api.errors import Codes, SynapseError
 
 from synapse_room_connect import notices, synapse_compat
 from synapse_room_connect.bot import FerryBot

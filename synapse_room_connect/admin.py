@@ -16,8 +16,8 @@ import logging
 from collections.abc import Iterable, Sequence
 
 import attrs
-from synapse.api.errors import Codes, SynapseError
 from synapse.module_api import ModuleApi
+from synapse.module_api.errors import Codes, SynapseError
 
 from synapse_room_connect import metrics, notices, synapse_compat
 from synapse_room_connect.actions import ConnectionActions

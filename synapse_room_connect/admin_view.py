@@ -12,8 +12,8 @@ import json
 from typing import Any
 
 import attrs
-from synapse.api.errors import Codes, SynapseError
 from synapse.module_api import ModuleApi, RoomID
+from synapse.module_api.errors import Codes, SynapseError
 
 from synapse_room_connect import synapse_compat
 from synapse_room_connect.admin_store import AdminQueries, Direction, PointerTally, RoomPair

@@ -5,8 +5,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from synapse.api.errors import SynapseError
 from synapse.module_api import ModuleApi
+from synapse.module_api.errors import SynapseError
 
 from synapse_room_connect import synapse_compat
 from synapse_room_connect.rooms import server_of

@@ -11,8 +11,8 @@ import shlex
 from typing import Any
 
 import attrs
-from synapse.api.errors import SynapseError
 from synapse.module_api import EventBase, ModuleApi
+from synapse.module_api.errors import SynapseError
 
 from synapse_room_connect import metrics, notices
 from synapse_room_connect.actions import ConnectionActions

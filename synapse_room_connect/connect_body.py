@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import attrs
-from synapse.api.errors import Codes, SynapseError
+from synapse.module_api.errors import Codes, SynapseError
 
 from synapse_room_connect.constants import ACK_ENCRYPTION, ACK_VISIBILITY
 

@@ -11,8 +11,8 @@ import logging
 from collections.abc import Sequence
 
 import attrs
-from synapse.api.errors import SynapseError
 from synapse.module_api import ModuleApi
+from synapse.module_api.errors import SynapseError
 
 from synapse_room_connect import notices
 from synapse_room_connect.notices import JoinRefusal

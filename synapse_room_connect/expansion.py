@@ -17,10 +17,10 @@ from typing import Any, Final
 
 import attrs
 from synapse.module_api import EventBase, ModuleApi, Requester, SynapseRequest
-from synapse.util.frozenutils import unfreeze
 
 from synapse_room_connect import metrics, synapse_compat
 from synapse_room_connect.constants import ORIGINAL_KEY, POINTER_KEY
+from synapse_room_connect.frozen_json import unfreeze
 from synapse_room_connect.handshake import Status
 from synapse_room_connect.store import SourceEvent, Store
 

@@ -9,12 +9,12 @@ from typing import Any, Final
 
 import attrs
 from synapse.module_api import EventBase, ModuleApi
-from synapse.util.frozenutils import unfreeze
 
 from synapse_room_connect import synapse_compat
 from synapse_room_connect.config import RoomConnectConfig
 from synapse_room_connect.constants import POINTER_KEY
 from synapse_room_connect.ferry_interfaces import Counterpart, CounterpartKind, PointerLookup
+from synapse_room_connect.frozen_json import unfreeze
 from synapse_room_connect.pointers import (
     Original,
     edit_content,

@@ -7,13 +7,13 @@ import logging
 from typing import Literal
 
 import attrs
-from synapse.api.errors import Codes, SynapseError
 from synapse.module_api import EventBase, ModuleApi
-from synapse.util.frozenutils import unfreeze
+from synapse.module_api.errors import Codes, SynapseError
 
 from synapse_room_connect import metrics, notices
 from synapse_room_connect.actions import check_power
 from synapse_room_connect.constants import CONNECTION_EVENT_TYPE
+from synapse_room_connect.frozen_json import unfreeze
 from synapse_room_connect.handshake import (
     ContentError,
     is_empty_content,

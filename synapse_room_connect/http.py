@@ -11,13 +11,13 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import unquote
 
-from synapse.api.errors import Codes, SynapseError
 from synapse.module_api import (
     DirectServeJsonResource,
     ModuleApi,
     SynapseRequest,
     parse_json_object_from_request,
 )
+from synapse.module_api.errors import Codes, SynapseError
 
 from synapse_room_connect import __version__
 from synapse_room_connect.actions import ConnectionActions

@@ -10,8 +10,8 @@ import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from synapse.api.errors import Codes, SynapseError
 from synapse.module_api import ModuleApi, SynapseRequest, parse_json_object_from_request
+from synapse.module_api.errors import Codes, SynapseError
 
 from synapse_room_connect.actions import ConnectionActions
 from synapse_room_connect.admin import AdminActions

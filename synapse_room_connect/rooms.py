@@ -7,10 +7,10 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Final
 
 from synapse.module_api import EventBase, ModuleApi
-from synapse.util.frozenutils import unfreeze
 
 from synapse_room_connect import metrics, synapse_compat
 from synapse_room_connect.constants import CONNECTION_EVENT_TYPE
+from synapse_room_connect.frozen_json import unfreeze
 from synapse_room_connect.handshake import (
     Consent,
     ContentError,

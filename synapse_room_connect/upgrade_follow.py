@@ -23,8 +23,8 @@ from collections.abc import Mapping
 from typing import Any, Final, Protocol
 
 import attrs
-from synapse.api.errors import SynapseError
 from synapse.module_api import EventBase
+from synapse.module_api.errors import SynapseError
 
 from synapse_room_connect import notices
 from synapse_room_connect.connection_status import side_toward
