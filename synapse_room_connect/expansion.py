@@ -130,11 +130,11 @@ class Expander:
             # or broken: never show whatever event that ID really is.
             logger.info("Pointer names %s in %s, which does not match", ref.event_id, ref.room_id)
             return None
-        if event.internal_metadata.is_outlier():
+        if synapse_compat.is_outlier(event):
             return None
         if event.is_state() and event.type not in self._state_types:
             return None  # only state the ferry announces is shown through pointers
-        redacted = event.internal_metadata.is_redacted()
+        redacted = synapse_compat.is_redacted(event)
         edit = None
         if not redacted:
             edits = await synapse_compat.latest_edits(self._api, [event.event_id])
@@ -206,7 +206,7 @@ def _client_form(event: EventBase, edit: EventBase | None) -> dict[str, Any]:
         "event_id": event.event_id,
         "room_id": event.room_id,
     }
-    if event.internal_metadata.is_redacted():
+    if synapse_compat.is_redacted(event):
         body["redacted"] = True
         return body
     if edit is not None:

@@ -63,7 +63,7 @@ class CounterpartPreparer:
     _label: Callable[[str], Awaitable[str]]
 
     def should_ferry(self, event: EventBase) -> bool:
-        if event.sender == self._bot_user_id or event.internal_metadata.is_soft_failed():
+        if event.sender == self._bot_user_id or synapse_compat.is_soft_failed(event):
             return False
         if event.is_state():
             if event.type not in self._config.ferry_state_events:

@@ -232,6 +232,22 @@ def stream_ordering_of(event: EventBase) -> int | None:
     return None if ordering is None else int(ordering)
 
 
+# What Synapse knows of an event beyond its JSON; checked against 1.150.0 and
+# 1.163.2 (a Python class in the first, Rust in the second, same methods).
+def is_outlier(event: EventBase) -> bool:
+    """Held only as an outlier: known to Synapse but not in the room's timeline."""
+    return bool(event.internal_metadata.is_outlier())
+
+
+def is_redacted(event: EventBase) -> bool:
+    return bool(event.internal_metadata.is_redacted())
+
+
+def is_soft_failed(event: EventBase) -> bool:
+    """Accepted by federation but kept from clients, as a banned sender's are."""
+    return bool(event.internal_metadata.is_soft_failed())
+
+
 def add_replication_callback(api: ModuleApi, callback: Callable[[], None]) -> None:
     """Call ``callback`` (synchronously) whenever this process learns of new
     data in any stream, events included; on workers too."""
