@@ -13,6 +13,10 @@ import attrs
 from synapse.module_api import LoggingTransaction, ModuleApi
 
 from synapse_room_connect.store import Store
+from synapse_room_connect.synapse_compat import sql
+from synapse_room_connect.synapse_compat.sql import PointerTally
+
+__all__ = ["AdminQueries", "Direction", "PointerTally", "RoomPair"]
 
 T = TypeVar("T")
 
@@ -35,16 +39,6 @@ class Direction:
     ferry: str | None
     mode: str | None
     updated_ts: int
-
-
-@attrs.frozen
-class PointerTally:
-    """Pointers carried from one room into another, and when the last was sent."""
-
-    source_room_id: str
-    target_room_id: str
-    count: int
-    last_ts: int | None
 
 
 def _marks(values: Collection[str]) -> str:
@@ -107,21 +101,8 @@ class AdminQueries:
     async def pointer_tallies(self, room_ids: Collection[str]) -> list[PointerTally]:
         """Pointers carried into ``room_ids``, per source and target room."""
 
-        def txn_fn(txn: LoggingTransaction) -> list[PointerTally]:
-            # The pointer table keeps no time; the pointer events themselves do.
-            txn.execute(
-                "SELECT p.source_room_id, p.target_room_id, COUNT(*), MAX(e.origin_server_ts)"
-                " FROM room_connect_pointers AS p"
-                " LEFT JOIN events AS e ON e.event_id = p.pointer_event_id"
-                f" WHERE p.target_room_id IN ({_marks(room_ids)})"
-                " GROUP BY p.source_room_id, p.target_room_id",
-                tuple(room_ids),
-            )
-            return [
-                PointerTally(str(r[0]), str(r[1]), int(r[2]), None if r[3] is None else int(r[3]))
-                for r in txn.fetchall()
-            ]
-
         if not room_ids:
             return []
-        return await self._run("room_connect_admin_pointer_tallies", txn_fn)
+        return await self._run(
+            "room_connect_admin_pointer_tallies", lambda txn: sql.pointer_tallies(txn, room_ids)
+        )

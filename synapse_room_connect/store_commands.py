@@ -8,6 +8,7 @@ from synapse.module_api import LoggingTransaction
 
 from synapse_room_connect.store_events import TimelineRow
 from synapse_room_connect.store_schema import StoreBase
+from synapse_room_connect.synapse_compat import sql
 
 # What a command's JSON must contain; a cheap filter before the events are
 # fetched and parsed (JSON never escapes "!").
@@ -48,27 +49,9 @@ class CommandCursorStore(StoreBase):
         positions (after, upto], sent at or after ``since_ts``, in rooms the bot
         is joined or invited to, oldest first."""
 
-        def txn_fn(txn: LoggingTransaction) -> list[TimelineRow]:
-            txn.execute(
-                """
-                SELECT e.stream_ordering, e.event_id FROM events AS e
-                JOIN event_json AS j ON j.event_id = e.event_id
-                LEFT JOIN rejections AS r ON r.event_id = e.event_id
-                WHERE e.stream_ordering > ? AND e.stream_ordering <= ?
-                    AND e.type = 'm.room.message' AND e.sender != ?
-                    AND e.origin_server_ts >= ?
-                    AND NOT e.outlier AND r.event_id IS NULL
-                    AND e.room_id IN (
-                        SELECT room_id FROM local_current_membership
-                        WHERE user_id = ? AND membership IN ('join', 'invite')
-                    )
-                    AND j.json LIKE ?
-                ORDER BY e.stream_ordering DESC
-                LIMIT ?
-                """,
-                (after, upto, bot_user_id, since_ts, bot_user_id, _COMMAND_LIKE, limit),
-            )
-            rows = [TimelineRow(int(row[0]), str(row[1])) for row in txn.fetchall()]
-            return rows[::-1]
-
-        return await self._run("room_connect_commands_after", txn_fn)
+        return await self._run(
+            "room_connect_commands_after",
+            lambda txn: sql.command_candidates(
+                txn, bot_user_id, after, upto, since_ts, _COMMAND_LIKE, limit
+            ),
+        )

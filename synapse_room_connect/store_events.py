@@ -2,40 +2,28 @@
 and the transaction IDs Synapse kept for what the bot sent.
 
 Synapse's ``events`` table is the durable record of what was persisted, so
-nothing here depends on a notification having arrived.
+nothing here depends on a notification having arrived. The SQL itself is in
+``synapse_compat.sql``, with the other uses of Synapse internals.
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping
-from typing import Final
 
 import attrs
-from synapse.module_api import LoggingTransaction
 
 from synapse_room_connect import metrics
 from synapse_room_connect.store_schema import StoreBase
+from synapse_room_connect.synapse_compat import sql
+from synapse_room_connect.synapse_compat.sql import MAX_ROOMS_PER_READ, NewEvent, TimelineRow
 
-
-@attrs.frozen
-class NewEvent:
-    """A newly persisted timeline event, as much of it as the module decides on."""
-
-    stream: int
-    event_id: str
-    room_id: str
-    type: str
-    sender: str
-    state_key: str | None = None
-    membership: str | None = None
-
-
-@attrs.frozen
-class TimelineRow:
-    """One event of a room's timeline at its stream position."""
-
-    stream: int
-    event_id: str
+__all__ = [
+    "MAX_ROOMS_PER_READ",
+    "NewEvent",
+    "SynapseEventsStore",
+    "TimelineRead",
+    "TimelineRow",
+]
 
 
 @attrs.frozen
@@ -49,10 +37,6 @@ class TimelineRead:
     rows: dict[str, list[TimelineRow]]
     upto: int
     full: bool
-
-
-# Rooms per timeline read: well under SQLite's 999 bound parameters, 2 each.
-MAX_ROOMS_PER_READ: Final = 400
 
 
 def _count(desc: str, rows: int) -> None:
@@ -77,55 +61,23 @@ class SynapseEventsStore(StoreBase):
             raise ValueError(f"at most {MAX_ROOMS_PER_READ} rooms in one read, not {len(after)}")
         if not after:
             return TimelineRead({}, upto, full=False)
-        values = ", ".join("(?, ?)" for _ in after)
-        args = [arg for room_id, position in sorted(after.items()) for arg in (room_id, position)]
-
-        def txn_fn(txn: LoggingTransaction) -> list[tuple[str, int, str]]:
-            txn.execute(
-                f"""
-                WITH positions AS (SELECT * FROM (VALUES {values}) AS p)
-                SELECT e.room_id, e.stream_ordering, e.event_id
-                FROM positions AS p
-                JOIN events AS e ON e.room_id = p.column1 AND e.stream_ordering > p.column2
-                LEFT JOIN rejections AS r ON r.event_id = e.event_id
-                WHERE e.stream_ordering <= ? AND NOT e.outlier AND r.event_id IS NULL
-                    AND e.sender != ?
-                ORDER BY e.stream_ordering
-                LIMIT ?
-                """,
-                (*args, upto, exclude_sender, limit),
-            )
-            return [(str(row[0]), int(row[1]), str(row[2])) for row in txn.fetchall()]
-
-        found = await self._run("room_connect_timelines_after", txn_fn)
+        found = await self._run(
+            "room_connect_timelines_after",
+            lambda txn: sql.timelines_after(txn, after, upto, limit, exclude_sender),
+        )
         _count("room_connect_timelines_after", len(found))
         rows: dict[str, list[TimelineRow]] = {}
-        for room_id, stream, event_id in found:
-            rows.setdefault(room_id, []).append(TimelineRow(stream, event_id))
+        for each in found:
+            rows.setdefault(each.room_id, []).append(each.row)
         full = len(found) >= limit
-        return TimelineRead(rows, found[-1][1] if full else upto, full)
+        return TimelineRead(rows, found[-1].row.stream if full else upto, full)
 
     async def new_events(self, after: int, upto: int, limit: int) -> list[NewEvent]:
         """Every room's timeline events in stream positions (after, upto], in order."""
 
-        def txn_fn(txn: LoggingTransaction) -> list[NewEvent]:
-            txn.execute(
-                """
-                SELECT e.stream_ordering, e.event_id, e.room_id, e.type, e.sender,
-                    e.state_key, m.membership
-                FROM events AS e
-                LEFT JOIN rejections AS r ON r.event_id = e.event_id
-                LEFT JOIN room_memberships AS m ON m.event_id = e.event_id
-                WHERE e.stream_ordering > ? AND e.stream_ordering <= ?
-                    AND NOT e.outlier AND r.event_id IS NULL
-                ORDER BY e.stream_ordering
-                LIMIT ?
-                """,
-                (after, upto, limit),
-            )
-            return [NewEvent(int(row[0]), *row[1:]) for row in txn.fetchall()]
-
-        rows = await self._run("room_connect_new_events", txn_fn)
+        rows = await self._run(
+            "room_connect_new_events", lambda txn: sql.new_events(txn, after, upto, limit)
+        )
         _count("room_connect_new_events", len(rows))
         return rows
 
@@ -136,31 +88,12 @@ class SynapseEventsStore(StoreBase):
         Synapse's own record (kept for a day), for any number of rooms in one
         read: what a crash between sending and recording left behind, or
         what Synapse deduplicated instead of persisting."""
-        pairs = sorted(set(wanted))
-
-        def txn_fn(txn: LoggingTransaction) -> dict[tuple[str, str], str]:
-            found: dict[tuple[str, str], str] = {}
-            for n in range(0, len(pairs), MAX_ROOMS_PER_READ):
-                chunk = pairs[n : n + MAX_ROOMS_PER_READ]
-                values = ", ".join("(?, ?)" for _ in chunk)
-                # One index probe per pair, on Synapse's unique
-                # (user_id, device_id, room_id, txn_id).
-                txn.execute(
-                    f"""
-                    WITH wanted AS (SELECT * FROM (VALUES {values}) AS w)
-                    SELECT t.room_id, t.txn_id, t.event_id
-                    FROM wanted AS w
-                    JOIN event_txn_id_device_id AS t
-                        ON t.room_id = w.column1 AND t.txn_id = w.column2
-                    WHERE t.user_id = ? AND t.device_id = ?
-                    """,
-                    (*(arg for pair in chunk for arg in pair), user_id, device_id),
-                )
-                found.update(((str(r[0]), str(r[1])), str(r[2])) for r in txn.fetchall())
-            return found
-
+        pairs = set(wanted)
         if not pairs:
             return {}
-        found = await self._run("room_connect_sent_transactions", txn_fn)
+        found = await self._run(
+            "room_connect_sent_transactions",
+            lambda txn: sql.sent_transactions(txn, user_id, device_id, pairs),
+        )
         _count("room_connect_sent_transactions", len(found))
         return found

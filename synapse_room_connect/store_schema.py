@@ -13,8 +13,9 @@ from collections.abc import Callable, Sequence
 from typing import Any, Final, TypeVar
 
 from synapse.module_api import LoggingTransaction, ModuleApi, make_deferred_yieldable
-from synapse.storage.engines import PostgresEngine
-from synapse.util.async_helpers import ObservableDeferred
+from twisted.internet.defer import Deferred
+
+from synapse_room_connect import synapse_compat
 
 logger = logging.getLogger(__name__)
 
@@ -101,7 +102,7 @@ class SchemaTooNewError(RuntimeError):
 
 
 def _migrate_txn(txn: LoggingTransaction) -> tuple[int, int]:
-    if isinstance(txn.database_engine, PostgresEngine):
+    if synapse_compat.is_postgres(txn):
         txn.execute("SELECT pg_advisory_xact_lock(?)", (_PG_MIGRATION_LOCK,))
     txn.execute(
         """
@@ -137,18 +138,17 @@ class StoreBase:
     def __init__(self, api: ModuleApi) -> None:
         self._api = api
         self._migrated = False
-        self._migration: ObservableDeferred[int | None] | None = None
+        self._migration: Callable[[], Deferred[int | None]] | None = None
 
     async def migrate(self) -> int:
         """Bring the schema up to date, once per process; every caller waits
         for the same run, so an early request cannot race the start-up one."""
         if self._migration is None:
-            self._migration = ObservableDeferred(
-                self._api.run_as_background_process("room_connect_migrate", self._migrate),
-                consumeErrors=True,
+            self._migration = synapse_compat.shared(
+                self._api.run_as_background_process("room_connect_migrate", self._migrate)
             )
         try:
-            version = await make_deferred_yieldable(self._migration.observe())
+            version = await make_deferred_yieldable(self._migration())
         except Exception:
             self._migration = None  # let a later caller try again
             raise
@@ -160,6 +160,11 @@ class StoreBase:
         # lock, but under REPEATABLE READ a waiter's snapshot predates the
         # winner's commit, so it fails on the tables the winner created; a new
         # transaction then sees them and finds nothing to do.
+        # Synapse's tables first: a release whose schema lacks what the module
+        # reads stops here, naming itself, not at the first message.
+        await self._api.run_db_interaction(
+            "room_connect_check_synapse_tables", synapse_compat.require_synapse_tables
+        )
         for attempt in range(1, _MIGRATION_ATTEMPTS + 1):
             try:
                 before, after = await self._api.run_db_interaction(

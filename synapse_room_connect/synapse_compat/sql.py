@@ -1,0 +1,219 @@
+"""SQL on Synapse's own tables, which no module API reads: the durable record
+of what was persisted, so nothing depends on a notification having arrived.
+
+Each query was checked against the schema of 1.150.0 and 1.163.2 on SQLite
+and PostgreSQL. ``require_synapse_tables`` runs at start-up and names the
+Synapse version whose tables lack a column these queries read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping
+from typing import Final
+
+import attrs
+import synapse
+from synapse.module_api import LoggingTransaction
+
+from synapse_room_connect.synapse_compat.support import UnsupportedSynapseError
+
+# Rooms per read: well under SQLite's 999 bound parameters, 2 each.
+MAX_ROOMS_PER_READ: Final = 400
+
+# Every table and column the queries below read.
+_COLUMNS: Final[Mapping[str, str]] = {
+    "events": "event_id, room_id, type, sender, state_key, stream_ordering, outlier,"
+    " origin_server_ts",
+    "rejections": "event_id",
+    "room_memberships": "event_id, membership",
+    "event_json": "event_id, json",
+    "local_current_membership": "room_id, user_id, membership",
+    "event_txn_id_device_id": "room_id, txn_id, event_id, user_id, device_id",
+}
+
+
+@attrs.frozen
+class NewEvent:
+    """A newly persisted timeline event, as much of it as the module decides on."""
+
+    stream: int
+    event_id: str
+    room_id: str
+    type: str
+    sender: str
+    state_key: str | None = None
+    membership: str | None = None
+
+
+@attrs.frozen
+class TimelineRow:
+    """One event of a room's timeline at its stream position."""
+
+    stream: int
+    event_id: str
+
+
+@attrs.frozen
+class PointerTally:
+    """Pointers carried from one room into another, and when the last was sent."""
+
+    source_room_id: str
+    target_room_id: str
+    count: int
+    last_ts: int | None
+
+
+@attrs.frozen
+class RoomTimelineRow:
+    """A timeline row and the room it is in."""
+
+    room_id: str
+    row: TimelineRow
+
+
+def require_synapse_tables(txn: LoggingTransaction) -> None:
+    """Raise, naming the Synapse version, if a table or column read below is
+    missing. Checked against 1.150.0 and 1.163.2 (both pass)."""
+    for table, columns in _COLUMNS.items():
+        # The first failure ends the check: on PostgreSQL it aborts the
+        # transaction, so later statements would fail whatever their table.
+        try:
+            txn.execute(f"SELECT {columns} FROM {table} LIMIT 0")
+        except Exception as e:
+            raise UnsupportedSynapseError(
+                f"synapse_room_connect cannot run on Synapse {synapse.__version__}: its "
+                f"database lacks {table} ({columns}): {e}. Supported releases: 1.150.0 to 1.163.x."
+            ) from e
+
+
+def timelines_after(
+    txn: LoggingTransaction, after: Mapping[str, int], upto: int, limit: int, exclude_sender: str
+) -> list[RoomTimelineRow]:
+    """Timeline events of each room in ``after`` in stream positions
+    (after[room], upto], oldest first, at most ``limit``; outliers, rejected
+    events and ``exclude_sender``'s left out. At most MAX_ROOMS_PER_READ rooms.
+    Checked against 1.150.0 and 1.163.2."""
+    values = ", ".join("(?, ?)" for _ in after)
+    args = [arg for room_id, position in sorted(after.items()) for arg in (room_id, position)]
+    # Each room's own position is in the join, so no row before it is read,
+    # however far behind another room is.
+    txn.execute(
+        f"""
+        WITH positions AS (SELECT * FROM (VALUES {values}) AS p)
+        SELECT e.room_id, e.stream_ordering, e.event_id
+        FROM positions AS p
+        JOIN events AS e ON e.room_id = p.column1 AND e.stream_ordering > p.column2
+        LEFT JOIN rejections AS r ON r.event_id = e.event_id
+        WHERE e.stream_ordering <= ? AND NOT e.outlier AND r.event_id IS NULL
+            AND e.sender != ?
+        ORDER BY e.stream_ordering
+        LIMIT ?
+        """,
+        (*args, upto, exclude_sender, limit),
+    )
+    return [
+        RoomTimelineRow(str(row[0]), TimelineRow(int(row[1]), str(row[2])))
+        for row in txn.fetchall()
+    ]
+
+
+def new_events(txn: LoggingTransaction, after: int, upto: int, limit: int) -> list[NewEvent]:
+    """Every room's timeline events in stream positions (after, upto], in
+    order, with a member event's membership. Checked against 1.150.0 and 1.163.2."""
+    txn.execute(
+        """
+        SELECT e.stream_ordering, e.event_id, e.room_id, e.type, e.sender,
+            e.state_key, m.membership
+        FROM events AS e
+        LEFT JOIN rejections AS r ON r.event_id = e.event_id
+        LEFT JOIN room_memberships AS m ON m.event_id = e.event_id
+        WHERE e.stream_ordering > ? AND e.stream_ordering <= ?
+            AND NOT e.outlier AND r.event_id IS NULL
+        ORDER BY e.stream_ordering
+        LIMIT ?
+        """,
+        (after, upto, limit),
+    )
+    return [NewEvent(int(row[0]), *row[1:]) for row in txn.fetchall()]
+
+
+def sent_transactions(
+    txn: LoggingTransaction, user_id: str, device_id: str, pairs: Collection[tuple[str, str]]
+) -> dict[tuple[str, str], str]:
+    """(room, transaction ID) -> event ID of those a device already sent,
+    from Synapse's own record (kept for a day). Checked against 1.150.0 and 1.163.2."""
+    ordered = sorted(pairs)
+    found: dict[tuple[str, str], str] = {}
+    for n in range(0, len(ordered), MAX_ROOMS_PER_READ):
+        chunk = ordered[n : n + MAX_ROOMS_PER_READ]
+        values = ", ".join("(?, ?)" for _ in chunk)
+        # One index probe per pair, on Synapse's unique
+        # (user_id, device_id, room_id, txn_id).
+        txn.execute(
+            f"""
+            WITH wanted AS (SELECT * FROM (VALUES {values}) AS w)
+            SELECT t.room_id, t.txn_id, t.event_id
+            FROM wanted AS w
+            JOIN event_txn_id_device_id AS t
+                ON t.room_id = w.column1 AND t.txn_id = w.column2
+            WHERE t.user_id = ? AND t.device_id = ?
+            """,
+            (*(arg for pair in chunk for arg in pair), user_id, device_id),
+        )
+        found.update(((str(r[0]), str(r[1])), str(r[2])) for r in txn.fetchall())
+    return found
+
+
+def command_candidates(
+    txn: LoggingTransaction,
+    bot_user_id: str,
+    after: int,
+    upto: int,
+    since_ts: int,
+    body_like: str,
+    limit: int,
+) -> list[TimelineRow]:
+    """The newest ``limit`` messages whose JSON is LIKE ``body_like``, in
+    stream positions (after, upto], sent at or after ``since_ts`` by anyone but
+    the bot, in rooms the bot is joined or invited to; oldest first.
+    Checked against 1.150.0 and 1.163.2."""
+    txn.execute(
+        """
+        SELECT e.stream_ordering, e.event_id FROM events AS e
+        JOIN event_json AS j ON j.event_id = e.event_id
+        LEFT JOIN rejections AS r ON r.event_id = e.event_id
+        WHERE e.stream_ordering > ? AND e.stream_ordering <= ?
+            AND e.type = 'm.room.message' AND e.sender != ?
+            AND e.origin_server_ts >= ?
+            AND NOT e.outlier AND r.event_id IS NULL
+            AND e.room_id IN (
+                SELECT room_id FROM local_current_membership
+                WHERE user_id = ? AND membership IN ('join', 'invite')
+            )
+            AND j.json LIKE ?
+        ORDER BY e.stream_ordering DESC
+        LIMIT ?
+        """,
+        (after, upto, bot_user_id, since_ts, bot_user_id, body_like, limit),
+    )
+    rows = [TimelineRow(int(row[0]), str(row[1])) for row in txn.fetchall()]
+    return rows[::-1]
+
+
+def pointer_tallies(txn: LoggingTransaction, room_ids: Collection[str]) -> list[PointerTally]:
+    """Pointers recorded into ``room_ids`` per source and target room, with the
+    newest pointer event's time. Checked against 1.150.0 and 1.163.2."""
+    marks = ", ".join("?" for _ in room_ids)
+    # The module's pointer table keeps no time; the pointer events themselves do.
+    txn.execute(
+        "SELECT p.source_room_id, p.target_room_id, COUNT(*), MAX(e.origin_server_ts)"
+        " FROM room_connect_pointers AS p"
+        " LEFT JOIN events AS e ON e.event_id = p.pointer_event_id"
+        f" WHERE p.target_room_id IN ({marks})"
+        " GROUP BY p.source_room_id, p.target_room_id",
+        tuple(room_ids),
+    )
+    return [
+        PointerTally(str(r[0]), str(r[1]), int(r[2]), None if r[3] is None else int(r[3]))
+        for r in txn.fetchall()
+    ]

@@ -1,0 +1,53 @@
+"""Start-up check: a Synapse release that lacks an internal this package
+reaches for stops the homeserver at start-up, naming itself, instead of
+failing at the first message."""
+
+from __future__ import annotations
+
+from synapse.events.snapshot import UnpersistedEventContext
+from synapse.module_api import ModuleApi
+
+
+class UnsupportedSynapseError(RuntimeError):
+    """This Synapse lacks an internal the module relies on."""
+
+
+# What the package's functions reach for, checked once at start-up: a release that
+# moved one fails there, naming itself, instead of at the first message.
+_STORE_INTERNALS: tuple[str, ...] = (
+    "get_events",
+    "get_event",
+    "is_host_joined",
+    "get_rooms_for_user",
+    "get_invited_rooms_for_local_user",
+    "is_partial_state_room",
+    "get_prev_events_for_room",
+    "get_room_max_stream_ordering",
+    "has_user_annotated_event",
+    "get_applicable_edit",
+    "get_applicable_edits",
+    "check_local_user_in_room",
+    "_events_stream_cache",
+    "_curr_state_delta_stream_cache",
+    "_get_event_cache",
+)
+
+
+def require_supported_synapse(api: ModuleApi) -> None:
+    """Fail start-up, naming the Synapse version, if an internal this module
+    uses is missing. Checked against 1.150.0 and 1.163.2 (both pass)."""
+    import synapse
+    from synapse.notifier import Notifier
+
+    missing = [f"store.{name}" for name in _STORE_INTERNALS if not hasattr(api._store, name)]
+    if not hasattr(UnpersistedEventContext, "batch_persist_unpersisted_contexts"):
+        missing.append("UnpersistedEventContext.batch_persist_unpersisted_contexts")
+    # The class, not hs.get_notifier(): building the notifier this early would
+    # change the order in which Synapse starts its parts.
+    if not hasattr(Notifier, "add_replication_callback"):
+        missing.append("Notifier.add_replication_callback")
+    if missing:
+        raise UnsupportedSynapseError(
+            f"synapse_room_connect cannot run on Synapse {synapse.__version__}: it lacks "
+            f"{', '.join(missing)}. Supported releases: 1.150.0 to 1.163.x."
+        )
