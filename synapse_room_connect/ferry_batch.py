@@ -140,6 +140,11 @@ class BatchSender:
     # Empty after a start; a direction leaves it on any failure.
     _settled: set[tuple[str, str]] = attrs.field(init=False, factory=set)
 
+    def forget(self, direction: tuple[str, str]) -> None:
+        """The direction is no longer carried here: another process may send
+        for it, so look up before sending if it comes back."""
+        self._settled.discard(direction)
+
     async def add(self, batch: Batch, row: TimelineRow) -> Outcome:
         """Queue one event's counterpart in ``batch``, sending the batch when
         it is full or before the event relates to one of its items.

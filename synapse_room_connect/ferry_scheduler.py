@@ -110,6 +110,12 @@ class FerryScheduler:
         loaded = await self._store.active_targets(self._bot_user_id)
         owned = {r: [t for t in ts if self._owns(r, t.room_id)] for r, ts in loaded.items()}
         targets = {r: ts for r, ts in owned.items() if ts}
+        kept = {(r, t.room_id) for r, ts in targets.items() for t in ts}
+        for direction in {(r, t.room_id) for r, ts in self._targets.items() for t in ts} - kept:
+            # Revoked, or now carried by another process: what this one
+            # knows of it goes stale, so it is read again if it comes back.
+            self._cursors.pop(direction, None)
+            self._batches.forget(direction)
         fresh = {r for r, ts in targets.items() if set(ts) - set(self._targets.get(r, ()))}
         unknown = {r for r in fresh if any((r, t.room_id) not in self._cursors for t in targets[r])}
         if unknown:

@@ -181,3 +181,24 @@ def test_a_restart_reads_every_cursor_in_one_query() -> None:
     assert run(rig) is PassOutcome.IDLE
     assert rig.store.reads == ["active_targets", "cursors", "timelines_after"]
     assert len(rig.sender.calls) == 1  # nothing sent again
+
+
+def test_a_connection_that_comes_back_is_read_from_the_store_and_looked_up() -> None:
+    rig = rig_with(2)
+    burst(rig, range(2))
+    run(rig)
+    # Carried elsewhere for a while (another ferry process, or revoked and
+    # granted again): that process moved the cursor and sent $away's pointer.
+    moved = rig.store.targets.pop(source(0))
+    rig.scheduler.connections_changed()
+    run(rig)
+    rig.persist(event("$away", room_id=source(0)))
+    txn = transaction_id("$away", target(0))
+    rig.sender.by_txn[(target(0), txn)] = "$sent-elsewhere"
+    rig.store.cursors_[(source(0), target(0))] = rig.stream - 1  # not yet recorded there
+    rig.store.targets[source(0)] = moved
+    rig.scheduler.connections_changed()
+
+    assert run(rig) is PassOutcome.IDLE
+    assert all(txn not in call.get(target(0), []) for call in rig.sender.calls)
+    assert rig.pointer("$away", target(0)) == "$sent-elsewhere"
