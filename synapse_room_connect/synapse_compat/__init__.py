@@ -20,39 +20,47 @@ On a Synapse upgrade, this package is what to check.
 
 from __future__ import annotations
 
-from synapse_room_connect.synapse_compat.caches import (
-    add_replication_callback,
-    cached_version,
-    current_stream_position,
-    rooms_with_events_since,
-    rooms_with_state_changes_since,
-)
-from synapse_room_connect.synapse_compat.client import messages_page, serialize_if_visible
-from synapse_room_connect.synapse_compat.events import (
-    get_event,
-    get_events,
-    has_annotation,
-    is_outlier,
-    is_redacted,
-    is_soft_failed,
-    latest_edits,
-    stream_ordering_of,
-)
-from synapse_room_connect.synapse_compat.sending import Items, ensure_device, send_chains
-from synapse_room_connect.synapse_compat.sql import require_synapse_tables
-from synapse_room_connect.synapse_compat.state import (
-    power_in_state,
-    rooms_for_user,
-    rooms_invited_to,
-    sender_power_at_event,
-    server_denied,
-    server_in_room,
-)
-from synapse_room_connect.synapse_compat.storage import is_postgres, shared
 from synapse_room_connect.synapse_compat.support import (
     UnsupportedSynapseError,
     require_supported_synapse,
+    unsupported,
 )
+
+# A release that moved one of these names fails to load the module with an
+# error naming that release, not a bare ImportError.
+try:
+    from synapse_room_connect.synapse_compat.caches import (
+        add_replication_callback,
+        cached_version,
+        current_stream_position,
+        rooms_with_events_since,
+        rooms_with_state_changes_since,
+    )
+    from synapse_room_connect.synapse_compat.client import messages_page, serialize_if_visible
+    from synapse_room_connect.synapse_compat.events import (
+        get_event,
+        get_events,
+        has_annotation,
+        is_outlier,
+        is_redacted,
+        is_soft_failed,
+        latest_edits,
+        stream_ordering_of,
+    )
+    from synapse_room_connect.synapse_compat.sending import Items, ensure_device, send_chains
+    from synapse_room_connect.synapse_compat.sql import require_synapse_tables
+    from synapse_room_connect.synapse_compat.state import (
+        power_in_state,
+        rooms_for_user,
+        rooms_invited_to,
+        sender_power_at_event,
+        server_denied,
+        server_in_room,
+    )
+    from synapse_room_connect.synapse_compat.storage import is_postgres, shared
+except ImportError as e:
+    raise unsupported(f"{e.name or 'a name'} ({e})") from e
+
 
 __all__ = [
     "Items",

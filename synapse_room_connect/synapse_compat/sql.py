@@ -12,10 +12,9 @@ from collections.abc import Collection, Mapping
 from typing import Final
 
 import attrs
-import synapse
 from synapse.module_api import LoggingTransaction
 
-from synapse_room_connect.synapse_compat.support import UnsupportedSynapseError
+from synapse_room_connect.synapse_compat.support import unsupported
 
 # Rooms per read: well under SQLite's 999 bound parameters, 2 each.
 MAX_ROOMS_PER_READ: Final = 400
@@ -80,10 +79,7 @@ def require_synapse_tables(txn: LoggingTransaction) -> None:
         try:
             txn.execute(f"SELECT {columns} FROM {table} LIMIT 0")
         except Exception as e:
-            raise UnsupportedSynapseError(
-                f"synapse_room_connect cannot run on Synapse {synapse.__version__}: its "
-                f"database lacks {table} ({columns}): {e}. Supported releases: 1.150.0 to 1.163.x."
-            ) from e
+            raise unsupported(f"the database columns {table} ({columns}): {e}") from e
 
 
 def timelines_after(

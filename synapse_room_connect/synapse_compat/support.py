@@ -4,12 +4,24 @@ failing at the first message."""
 
 from __future__ import annotations
 
-from synapse.events.snapshot import UnpersistedEventContext
+from typing import Final
+
+import synapse
 from synapse.module_api import ModuleApi
+
+SUPPORTED: Final = "1.150.0 to 1.163.x"
 
 
 class UnsupportedSynapseError(RuntimeError):
     """This Synapse lacks an internal the module relies on."""
+
+
+def unsupported(lacking: str) -> UnsupportedSynapseError:
+    """The error naming this Synapse's version and what it lacks."""
+    return UnsupportedSynapseError(
+        f"synapse_room_connect cannot run on Synapse {synapse.__version__}: it lacks "
+        f"{lacking}. Supported releases: {SUPPORTED}."
+    )
 
 
 # What the package's functions reach for, checked once at start-up: a release that
@@ -36,7 +48,9 @@ _STORE_INTERNALS: tuple[str, ...] = (
 def require_supported_synapse(api: ModuleApi) -> None:
     """Fail start-up, naming the Synapse version, if an internal this module
     uses is missing. Checked against 1.150.0 and 1.163.2 (both pass)."""
-    import synapse
+    # Imported here, not at the top: this module must load on any release so
+    # that a missing internal is reported, not an ImportError.
+    from synapse.events.snapshot import UnpersistedEventContext
     from synapse.notifier import Notifier
 
     missing = [f"store.{name}" for name in _STORE_INTERNALS if not hasattr(api._store, name)]
@@ -47,7 +61,4 @@ def require_supported_synapse(api: ModuleApi) -> None:
     if not hasattr(Notifier, "add_replication_callback"):
         missing.append("Notifier.add_replication_callback")
     if missing:
-        raise UnsupportedSynapseError(
-            f"synapse_room_connect cannot run on Synapse {synapse.__version__}: it lacks "
-            f"{', '.join(missing)}. Supported releases: 1.150.0 to 1.163.x."
-        )
+        raise unsupported(", ".join(missing))
