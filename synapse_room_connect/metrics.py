@@ -79,7 +79,7 @@ ferry_batch_size = Histogram(
 ferry_rows_read = Counter(
     "synapse_room_connect_rows_read_total",
     "Rows the feed's and the ferry's reads returned, per query (Synapse's desc)",
-    labelnames=["desc"],
+    labelnames=[SERVER_NAME_LABEL, "desc"],
 )
 
 expansions = Counter(

@@ -39,11 +39,10 @@ class TimelineRead:
     full: bool
 
 
-def _count(desc: str, rows: int) -> None:
-    metrics.ferry_rows_read.labels(desc).inc(rows)
-
-
 class SynapseEventsStore(StoreBase):
+    def _count_rows(self, desc: str, rows: int) -> None:
+        metrics.ferry_rows_read.labels(self._api.server_name, desc).inc(rows)
+
     async def timelines_after(
         self, after: Mapping[str, int], upto: int, limit: int, exclude_sender: str
     ) -> TimelineRead:
@@ -65,7 +64,7 @@ class SynapseEventsStore(StoreBase):
             "room_connect_timelines_after",
             lambda txn: sql.timelines_after(txn, after, upto, limit, exclude_sender),
         )
-        _count("room_connect_timelines_after", len(found))
+        self._count_rows("room_connect_timelines_after", len(found))
         rows: dict[str, list[TimelineRow]] = {}
         for each in found:
             rows.setdefault(each.room_id, []).append(each.row)
@@ -78,7 +77,7 @@ class SynapseEventsStore(StoreBase):
         rows = await self._run(
             "room_connect_new_events", lambda txn: sql.new_events(txn, after, upto, limit)
         )
-        _count("room_connect_new_events", len(rows))
+        self._count_rows("room_connect_new_events", len(rows))
         return rows
 
     async def sent_transactions(
@@ -95,5 +94,5 @@ class SynapseEventsStore(StoreBase):
             "room_connect_sent_transactions",
             lambda txn: sql.sent_transactions(txn, user_id, device_id, pairs),
         )
-        _count("room_connect_sent_transactions", len(found))
+        self._count_rows("room_connect_sent_transactions", len(found))
         return found

@@ -81,7 +81,9 @@ class FerryRecordsStore(StoreBase):
         if not rooms:
             return {}
         found = await self._run("room_connect_cursors", txn_fn)
-        metrics.ferry_rows_read.labels("room_connect_cursors").inc(len(found))
+        metrics.ferry_rows_read.labels(self._api.server_name, "room_connect_cursors").inc(
+            len(found)
+        )
         return found
 
     async def record_ferried(self, records: Sequence[FerryRecord]) -> None:
