@@ -8,18 +8,10 @@ from typing import Any
 
 import pytest
 
-from synapse_room_connect.fanout import mapping
+from synapse_room_connect.fanout import mapping, protocol
 from synapse_room_connect.fanout.mapping import CopyMap, CopyMapError
 from synapse_room_connect.fanout.merge import merge_timeline
-from synapse_room_connect.fanout.protocol import (
-    FANOUT_KEY,
-    FanoutTag,
-    edit_content,
-    new_tag,
-    tag_of,
-    text_content,
-    transaction_id,
-)
+from synapse_room_connect.fanout.protocol import FanoutTag
 
 A, B, C = "!a:hs1", "!b:hs2", "!c:hs1"
 ALICE, MALLORY = "@alice:hs1", "@mallory:hs2"
@@ -45,15 +37,15 @@ def event(
 
 
 def copy(event_id: str, room_id: str, fid: str, body: str, origin: str = A, **kw: Any) -> Any:
-    return event(event_id, room_id, text_content(body, FanoutTag(fid, origin)), **kw)
+    return event(event_id, room_id, protocol.text_content(body, FanoutTag(fid, origin)), **kw)
 
 
 # -- protocol -------------------------------------------------------------------
 
 
 def test_tag_round_trips_and_rejects_junk() -> None:
-    tag = new_tag(A)
-    assert tag_of(text_content("hi", tag)) == tag
+    tag = protocol.new_tag(A)
+    assert protocol.tag_of(protocol.text_content("hi", tag)) == tag
     assert len(tag.id) == 32
     for bad in (
         None,
@@ -67,28 +59,28 @@ def test_tag_round_trips_and_rejects_junk() -> None:
         {"id": "x", "origin_room_id": "#alias:hs"},
         {"id": "x", "origin_room_id": "!"},
     ):
-        assert tag_of({"body": "hi", FANOUT_KEY: bad}) is None, bad
+        assert protocol.tag_of({"body": "hi", protocol.FANOUT_KEY: bad}) is None, bad
 
 
 def test_reply_and_edit_contents() -> None:
     tag, target = FanoutTag("new", A), FanoutTag("old", B)
-    assert text_content("yes", tag, reply_to="$p")["m.relates_to"] == {
+    assert protocol.text_content("yes", tag, reply_to="$p")["m.relates_to"] == {
         "m.in_reply_to": {"event_id": "$p"}
     }
-    assert "m.relates_to" not in text_content("yes", tag)
-    edit = edit_content("fixed", tag, target_event_id="$t", target_tag=target)
+    assert "m.relates_to" not in protocol.text_content("yes", tag)
+    edit = protocol.edit_content("fixed", tag, target_event_id="$t", target_tag=target)
     assert edit["body"] == "* fixed"
     assert edit["m.relates_to"] == {"rel_type": "m.replace", "event_id": "$t"}
-    assert tag_of(edit) == tag
-    assert tag_of(edit["m.new_content"]) == target
+    assert protocol.tag_of(edit) == tag
+    assert protocol.tag_of(edit["m.new_content"]) == target
     assert "m.relates_to" not in edit["m.new_content"]
 
 
 def test_transaction_id_is_stable_per_room_and_hides_the_tag() -> None:
     tag = FanoutTag("0123456789abcdef", A)
-    assert transaction_id(tag, A) == transaction_id(tag, A)
-    assert transaction_id(tag, A) != transaction_id(tag, B)
-    assert tag.id not in transaction_id(tag, A)
+    assert protocol.transaction_id(tag, A) == protocol.transaction_id(tag, A)
+    assert protocol.transaction_id(tag, A) != protocol.transaction_id(tag, B)
+    assert tag.id not in protocol.transaction_id(tag, A)
 
 
 # -- copy map ---------------------------------------------------------------------
@@ -222,8 +214,11 @@ def test_malformed_and_repeated_events_are_skipped() -> None:
 
 
 def edit(event_id: str, room_id: str, target: str, body: str, fid: str, **kw: Any) -> Any:
-    content = edit_content(
-        body, FanoutTag(fid, A), target_event_id=target, target_tag=FanoutTag("f1", A)
+    content = protocol.edit_content(
+        body,
+        FanoutTag(fid, A),
+        target_event_id=target,
+        target_tag=FanoutTag("f1", A),
     )
     return event(event_id, room_id, content, **kw)
 
@@ -241,7 +236,7 @@ def test_edits_of_any_copy_apply_and_the_latest_wins() -> None:
     )
     (entry,) = entries
     assert entry.content["body"] == "v3"
-    assert tag_of(entry.content) == FanoutTag("f1", A)
+    assert protocol.tag_of(entry.content) == FanoutTag("f1", A)
     assert entry.edit_event_id == "$ea3"  # the edit's copy in the shown room
     assert not entry.divergent
 
@@ -274,7 +269,9 @@ def test_edits_by_others_or_across_rooms_are_ignored() -> None:
 
 def test_edit_keeps_the_originals_relation() -> None:
     parent = copy("$a0", A, "f0", "question", ts=0)
-    reply = event("$a1", A, text_content("answer", FanoutTag("f1", A), reply_to="$a0"), ts=1)
+    reply = event(
+        "$a1", A, protocol.text_content("answer", FanoutTag("f1", A), reply_to="$a0"), ts=1
+    )
     fixed = edit("$e", A, "$a1", "better answer", "e1", ts=2)
     _, entry = merge_timeline([parent, reply, fixed])
     assert entry.content["body"] == "better answer"
@@ -287,9 +284,14 @@ def test_replies_resolve_through_any_copy_within_its_room() -> None:
     entries = merge_timeline(
         [
             copy("$b1", B, "f1", "question", ts=1),  # only B's copy of the parent is here
-            event("$a2", A, text_content("answer", tag, reply_to="$a1"), ts=2),
-            event("$b2", B, text_content("answer", tag, reply_to="$b1"), ts=3),
-            event("$c", C, text_content("cross", FanoutTag("f3", C), reply_to="$b1"), ts=4),
+            event("$a2", A, protocol.text_content("answer", tag, reply_to="$a1"), ts=2),
+            event("$b2", B, protocol.text_content("answer", tag, reply_to="$b1"), ts=3),
+            event(
+                "$c",
+                C,
+                protocol.text_content("cross", FanoutTag("f3", C), reply_to="$b1"),
+                ts=4,
+            ),
         ]
     )
     question, answer, cross = entries
