@@ -11,11 +11,15 @@ readers can merge the copies. See ``docs/fanout.md``.
 - ``mapping``: fan-out id -> event per room, persisted as JSON.
 - ``client``: the reference client on matrix-nio with end-to-end encryption
   (``pip install 'synapse-room-connect[fanout]'``); CLI:
-  ``python -m synapse_room_connect.fanout --help``.
+  ``python -m synapse_room_connect.fanout --help``. Its parts: ``session``
+  (login, the saved session), ``connections`` (the module's REST API, which
+  rooms get a copy), ``reading`` (sync, decryption, finding copies),
+  ``sending`` (the copies), ``errors``.
 
 The Synapse module never imports this subpackage, so Synapse needs none of
 its dependencies; importing this package (or ``protocol``/``merge``/
-``mapping``) needs none either, only ``client`` and the CLI need matrix-nio.
+``mapping``) needs none either, only ``client`` (with the parts it is built
+from) and the CLI need matrix-nio.
 """
 
 from synapse_room_connect.fanout.merge import TimelineEntry, merge_timeline

@@ -26,7 +26,8 @@ from typing import Any
 
 import attrs
 
-from synapse_room_connect.fanout.client import FanoutClient, FanoutError
+from synapse_room_connect.fanout.client import FanoutClient
+from synapse_room_connect.fanout.errors import FanoutError
 
 PASSWORD_ENV = "MSC2923_FANOUT_PASSWORD"
 TOKEN_ENV = "MSC2923_FANOUT_ACCESS_TOKEN"
