@@ -51,14 +51,20 @@ def connected_across(hs1: Any, hs2: Any) -> Pair:
     room_a = alice.create_room(name="A")
     room_b = bob.create_room(name="B")
     connect(alice, room_a, room_b, via=[hs2.server_name])
-    bob.invite(room_b, bot)
-    wait_for_membership(bob, room_b, bot, "join", timeout=60)
-    bob.send_state(
-        room_b, CONNECTION, room_a, {"room_id": room_a, "via": [hs1.server_name], "ferry": bot}
-    )
-    wait_for_notice(alice, room_a, bot, "now connected", timeout=60)
-    wait_for_notice(bob, room_b, bot, "now connected", timeout=60)
-    return Pair(alice, room_a, bob, room_b, bot)
+    pair = Pair(alice, room_a, bob, room_b, bot)
+    consent_with_remote_ferry(pair, hs1.server_name)
+    return pair
+
+
+def consent_with_remote_ferry(pair: Pair, ferry_server: str) -> None:
+    """B's admin lets the other server's ferry into B, consents with a state
+    event naming it, and both sides see the bot's "now connected" notice."""
+    pair.bob.invite(pair.room_b, pair.bot)
+    wait_for_membership(pair.bob, pair.room_b, pair.bot, "join", timeout=60)
+    consent = {"room_id": pair.room_a, "via": [ferry_server], "ferry": pair.bot}
+    pair.bob.send_state(pair.room_b, CONNECTION, pair.room_a, consent)
+    wait_for_notice(pair.alice, pair.room_a, pair.bot, "now connected", timeout=60)
+    wait_for_notice(pair.bob, pair.room_b, pair.bot, "now connected", timeout=60)
 
 
 def send_edit(client: MatrixClient, room_id: str, original_id: str, new_body: str) -> str:

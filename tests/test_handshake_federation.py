@@ -5,14 +5,8 @@ from __future__ import annotations
 import pytest
 
 from harness.client import MatrixError
-from harness.connect_api import (
-    CONNECTION,
-    connect,
-    connections,
-    unique,
-    wait_for_membership,
-    wait_for_notice,
-)
+from harness.connect_api import CONNECTION, connect, connections, unique, wait_for_notice
+from harness.ferry_helpers import Pair, consent_with_remote_ferry
 from harness.synapse import Homeserver, HomeserverFactory
 
 pytestmark = pytest.mark.federation
@@ -33,14 +27,7 @@ def test_cross_server_handshake_with_invited_ferry(
     assert requested["via"] == [hs2.server_name]
     wait_for_notice(alice, room_a, bot, "Requested a connection")
 
-    # B's admin lets hs1's ferry in and consents with a state event naming it.
-    bob.invite(room_b, bot)
-    wait_for_membership(bob, room_b, bot, "join", timeout=60)
-    bob.send_state(
-        room_b, CONNECTION, room_a, {"room_id": room_a, "via": [hs1.server_name], "ferry": bot}
-    )
-    wait_for_notice(alice, room_a, bot, "now connected", timeout=60)
-    wait_for_notice(bob, room_b, bot, "now connected", timeout=60)
+    consent_with_remote_ferry(Pair(alice, room_a, bob, room_b, bot), hs1.server_name)
     assert connections(alice, room_a)[room_b]["status"] == "active"
 
     # hs2 is not in A, so it cannot see A's side: it reports B's own request.
