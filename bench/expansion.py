@@ -59,19 +59,16 @@ import json
 import os
 import platform
 import re
-import signal
 import statistics
 import sys
 import tempfile
 import time
-import traceback
 import urllib.parse
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from types import FrameType
 from typing import Final
 
 ROOT: Final = Path(__file__).resolve().parents[1]
@@ -82,6 +79,7 @@ if str(ROOT) not in sys.path:
 from synapse.api.room_versions import RoomVersions  # noqa: E402
 from synapse.events import EventBase, make_event_from_dict  # noqa: E402
 
+from bench import servers as bench_servers  # noqa: E402
 from bench.servers import CLIENT_V3, BenchError, create_pair, destroy_all, q  # noqa: E402
 from harness.client import JsonDict, MatrixClient  # noqa: E402
 from harness.connect_api import unique  # noqa: E402
@@ -180,16 +178,7 @@ class Connection:
 def sync_filter(room_id: str, size: int) -> str:
     """One room, its last ``size`` timeline events, and nothing that changes between
     requests (presence, receipts, account data), so every response is the same."""
-    body = {
-        "room": {
-            "rooms": [room_id],
-            "timeline": {"limit": size},
-            "ephemeral": {"not_types": ["*"]},
-            "account_data": {"not_types": ["*"]},
-        },
-        "presence": {"not_types": ["*"]},
-        "account_data": {"not_types": ["*"]},
-    }
+    body = bench_servers.quiet_sync_filter({"rooms": [room_id], "timeline": {"limit": size}})
     return json.dumps(body, separators=(",", ":"))
 
 
@@ -714,11 +703,6 @@ def log(enabled: bool, message: str) -> None:
         print(message, file=sys.stderr, flush=True)
 
 
-def _terminate(signum: int, frame: FrameType | None) -> None:
-    # Unwind through run()'s finally, which stops both servers and removes their files.
-    raise SystemExit(128 + signum)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument(
@@ -737,15 +721,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     size = args.page_size or (SHORT_PAGE if args.short else PAGE)
     if rounds < 1 or warmup < 0 or size < 1:
         parser.error("--rounds and --page-size must be at least 1 and --warmup at least 0")
-    signal.signal(signal.SIGTERM, _terminate)
-    try:
-        report_text = run(rounds, warmup, size, progress=not args.quiet, raw_path=args.json)
-        print(report_text, flush=True)
-    except Exception:
-        traceback.print_exc()
-        print("expansion benchmark failed", file=sys.stderr)
-        return 1
-    return 0
+
+    def body() -> int:
+        print(run(rounds, warmup, size, progress=not args.quiet, raw_path=args.json), flush=True)
+        return 0
+
+    return bench_servers.run_script(body, failure="expansion benchmark failed")
 
 
 if __name__ == "__main__":

@@ -48,7 +48,6 @@ import multiprocessing.synchronize
 import os
 import platform
 import re
-import signal
 import sqlite3
 import sys
 import tempfile
@@ -61,7 +60,6 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from types import FrameType
 from typing import Final
 
 ROOT: Final = Path(__file__).resolve().parents[1]
@@ -69,6 +67,7 @@ if str(ROOT) not in sys.path:
     # Run as a script (bench/ferry.py): the harness lives in the repository root.
     sys.path.insert(0, str(ROOT))
 
+from bench import servers as bench_servers  # noqa: E402
 from bench.servers import CLIENT_V3, BenchError, create_pair, destroy_all, q  # noqa: E402
 from harness.client import JsonDict, MatrixClient  # noqa: E402
 from harness.connect_api import unique  # noqa: E402
@@ -348,17 +347,13 @@ class Observer(threading.Thread):
         self._http = Http(base_url, access_token, timeout=OBSERVER_POLL_MS / 1000 + 30)
         # Room ID -> the only sender whose messages count there (ferry bot, relay bot).
         self._senders = senders
-        self._filter: JsonDict = {
-            "room": {
+        self._filter = bench_servers.quiet_sync_filter(
+            {
                 "rooms": sorted(senders),
                 "timeline": {"limit": 1000},
                 "state": {"lazy_load_members": True},
-                "ephemeral": {"not_types": ["*"]},
-                "account_data": {"not_types": ["*"]},
-            },
-            "presence": {"not_types": ["*"]},
-            "account_data": {"not_types": ["*"]},
-        }
+            }
+        )
         self._since: str | None = None
         self._stop_event = threading.Event()
         self._lock = threading.Lock()
@@ -1498,20 +1493,9 @@ def run(args: argparse.Namespace, print_line: Callable[[str], None]) -> int:
         remove_dir(base_dir)
 
 
-def _terminate(signum: int, frame: FrameType | None) -> None:
-    # Unwind through run()'s finally, which stops the servers and removes their files.
-    raise SystemExit(128 + signum)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    signal.signal(signal.SIGTERM, _terminate)
-    try:
-        return run(args, lambda line: print(line, flush=True))
-    except Exception:
-        traceback.print_exc()
-        print("benchmark failed", file=sys.stderr, flush=True)
-        return 1
+    return bench_servers.run_script(lambda: run(args, lambda line: print(line, flush=True)))
 
 
 if __name__ == "__main__":

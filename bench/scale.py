@@ -42,12 +42,10 @@ import itertools
 import json
 import math
 import os
-import signal
 import sys
 import tempfile
 import threading
 import time
-import traceback
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -81,7 +79,7 @@ from bench.scale_workers import (  # noqa: E402
     FerryWorkerDeployment,
     accepts_worker_list,
 )
-from bench.servers import BenchError, create_pair  # noqa: E402
+from bench.servers import BenchError, create_pair, run_script  # noqa: E402
 from harness.client import MatrixClient  # noqa: E402
 from harness.connect_api import unique  # noqa: E402
 from harness.ferry_helpers import Pair, connected_pair  # noqa: E402
@@ -224,19 +222,12 @@ def burst(
     )
 
 
-def measured_burst(
-    hs: Homeserver,
-    label: str,
-    sender: MatrixClient,
-    reader: SyncReader,
-    targets: Sequence[tuple[str, str]],
-    threads: int,
-    timeout: float,
-) -> BurstResult:
-    """``burst`` on a single homeserver, with the module's transactions it caused."""
+def measured_burst(hs: Homeserver, run_burst: Callable[[], BurstResult]) -> BurstResult:
+    """``run_burst()``, a burst on the single homeserver ``hs``, with the module's
+    transactions it caused."""
     settle(hs)
     before = module_txns(hs)
-    result = burst(label, hs.client_url, sender, reader, targets, threads, timeout)
+    result = run_burst()
     settle(hs)
     after = module_txns(hs)
     result.module_txns = {
@@ -441,7 +432,16 @@ def run_single_server(
         readers.append(reader)
         burst_timeout = 120 + args.pairs * 1.0
         small = measured_burst(
-            mod, "small", owners.alice, reader, across(small_pairs), args.threads, burst_timeout
+            mod,
+            lambda: burst(
+                "small",
+                mod.client_url,
+                owners.alice,
+                reader,
+                across(small_pairs),
+                args.threads,
+                burst_timeout,
+            ),
         )
         progress(f"(5) burst over {len(small_pairs)} rooms: {small.rate:.1f} pointers/s")
         rest, rest_setup = set_up_pairs(
@@ -457,16 +457,28 @@ def run_single_server(
         progress(f"(1) at {len(pairs)} pairs: p50 {latency_n:.0f} ms")
         single = measured_burst(
             mod,
-            "single",
-            pair0.alice,
-            reader0,
-            [(pair0.room_a, pair0.room_b)] * len(pairs),
-            args.threads,
-            burst_timeout,
+            lambda: burst(
+                "single",
+                mod.client_url,
+                pair0.alice,
+                reader0,
+                [(pair0.room_a, pair0.room_b)] * len(pairs),
+                args.threads,
+                burst_timeout,
+            ),
         )
         progress(f"(5) burst into 1 room: {single.rate:.1f} pointers/s")
         wide = measured_burst(
-            mod, "across", owners.alice, reader, across(pairs), args.threads, burst_timeout
+            mod,
+            lambda: burst(
+                "across",
+                mod.client_url,
+                owners.alice,
+                reader,
+                across(pairs),
+                args.threads,
+                burst_timeout,
+            ),
         )
         progress(f"(5) burst over {len(pairs)} rooms: {wide.rate:.1f} pointers/s")
         throughput_n = throughput(tp_rooms, args.throughput_messages, args.rounds)
@@ -771,15 +783,7 @@ def run(args: argparse.Namespace, print_line: Callable[[str], None]) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    # A run stopped from outside (a CI timeout) still stops its servers and
-    # removes its directory: SystemExit unwinds through the clean-up blocks.
-    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
-    try:
-        return run(args, lambda line: print(line, flush=True))
-    except Exception:
-        traceback.print_exc()
-        print("benchmark failed", file=sys.stderr, flush=True)
-        return 1
+    return run_script(lambda: run(args, lambda line: print(line, flush=True)))
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from bench.ferry import Http
-from bench.servers import BenchError
+from bench.servers import BenchError, quiet_sync_filter
 from harness.client import JsonDict, MatrixClient
 from harness.connect_api import connect, connections, unique
 from harness.ferry_helpers import POINTER
@@ -134,20 +134,16 @@ class SyncReader(threading.Thread):
         self._http = Http(base_url, client.access_token, timeout=SYNC_POLL_MS / 1000 + 60)
         self._key_of = key_of
         self._key_per_room = key_per_room
-        self._filter: JsonDict = {
-            "room": {
+        self._filter = quiet_sync_filter(
+            {
                 "timeline": {
                     "limit": TIMELINE_LIMIT,
                     "types": ["m.room.message"],
                     "senders": [bot],
                 },
                 "state": {"not_types": ["*"]},
-                "ephemeral": {"not_types": ["*"]},
-                "account_data": {"not_types": ["*"]},
-            },
-            "presence": {"not_types": ["*"]},
-            "account_data": {"not_types": ["*"]},
-        }
+            }
+        )
         self._since: str | None = None
         self._stop_event = threading.Event()
         self._changed = threading.Condition()

@@ -7,13 +7,17 @@ Imported by the benchmark scripts once they have put the repository root on
 
 from __future__ import annotations
 
+import signal
+import sys
 import traceback
 import urllib.parse
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from types import FrameType
 from typing import Any, Final
 
+from harness.client import JsonDict
 from harness.synapse import Homeserver
 
 CLIENT_V3: Final = "/_matrix/client/v3"
@@ -25,6 +29,21 @@ class BenchError(RuntimeError):
 
 def q(segment: str) -> str:
     return urllib.parse.quote(segment, safe="")
+
+
+def quiet_sync_filter(room: JsonDict) -> JsonDict:
+    """A /sync filter with the room filter ``room`` and none of what would only
+    add load or noise to a measurement: no presence, no account data, and no
+    ephemeral events (receipts, typing) in the rooms."""
+
+    def none() -> JsonDict:
+        return {"not_types": ["*"]}
+
+    return {
+        "room": {**room, "ephemeral": none(), "account_data": none()},
+        "presence": none(),
+        "account_data": none(),
+    }
 
 
 def create_pair(
@@ -57,3 +76,21 @@ def destroy_all(servers: Sequence[Homeserver]) -> None:
         error = future.exception()
         if error is not None:
             traceback.print_exception(error)
+
+
+def _terminate(signum: int, frame: FrameType | None) -> None:
+    # Unwind through the run's finally blocks, which stop the servers and remove their files.
+    raise SystemExit(128 + signum)
+
+
+def run_script(body: Callable[[], int], *, failure: str = "benchmark failed") -> int:
+    """A benchmark's ``main``: runs ``body`` and returns its exit status. A run
+    stopped from outside (a CI timeout's SIGTERM) still stops its servers and
+    removes its directory; an exception is printed, with ``failure``, as status 1."""
+    signal.signal(signal.SIGTERM, _terminate)
+    try:
+        return body()
+    except Exception:
+        traceback.print_exc()
+        print(failure, file=sys.stderr, flush=True)
+        return 1

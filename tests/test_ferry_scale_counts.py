@@ -29,15 +29,9 @@ from typing import Final
 import attrs
 import pytest
 
+from bench import scale_rooms
 from bench.ferry import ServerCost, scrape_metrics, settled_cost
-from bench.scale_rooms import (
-    Owners,
-    RoomPair,
-    SyncReader,
-    connected_notice_key,
-    create_pairs,
-    pointer_key,
-)
+from bench.scale_rooms import Owners, RoomPair, SyncReader
 from harness.synapse import Homeserver
 
 SMALL: Final = 10
@@ -112,7 +106,7 @@ class Scale:
 
     def add_pairs(self, count: int) -> list[RoomPair]:
         start = len(self.pairs)
-        new = create_pairs(self.owners, range(start, start + count), THREADS)
+        new = scale_rooms.create_pairs(self.owners, range(start, start + count), THREADS)
         missing = self.notices.wait_for([p.room_b for p in new], WAIT_S)
         assert not missing, f"no 'now connected' notice in {len(missing)} rooms"
         self.pairs.extend(new)
@@ -141,9 +135,13 @@ def scale(harness_dir: Path) -> Iterator[Scale]:
     try:
         hs.start()
         owners = Owners.register(hs)
-        pointers = SyncReader(hs.client_url, owners.bob, owners.bot, pointer_key)
+        pointers = SyncReader(hs.client_url, owners.bob, owners.bot, scale_rooms.pointer_key)
         notices = SyncReader(
-            hs.client_url, owners.bob, owners.bot, connected_notice_key, key_per_room=True
+            hs.client_url,
+            owners.bob,
+            owners.bot,
+            scale_rooms.connected_notice_key,
+            key_per_room=True,
         )
         for reader in (pointers, notices):
             reader.prime()
