@@ -50,7 +50,6 @@ import platform
 import re
 import sqlite3
 import sys
-import tempfile
 import threading
 import time
 import traceback
@@ -78,7 +77,6 @@ from harness.ferry_helpers import (  # noqa: E402
     connected_pair,
     pointers_in,
 )
-from harness.process import KEEP_DIRS_ENV, remove_dir  # noqa: E402
 from harness.synapse import Homeserver, start_together  # noqa: E402
 
 QUEUE_DEPTH_METRIC: Final = "synapse_room_connect_ferry_queue_depth"
@@ -1386,9 +1384,7 @@ def run(args: argparse.Namespace, print_line: Callable[[str], None]) -> int:
     def progress(line: str) -> None:
         print_line(f"[{time.monotonic() - started:6.1f} s] {line}")
 
-    if args.keep:
-        os.environ[KEEP_DIRS_ENV] = "1"
-    base_dir = Path(tempfile.mkdtemp(prefix="room-connect-bench-"))
+    base_dir = bench_servers.make_run_dir("room-connect-bench-", keep=args.keep)
     out(
         f"synapse-room-connect ferry benchmark, {time.strftime('%Y-%m-%d %H:%M:%S %Z')}, "
         f"{'short' if args.short else 'full'} run"
@@ -1488,9 +1484,7 @@ def run(args: argparse.Namespace, print_line: Callable[[str], None]) -> int:
         if observer is not None:
             observer.stop()
         destroy_all(servers)
-        if args.keep:
-            out(f"kept server directories in {base_dir}")
-        remove_dir(base_dir)
+        bench_servers.remove_run_dir(base_dir, keep=args.keep, print_line=out)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -41,9 +41,7 @@ import argparse
 import itertools
 import json
 import math
-import os
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -62,6 +60,7 @@ from bench.ferry import (  # noqa: E402
     describe_machine,
     percentile,
     process_cpu_s,
+    run_threads,
     text,
     wait_for_background_updates,
 )
@@ -79,12 +78,17 @@ from bench.scale_workers import (  # noqa: E402
     FerryWorkerDeployment,
     accepts_worker_list,
 )
-from bench.servers import BenchError, create_pair, run_script  # noqa: E402
+from bench.servers import (  # noqa: E402
+    BenchError,
+    create_pair,
+    make_run_dir,
+    remove_run_dir,
+    run_script,
+)
 from harness.client import MatrixClient  # noqa: E402
 from harness.connect_api import unique  # noqa: E402
 from harness.ferry_helpers import Pair, connected_pair  # noqa: E402
 from harness.postgres import PostgresServer  # noqa: E402
-from harness.process import KEEP_DIRS_ENV, remove_dir  # noqa: E402
 from harness.redis import RedisServer  # noqa: E402
 from harness.synapse import Homeserver, start_together  # noqa: E402
 
@@ -190,12 +194,7 @@ def burst(
             http_.close()
 
     workers = [threading.Thread(target=send_share, args=(t,)) for t in range(threads)]
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join()
-    if errors:
-        raise BenchError(f"burst {label}: a send failed: {errors[0]!r}") from errors[0]
+    run_threads(workers, errors, f"burst {label}: a send")
     missing = reader.wait_for(event_ids, timeout)
     first, last_return = min(starts), max(returns)
     doubled = misplaced = 0
@@ -747,9 +746,7 @@ def run(args: argparse.Namespace, print_line: Callable[[str], None]) -> int:
     def progress(line: str) -> None:
         print_line(f"[{time.monotonic() - started:7.1f} s] {line}")
 
-    if args.keep:
-        os.environ[KEEP_DIRS_ENV] = "1"
-    base_dir = Path(tempfile.mkdtemp(prefix="room-connect-scale-"))
+    base_dir = make_run_dir("room-connect-scale-", keep=args.keep)
     # PostgreSQL may run as another user and must reach its data directory.
     base_dir.chmod(0o755)
     print_line(
@@ -776,9 +773,7 @@ def run(args: argparse.Namespace, print_line: Callable[[str], None]) -> int:
             return 1
         return 0
     finally:
-        if args.keep:
-            print_line(f"kept server directories in {base_dir}")
-        remove_dir(base_dir)
+        remove_run_dir(base_dir, keep=args.keep, print_line=print_line)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -7,8 +7,10 @@ Imported by the benchmark scripts once they have put the repository root on
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
+import tempfile
 import traceback
 import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
@@ -18,6 +20,7 @@ from types import FrameType
 from typing import Any, Final
 
 from harness.client import JsonDict
+from harness.process import KEEP_DIRS_ENV, remove_dir
 from harness.synapse import Homeserver
 
 CLIENT_V3: Final = "/_matrix/client/v3"
@@ -94,3 +97,17 @@ def run_script(body: Callable[[], int], *, failure: str = "benchmark failed") ->
         traceback.print_exc()
         print(failure, file=sys.stderr, flush=True)
         return 1
+
+
+def make_run_dir(prefix: str, *, keep: bool) -> Path:
+    """A fresh directory for the run's servers; with ``keep``, the harness keeps
+    each server's directory (and ``remove_run_dir`` says where they are)."""
+    if keep:
+        os.environ[KEEP_DIRS_ENV] = "1"
+    return Path(tempfile.mkdtemp(prefix=prefix))
+
+
+def remove_run_dir(base_dir: Path, *, keep: bool, print_line: Callable[[str], None]) -> None:
+    if keep:
+        print_line(f"kept server directories in {base_dir}")
+    remove_dir(base_dir)
