@@ -105,7 +105,7 @@ fi
 
 log "pytest"
 status=0
-.venv/bin/pytest -q "$@" || status=$?
+.venv/bin/pytest -q --durations=15 "$@" || status=$?
 if [[ $status -eq 5 ]]; then
     echo "pytest collected no tests: check PYTEST_ARGS; that is a failure, not a pass" >&2
 fi
