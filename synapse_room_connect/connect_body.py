@@ -27,10 +27,10 @@ def parse_connect_body(body: dict[str, Any]) -> ConnectBody:
     if not isinstance(via, list) or not all(isinstance(s, str) and s for s in via):
         raise SynapseError(400, "'via' must be a list of server names", Codes.BAD_JSON)
     acknowledge = body.get("acknowledge", [])
-    if not isinstance(acknowledge, list) or not set(acknowledge) <= {
-        ACK_ENCRYPTION,
-        ACK_VISIBILITY,
-    }:
+    # Compare item by item: a set of the items would raise on a nested list.
+    if not isinstance(acknowledge, list) or not all(
+        a in (ACK_ENCRYPTION, ACK_VISIBILITY) for a in acknowledge
+    ):
         raise SynapseError(
             400,
             f"'acknowledge' must be a list of {ACK_ENCRYPTION!r} and/or {ACK_VISIBILITY!r}",

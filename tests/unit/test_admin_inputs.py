@@ -103,6 +103,9 @@ def test_connect_body() -> None:
         {"room": ""},
         {"room": "!b", "via": "hs"},
         {"room": "!b", "acknowledge": ["x"]},
+        # Unhashable items once made the check itself raise: a 500, not a 400.
+        {"room": "!b", "acknowledge": [[1]]},
+        {"room": "!b", "acknowledge": [{"a": 1}]},
     ):
         with pytest.raises(SynapseError) as raised:
             parse_connect_body(bad)
