@@ -131,6 +131,9 @@ class FerryScheduler:
 
     async def _pass(self, rooms: Sequence[str], upto: int, generation: int) -> PassOutcome:
         if not rooms:
+            # Caught up: without this the gauge would show the last read's
+            # backlog for as long as the rooms stay quiet.
+            metrics.ferry_queue_depth.labels(self._server_name).set(0)
             return PassOutcome.IDLE
         targets = self._targets
         after = {r: min(self._read_from(r, t) for t in targets[r]) for r in rooms}
@@ -171,6 +174,8 @@ class FerryScheduler:
         retry = await self._flush(pending) or retry
         if self._generation != generation:
             self._dirty.update(rooms)  # those not reached, under the new connections
+        elif not read.full and not retry:
+            metrics.ferry_queue_depth.labels(self._server_name).set(0)
         return PassOutcome.RETRY_LATER if retry else PassOutcome.IDLE
 
     async def _fill(self, batch: Batch, rows: list[TimelineRow], generation: int) -> Outcome:

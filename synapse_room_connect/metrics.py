@@ -58,7 +58,7 @@ ferry_withheld = Counter(
 
 ferry_queue_depth = Gauge(
     "synapse_room_connect_ferry_queue_depth",
-    "Timeline events in connected rooms not yet read by the ferry",
+    "Events the ferry's latest read found to carry (at most 100 a read); 0 once caught up",
     labelnames=[SERVER_NAME_LABEL],
 )
 
