@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, Final
 
 from synapse.module_api import ModuleApi
 from synapse.module_api.errors import SynapseError
@@ -12,6 +12,10 @@ from synapse_room_connect import synapse_compat
 from synapse_room_connect.rooms import server_of
 
 logger = logging.getLogger(__name__)
+
+
+_JOIN_ATTEMPTS: Final = 3
+_JOIN_RETRY_SECONDS: Final = 0.5
 
 
 class FerryBot:
@@ -64,14 +68,26 @@ class FerryBot:
                 await self._api.update_room_membership(inviter, self.user_id, room_id, "invite")
             except SynapseError as e:
                 logger.info("%s could not invite %s to %s: %s", inviter, self.user_id, room_id, e)
-        try:
-            await self._api.update_room_membership(
-                self.user_id, self.user_id, room_id, "join", remote_room_hosts=via
-            )
-        except SynapseError as e:
-            logger.info("Ferry bot could not join %s (via %s): %s", room_id, via, e)
-            return False
-        return True
+        for attempt in range(1, _JOIN_ATTEMPTS + 1):
+            try:
+                await self._api.update_room_membership(
+                    self.user_id, self.user_id, room_id, "join", remote_room_hosts=via
+                )
+                return True
+            except SynapseError as e:
+                # Two processes may join at once (an admin request on a client
+                # worker, the invite acceptor on the acting one); the loser is
+                # refused, yet the bot is in. Look again before giving up.
+                await self._api.sleep(_JOIN_RETRY_SECONDS)
+                membership = await self.membership(room_id)
+                if membership == "join":
+                    return True
+                # Still invited: the refusal was the race, so try again. Not
+                # invited at all: final, and the caller says why.
+                if attempt == _JOIN_ATTEMPTS or membership != "invite":
+                    logger.info("Ferry bot could not join %s (via %s): %s", room_id, via, e)
+                    return False
+        return False
 
     async def accept_invite(self, room_id: str, inviter: str) -> bool:
         """Join a room the bot was invited to, through the inviter's server.
