@@ -90,6 +90,12 @@ MIGRATIONS: Final[Sequence[Sequence[str]]] = (
         )
         """,
     ),
+    (
+        # The admin listing counts pointers per target room; without this it
+        # scanned the whole table on every page.
+        "CREATE INDEX room_connect_pointers_target"
+        " ON room_connect_pointers (target_room_id, source_room_id)",
+    ),
 )
 
 SCHEMA_VERSION: Final = len(MIGRATIONS)
