@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import enum
 import logging
+from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Final, Literal
 
@@ -194,7 +195,11 @@ class BatchSender:
         write; a batch that fails is retried alone, one item at a time. Per
         batch, ``RETRY_LATER``: retry from its first unrecorded event."""
         jobs = [_Job(b, tuple(b.take()), b.last) for b in batches]
-        errors = await self._send([j for j in jobs if j.items or j.cursor > j.batch.recorded])
+        sent = [j for j in jobs if j.items or j.cursor > j.batch.recorded]
+        errors = await self._send(sent)
+        # Directions into one target room share its chain: a failure there
+        # may be another direction's item, so only a lone job is to blame.
+        per_target = Counter(j.batch.target for j in sent)
         outcomes = []
         for job in jobs:
             batch, outcome = job.batch, Outcome.CONTINUE
@@ -202,7 +207,8 @@ class BatchSender:
             if error is None:
                 batch.recorded = max(batch.recorded, job.cursor)
             elif job.items:
-                outcome = await self._send_one_by_one(batch, list(job.items), error)
+                alone = per_target[batch.target] == 1
+                outcome = await self._send_one_by_one(batch, list(job.items), error, alone)
                 if outcome is Outcome.CONTINUE and batch.last > batch.recorded:
                     outcome = await self.flush_one(batch)  # skipped events only
             else:
@@ -210,9 +216,12 @@ class BatchSender:
             outcomes.append(outcome)
         return outcomes
 
-    async def _send_one_by_one(self, batch: Batch, items: list[Item], error: Exception) -> Outcome:
-        """After a batch failed: each alone, so one bad event holds back no other."""
-        if len(items) == 1:
+    async def _send_one_by_one(
+        self, batch: Batch, items: list[Item], error: Exception, alone: bool
+    ) -> Outcome:
+        """After a batch failed: each alone, so one bad event holds back no other
+        (and is not given up for another direction's bad event)."""
+        if len(items) == 1 and alone:
             if self._failed(items[0].original, batch.target, error) is Outcome.GAVE_UP:
                 return Outcome.CONTINUE
             return Outcome.RETRY_LATER

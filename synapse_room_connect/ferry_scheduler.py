@@ -97,7 +97,17 @@ class FerryScheduler:
         try:
             outcome = await self._pass(rooms, upto, generation)
         except BaseException:
-            self._dirty.update(rooms)  # read again, from their cursors
+            # Batches sent and recorded mid-pass moved the store's cursors
+            # but not these; what is in memory for these rooms is stale. Read
+            # the cursors again and look up before resending, or a resend
+            # that Synapse deduplicates would leave a hole in the chain.
+            self._dirty.update(rooms)
+            for room_id in rooms:
+                for active in self._targets.get(room_id, ()):
+                    direction = (room_id, active.room_id)
+                    self._cursors.pop(direction, None)
+                    self._batches.forget(direction)
+            self._reload = True
             raise
         if outcome is PassOutcome.IDLE and (self._dirty or self._reload):
             return PassOutcome.MORE
@@ -117,7 +127,10 @@ class FerryScheduler:
             self._cursors.pop(direction, None)
             self._batches.forget(direction)
         fresh = {r for r, ts in targets.items() if set(ts) - set(self._targets.get(r, ()))}
-        unknown = {r for r in fresh if any((r, t.room_id) not in self._cursors for t in targets[r])}
+        # New directions, and those whose cursor a failed pass dropped.
+        unknown = {
+            r for r, ts in targets.items() if any((r, t.room_id) not in self._cursors for t in ts)
+        }
         if unknown:
             self._cursors.update(await self._store.cursors(unknown))
         self._targets = targets

@@ -8,8 +8,10 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from synapse.events import EventBase
 
-from synapse_room_connect.ferry_batch import transaction_id
+from synapse_room_connect.ferry_batch import MAX_ATTEMPTS, MAX_BATCH, transaction_id
+from synapse_room_connect.ferry_interfaces import Withheld
 from synapse_room_connect.ferry_scheduler import FerryScheduler, PassOutcome
 from synapse_room_connect.store import ActiveTarget
 
@@ -202,3 +204,47 @@ def test_a_connection_that_comes_back_is_read_from_the_store_and_looked_up() -> 
     assert run(rig) is PassOutcome.IDLE
     assert all(txn not in call.get(target(0), []) for call in rig.sender.calls)
     assert rig.pointer("$away", target(0)) == "$sent-elsewhere"
+
+
+def test_a_good_event_is_not_given_up_for_another_connection_s_bad_one() -> None:
+    """Two directions into one target share its chain; the one that always
+    fails must not use up the attempts of the other's lone event."""
+    rig = FerryRig.build()
+    shared = target(0)
+    rig.store.targets = {source(0): [ActiveTarget(shared, 0)], source(1): [ActiveTarget(shared, 0)]}
+    run(rig)
+    rig.sender.refuse.add(transaction_id("$bad", shared))
+    rig.persist(event("$good", room_id=source(0)), event("$bad", room_id=source(1)))
+
+    for _ in range(MAX_ATTEMPTS + 1):
+        run(rig)
+    assert rig.pointer("$good", shared) is not None
+    assert rig.pointer("$bad", shared) is None
+
+
+def test_a_pass_that_raises_after_a_full_batch_went_out_resends_nothing() -> None:
+    """A backlog's first MAX_BATCH pointers are sent and recorded mid-pass;
+    the pass then raises. The next pass reads the stored cursor again and
+    looks up what was sent, instead of sending those pointers a second time
+    (which Synapse would deduplicate into a hole in the room's chain)."""
+    rig = rig_with(1)
+    rig.persist(*(event(f"$m{n}", room_id=source(0)) for n in range(MAX_BATCH + 5)))
+    real = rig.moderation.withheld_by
+    breaking = f"$m{MAX_BATCH + 2}"
+
+    async def failing(ev: EventBase, target_room: str) -> Withheld | None:
+        if ev.event_id == breaking:
+            raise RuntimeError("database went away")
+        return await real(ev, target_room)
+
+    rig.moderation.withheld_by = failing  # type: ignore[method-assign]
+    with pytest.raises(RuntimeError):
+        run(rig)
+    assert rig.pointer("$m0", target(0)) is not None  # the first batch went out
+    rig.moderation.withheld_by = real  # type: ignore[method-assign]
+    run(rig)
+
+    for n in range(MAX_BATCH + 5):
+        assert rig.pointer(f"$m{n}", target(0)) is not None
+    sent = [txn for chain in rig.sender.sends for txn in chain]
+    assert sent.count(transaction_id("$m0", target(0))) == 1
