@@ -74,7 +74,10 @@ class FerryBot:
                     self.user_id, self.user_id, room_id, "join", remote_room_hosts=via
                 )
                 return True
-            except SynapseError as e:
+            except Exception as e:
+                # Not only SynapseError: a join over federation can fail with
+                # Synapse's HTTP and connection errors, and this method
+                # promises to log failures rather than raise them.
                 # Two processes may join at once (an admin request on a client
                 # worker, the invite acceptor on the acting one); the loser is
                 # refused, yet the bot is in. Look again before giving up.
