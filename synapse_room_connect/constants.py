@@ -6,6 +6,15 @@ PREFIX: Final = "org.matrix.msc2923"
 
 CONNECTION_EVENT_TYPE: Final = f"{PREFIX}.connection"
 
+# State whose change can flip a connection's guard or mode.
+TRAIT_EVENT_TYPES: Final = frozenset(
+    {"m.room.encryption", "m.room.join_rules", "m.room.history_visibility"}
+)
+
+# State changes the ferry must not carry events past before it knows their
+# effect on the connection (ferry_fence.py).
+FENCE_EVENT_TYPES: Final = frozenset({CONNECTION_EVENT_TYPE, *TRAIT_EVENT_TYPES})
+
 # Module HTTP resources live under /_synapse/client: modules may not register
 # paths under /_matrix/client.
 HTTP_ROOT: Final = f"/_synapse/client/{PREFIX}"

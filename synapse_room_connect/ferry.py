@@ -7,11 +7,13 @@ This file wires the parts and runs them in the background; the feed
 - ``ferry_batch``: collecting counterparts and sending them, exactly once.
 - ``ferry_prepare``: one original's counterpart for one target room.
 - ``ferry_moderation``: the target room's bans and server ACL.
+- ``ferry_fence``: what crosses after a connection change not yet reconciled.
 - ``ferry_interfaces``: the protocols between them.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Final
@@ -22,10 +24,12 @@ from synapse_room_connect import synapse_compat
 from synapse_room_connect.bot import FerryBot
 from synapse_room_connect.config import RoomConnectConfig
 from synapse_room_connect.ferry_batch import BatchSender
+from synapse_room_connect.ferry_fence import CurrentStateGate
 from synapse_room_connect.ferry_moderation import TargetModeration
 from synapse_room_connect.ferry_prepare import CounterpartPreparer
 from synapse_room_connect.ferry_scheduler import FerryScheduler, PassOutcome
 from synapse_room_connect.ferry_synapse import BotSender, SynapseEvents
+from synapse_room_connect.reconcile import activation_position
 from synapse_room_connect.rooms import RoomReader
 from synapse_room_connect.store import Store
 
@@ -58,8 +62,9 @@ class Ferry:
             server_name=api.server_name,
             clock_ms=api.get_current_time_msec,
         )
+        fences = CurrentStateGate(reader, functools.partial(activation_position, api), bot.user_id)
         self._scheduler = FerryScheduler(
-            store, reader, batches, bot.user_id, api.server_name, owns=owns
+            store, reader, batches, bot.user_id, api.server_name, owns=owns, fences=fences
         )
         self._running = False
         self._woken = False

@@ -77,7 +77,12 @@ class SchedulerStore(Protocol):
     async def cursors(self, room_ids: Collection[str]) -> dict[tuple[str, str], int]: ...
 
     async def timelines_after(
-        self, after: Mapping[str, int], upto: int, limit: int, exclude_sender: str
+        self,
+        after: Mapping[str, int],
+        upto: int,
+        limit: int,
+        exclude_sender: str,
+        fences_after: Mapping[str, int] | None = None,
     ) -> TimelineRead: ...
 
 

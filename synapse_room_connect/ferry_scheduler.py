@@ -24,8 +24,9 @@ import attrs
 
 from synapse_room_connect import metrics
 from synapse_room_connect.ferry_batch import Batch, BatchSender, Outcome
+from synapse_room_connect.ferry_fence import FenceGate, first_fence, split
 from synapse_room_connect.ferry_interfaces import SchedulerStore, TraitsReader
-from synapse_room_connect.store import ActiveTarget, TimelineRow
+from synapse_room_connect.store import ActiveTarget, TimelineRead, TimelineRow
 from synapse_room_connect.store_events import MAX_ROOMS_PER_READ
 
 # Timeline rows one pass reads, over all its rooms.
@@ -56,6 +57,8 @@ class FerryScheduler:
     # Whether this process carries the connection between two rooms
     # (sharding.py); every connection when the ferry runs on one process.
     _owns: Callable[[str, str], bool] = attrs.field(kw_only=True, default=_owns_all)
+    # What crosses after a connection change not yet reconciled (ferry_fence.py).
+    _fences: FenceGate = attrs.field(kw_only=True)
     # Bumped on every connection change so a pass in progress notices a
     # revocation before its next event, not at the end of its batch.
     _generation: int = attrs.field(init=False, default=0)
@@ -151,7 +154,11 @@ class FerryScheduler:
         targets = self._targets
         after = {r: min(self._read_from(r, t) for t in targets[r]) for r in rooms}
         read = await self._store.timelines_after(
-            after, upto, BATCH_SIZE, exclude_sender=self._bot_user_id
+            after,
+            upto,
+            BATCH_SIZE,
+            exclude_sender=self._bot_user_id,
+            fences_after=self._fences_after(rooms),
         )
         metrics.ferry_queue_depth.labels(self._server_name).set(
             sum(len(rows) for rows in read.rows.values())
@@ -170,7 +177,7 @@ class FerryScheduler:
                     continue
                 if not await self._ferries_content(room_id, active.room_id):
                     batch.skip(mine[-1].stream)  # encrypted: clients fan out
-                elif await self._fill(batch, mine, generation) is Outcome.RETRY_LATER:
+                elif await self._fill_fenced(batch, mine, read, generation) is Outcome.RETRY_LATER:
                     # Recorded up to the failed event; nothing after it may be.
                     self._cursors[(room_id, active.room_id)] = batch.recorded
                     self._dirty.add(room_id)
@@ -190,6 +197,35 @@ class FerryScheduler:
         elif not read.full and not retry:
             metrics.ferry_queue_depth.labels(self._server_name).set(0)
         return PassOutcome.RETRY_LATER if retry else PassOutcome.IDLE
+
+    def _fences_after(self, rooms: Sequence[str]) -> dict[str, int]:
+        """Both rooms of each direction, each from the earliest cursor of a
+        direction it is in: a change before that is already dealt with."""
+        since: dict[str, int] = {}
+        for room_id in rooms:
+            for active in self._targets[room_id]:
+                position = self._read_from(room_id, active)
+                for room in (room_id, active.room_id):
+                    since[room] = min(since.get(room, position), position)
+        return since
+
+    async def _fill_fenced(
+        self, batch: Batch, rows: list[TimelineRow], read: TimelineRead, generation: int
+    ) -> Outcome:
+        """``_fill``, except that past a connection change the rooms' current
+        state decides what crosses (ferry_fence.py)."""
+        direction = (batch.room_id, batch.target)
+        fence = first_fence(read.fences, direction, batch.recorded, read.upto)
+        if fence is None:
+            return await self._fill(batch, rows, generation)
+        fenced = split(rows, fence, await self._fences.past_fence(*direction), read.upto)
+        if await self._fill(batch, fenced.before, generation) is Outcome.RETRY_LATER:
+            return Outcome.RETRY_LATER
+        if fenced.skip_to is None or self._generation != generation:
+            # Held: reconciliation ends the direction, or a reload re-reads it.
+            return Outcome.CONTINUE
+        batch.skip(max(batch.last, fenced.skip_to))
+        return await self._fill(batch, fenced.after, generation)
 
     async def _fill(self, batch: Batch, rows: list[TimelineRow], generation: int) -> Outcome:
         """Queue ``rows`` in ``batch``, up to a connection change (re-read

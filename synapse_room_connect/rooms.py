@@ -9,7 +9,7 @@ from typing import Final
 from synapse.module_api import EventBase, ModuleApi
 
 from synapse_room_connect import metrics, synapse_compat
-from synapse_room_connect.constants import CONNECTION_EVENT_TYPE
+from synapse_room_connect.constants import CONNECTION_EVENT_TYPE, TRAIT_EVENT_TYPES
 from synapse_room_connect.frozen_json import unfreeze
 from synapse_room_connect.handshake import (
     Consent,
@@ -28,10 +28,6 @@ StateMap = Mapping[tuple[str, str], EventBase]
 # A room's name for humans (room_label, bound to an api).
 Label = Callable[[str], Awaitable[str]]
 
-# State whose change can flip a connection's guard or mode.
-TRAIT_EVENT_TYPES: Final = frozenset(
-    {"m.room.encryption", "m.room.join_rules", "m.room.history_visibility"}
-)
 _TRAIT_STATE: Final = tuple((etype, "") for etype in sorted(TRAIT_EVENT_TYPES))
 _LINK_STATE: Final = (("m.room.tombstone", ""), ("m.room.create", ""))
 

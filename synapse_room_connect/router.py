@@ -16,8 +16,7 @@ import attrs
 from synapse.module_api import EventBase
 
 from synapse_room_connect.commands import is_command
-from synapse_room_connect.constants import CONNECTION_EVENT_TYPE
-from synapse_room_connect.rooms import TRAIT_EVENT_TYPES
+from synapse_room_connect.constants import CONNECTION_EVENT_TYPE, TRAIT_EVENT_TYPES
 from synapse_room_connect.store import NewEvent
 
 TOMBSTONE_EVENT_TYPE = "m.room.tombstone"

@@ -129,6 +129,41 @@ def test_revocation_mid_burst_stops_ferrying(homeserver: Homeserver) -> None:
     assert into_c == before + after
 
 
+def test_messages_right_after_a_revocation_in_the_other_room_never_cross(
+    homeserver: Homeserver,
+) -> None:
+    pair = connected_pair(homeserver)
+    # C stays connected to A: its pointers show the ferry read A's messages.
+    carol = homeserver.register(unique("carol"), displayname="Carol")
+    room_c = carol.create_room(name=unique("C"))
+    connect(pair.alice, pair.room_a, room_c)
+    assert connect(carol, room_c, pair.room_a)["status"] == "active"
+    wait_for_notice(carol, room_c, pair.bot, "now connected")
+    first = pair.alice.send_message(pair.room_a, "before")
+    wait_for_pointer(pair.bob, pair.room_b, first)
+
+    # A busy server: reconciliation has a queue of requests to work through
+    # (each a join and notices), so it reaches B's revocation late.
+    dave = homeserver.register(unique("dave"))
+    rooms = [dave.create_room(name=unique("busy")) for _ in range(12)]
+    elsewhere = dave.create_room(name=unique("elsewhere"))
+    for room in rooms:
+        connect(dave, room, elsewhere)
+
+    # B's admin withdraws with a plain state event, and A's messages follow
+    # at once, without waiting for the bot: the ferry may read them before
+    # reconciliation has processed the revocation.
+    state = f"/_matrix/client/v3/rooms/{quote(pair.room_b, safe='')}/state"
+    pair.bob.request("PUT", f"{state}/{CONNECTION}/{quote(pair.room_a, safe='')}", {})
+    after = [pair.alice.send_message(pair.room_a, f"right after {i}") for i in range(10)]
+    wait_for_pointer(carol, room_c, after[-1])
+    wait_for_notice(pair.bob, pair.room_b, pair.bot, "has ended")
+    barrier(pair.bob, pair.room_b)
+
+    into_b = [p["content"][POINTER]["event_id"] for p in pointers_in(pair.bob, pair.room_b)]
+    assert into_b == [first]
+
+
 def test_restart_resumes_without_resending(make_homeserver: HomeserverFactory) -> None:
     hs = make_homeserver(name="resume")
     pair = connected_pair(hs)

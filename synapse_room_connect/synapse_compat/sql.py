@@ -113,6 +113,36 @@ def timelines_after(
     ]
 
 
+def state_changes_in(
+    txn: LoggingTransaction, after: Mapping[str, int], types: Collection[str], upto: int
+) -> list[RoomTimelineRow]:
+    """State events of ``types`` in each room of ``after`` in stream positions
+    (after[room], upto], oldest first; outliers and rejected events left out.
+    Checked against 1.150.0 and 1.163.2."""
+    found: list[RoomTimelineRow] = []
+    ordered, kinds = sorted(after.items()), sorted(types)
+    for n in range(0, len(ordered), MAX_ROOMS_PER_READ):
+        chunk = ordered[n : n + MAX_ROOMS_PER_READ]
+        values = ", ".join("(?, ?)" for _ in chunk)
+        txn.execute(
+            f"""
+            WITH positions AS (SELECT * FROM (VALUES {values}) AS p)
+            SELECT e.room_id, e.stream_ordering, e.event_id
+            FROM positions AS p
+            JOIN events AS e ON e.room_id = p.column1 AND e.stream_ordering > p.column2
+            LEFT JOIN rejections AS r ON r.event_id = e.event_id
+            WHERE e.type IN ({", ".join("?" for _ in kinds)}) AND e.state_key IS NOT NULL
+                AND e.stream_ordering <= ? AND NOT e.outlier AND r.event_id IS NULL
+            """,
+            (*(arg for pair in chunk for arg in pair), *kinds, upto),
+        )
+        found.extend(
+            RoomTimelineRow(str(row[0]), TimelineRow(int(row[1]), str(row[2])))
+            for row in txn.fetchall()
+        )
+    return sorted(found, key=lambda each: each.row.stream)
+
+
 def new_events(txn: LoggingTransaction, after: int, upto: int, limit: int) -> list[NewEvent]:
     """Every room's timeline events in stream positions (after, upto], in
     order, with a member event's membership. Checked against 1.150.0 and 1.163.2."""

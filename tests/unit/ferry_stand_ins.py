@@ -11,7 +11,9 @@ import attrs
 from synapse.api.room_versions import RoomVersions
 from synapse.events import EventBase, make_event_from_dict
 
+from synapse_room_connect.constants import FENCE_EVENT_TYPES
 from synapse_room_connect.ferry_batch import BatchSender
+from synapse_room_connect.ferry_fence import PastFence
 from synapse_room_connect.ferry_interfaces import Counterpart, CounterpartKind, Outgoing, Withheld
 from synapse_room_connect.ferry_prepare import counterpart_of
 from synapse_room_connect.ferry_scheduler import FerryScheduler
@@ -92,9 +94,13 @@ class MemoryFerryStore:
         self.reads: list[str] = []  # the scheduler's reads, by method
         self.asked: list[set[str]] = []  # the rooms of each timeline read
         self.fail_reads = 0  # how many timeline reads raise next
+        # room -> stream positions of its connection and trait changes
+        self.changes: dict[str, list[int]] = {}
 
     def append(self, stream: int, ev: EventBase) -> None:
         self.timelines.setdefault(ev.room_id, []).append((stream, ev.event_id, ev.sender))
+        if ev.type in FENCE_EVENT_TYPES and ev.is_state():
+            self.changes.setdefault(ev.room_id, []).append(stream)
 
     async def active_targets(self, ferry: str) -> dict[str, list[ActiveTarget]]:
         self.reads.append("active_targets")
@@ -105,7 +111,12 @@ class MemoryFerryStore:
         return {key: stream for key, stream in self.cursors_.items() if key[0] in room_ids}
 
     async def timelines_after(
-        self, after: Mapping[str, int], upto: int, limit: int, exclude_sender: str
+        self,
+        after: Mapping[str, int],
+        upto: int,
+        limit: int,
+        exclude_sender: str,
+        fences_after: Mapping[str, int] | None = None,
     ) -> TimelineRead:
         self.reads.append("timelines_after")
         self.asked.append(set(after))
@@ -122,7 +133,12 @@ class MemoryFerryStore:
         for stream, room_id, event_id in found:
             rows.setdefault(room_id, []).append(TimelineRow(stream, event_id))
         full = len(found) >= limit
-        return TimelineRead(rows, found[-1][0] if full else upto, full)
+        end = found[-1][0] if full else upto
+        fences = {
+            room_id: tuple(p for p in self.changes.get(room_id, []) if since < p <= end)
+            for room_id, since in (fences_after or {}).items()
+        }
+        return TimelineRead(rows, end, full, {r: ps for r, ps in fences.items() if ps})
 
     async def record_ferried(self, records: Sequence[FerryRecord]) -> None:
         if self.fail_records:
@@ -228,6 +244,18 @@ class StandInModeration:
         return Withheld.BAN if event.sender in self.banned else None
 
 
+class StandInGate:
+    """Past a fence: what the test says the rooms' current state decides."""
+
+    def __init__(self) -> None:
+        self.verdict = PastFence(carry=True)
+        self.asked: list[tuple[str, str]] = []
+
+    async def past_fence(self, room_id: str, target: str) -> PastFence:
+        self.asked.append((room_id, target))
+        return self.verdict
+
+
 class StandInTraits:
     def __init__(self) -> None:
         self.encrypted: set[str] = set()
@@ -246,6 +274,7 @@ class FerryRig:
     preparer: StandInPreparer
     moderation: StandInModeration
     traits: StandInTraits
+    gate: StandInGate
     scheduler: FerryScheduler
     stream: int = 0
 
@@ -257,8 +286,9 @@ class FerryRig:
             events, preparer, moderation, sender, store, "hs1", clock_ms=lambda: 2000
         )
         store.targets[SOURCE] = [ActiveTarget(TARGET, since)]
-        scheduler = FerryScheduler(store, traits, batches, BOT, "hs1")
-        return cls(store, events, sender, preparer, moderation, traits, scheduler, since)
+        gate = StandInGate()
+        scheduler = FerryScheduler(store, traits, batches, BOT, "hs1", fences=gate)
+        return cls(store, events, sender, preparer, moderation, traits, gate, scheduler, since)
 
     def persist(self, *evs: EventBase) -> list[int]:
         """Append events to their rooms' timelines and tell the scheduler, as

@@ -202,7 +202,7 @@ def test_a_send_lost_before_its_record_is_not_sent_again_after_a_restart() -> No
     batches = BatchSender(
         rig.events, rig.preparer, rig.moderation, rig.sender, rig.store, "hs1", lambda: 0
     )
-    rig.scheduler = FerryScheduler(rig.store, rig.traits, batches, BOT, "hs1")
+    rig.scheduler = FerryScheduler(rig.store, rig.traits, batches, BOT, "hs1", fences=rig.gate)
 
     assert run(rig) is PassOutcome.IDLE
     assert len(rig.sender.sends) == 1  # answered from the transaction ID

@@ -177,7 +177,9 @@ def test_a_restart_reads_every_cursor_in_one_query() -> None:
     rig = rig_with(30)
     burst(rig, range(30))
     run(rig)
-    rig.scheduler = FerryScheduler(rig.store, rig.traits, rig.scheduler._batches, BOT, "hs1")
+    rig.scheduler = FerryScheduler(
+        rig.store, rig.traits, rig.scheduler._batches, BOT, "hs1", fences=rig.gate
+    )
     rig.store.reads.clear()
 
     assert run(rig) is PassOutcome.IDLE
