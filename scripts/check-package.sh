@@ -46,6 +46,8 @@ have = set(zipfile.ZipFile(sys.argv[1]).namelist())
 missing = sorted(wanted - have)
 if missing:
     sys.exit("missing from the wheel: " + ", ".join(missing))
+if not any(n.endswith(".dist-info/licenses/LICENSE") for n in have):
+    sys.exit("the licence text (LICENSE) is missing from the wheel")
 print(f"{len(wanted)} files, py.typed included" if "synapse_room_connect/py.typed" in wanted
       else "py.typed is not tracked in git")
 ' "${wheels[0]}"
