@@ -27,6 +27,7 @@ from synapse_room_connect.ferry_interfaces import (
     PointerSender,
     Preparer,
     RecordsWriter,
+    RelationPendingError,
 )
 from synapse_room_connect.ferry_prepare import references
 from synapse_room_connect.store import FerriedPointer, FerryRecord, TimelineRow
@@ -36,6 +37,10 @@ logger = logging.getLogger(__name__)
 # Counterparts persisted together at most; Synapse persists 100 events a transaction.
 MAX_BATCH: Final = 50
 MAX_ATTEMPTS: Final = 5
+# How long an event waits for a relation's counterpart that another direction
+# is still to send (RelationPendingError) before it goes without the relation:
+# long enough for a restarted ferry worker to catch up.
+RELATION_WAIT_MS: Final = 60_000
 
 
 class Outcome(enum.Enum):
@@ -140,6 +145,8 @@ class BatchSender:
     # theirs can be in Synapse unrecorded, so no look-up before sending.
     # Empty after a start; a direction leaves it on any failure.
     _settled: set[tuple[str, str]] = attrs.field(init=False, factory=set)
+    # (event, target) -> when it was first held for RelationPendingError.
+    _held_since: dict[tuple[str, str], int] = attrs.field(init=False, factory=dict)
 
     def forget(self, direction: tuple[str, str]) -> None:
         """The direction is no longer carried here: another process may send
@@ -172,14 +179,27 @@ class BatchSender:
         related = batch.items and not batch.sources.isdisjoint(references(event))
         if related and await self.flush_one(batch) is Outcome.RETRY_LATER:
             return Outcome.RETRY_LATER
+        key = (event.event_id, batch.target)
+        held_since = self._held_since.get(key)
+        wait = held_since is None or self._clock_ms() - held_since < RELATION_WAIT_MS
         try:
-            counterpart = await self._preparer.prepare(event, batch.target)
+            counterpart = await self._preparer.prepare(event, batch.target, wait_for_relations=wait)
+        except RelationPendingError as e:
+            # Not a failure: order per direction holds it and what follows.
+            self._held_since.setdefault(key, self._clock_ms())
+            logger.info("Holding %s back from %s: %s", event.event_id, batch.target, e)
+            await self.flush_one(batch)
+            return Outcome.RETRY_LATER
         except Exception as e:
             if self._failed(event, batch.target, e) is Outcome.GAVE_UP:
                 batch.skip(row.stream)
                 return Outcome.CONTINUE
             await self.flush_one(batch)
             return Outcome.RETRY_LATER
+        if self._held_since.pop(key, None) is not None and not wait:
+            logger.warning(
+                "%s goes into %s without waiting longer for its relation", event.event_id, key[1]
+            )
         if counterpart is None or not batch.add(Item(event, row.stream, counterpart)):
             batch.skip(row.stream)
         elif len(batch.items) >= MAX_BATCH:

@@ -21,6 +21,12 @@ from synapse_room_connect.handshake import RoomTraits
 from synapse_room_connect.store import ActiveTarget, FerryRecord, SourceEvent, TimelineRead
 
 
+class RelationPendingError(Exception):
+    """An event relates to a pointer whose original's own pointer into the
+    target room is still to come (a third room's direction has not carried it
+    yet): send it later rather than without its relation."""
+
+
 class CounterpartKind(enum.Enum):
     """What a counterpart carries; the value is the metrics label."""
 
@@ -101,6 +107,10 @@ class PointerLookup(Protocol):
 
     async def original_of(self, pointer_event_id: str) -> SourceEvent | None: ...
 
+    async def pointer_due(self, room_id: str, target_room_id: str, stream: int, ferry: str) -> bool:
+        """Whether ``ferry`` is still to carry that event into the target room."""
+        ...
+
 
 class EventSource(Protocol):
     async def get_event(self, event_id: str) -> EventBase | None: ...
@@ -117,9 +127,13 @@ class Preparer(Protocol):
 
     def should_ferry(self, event: EventBase) -> bool: ...
 
-    async def prepare(self, event: EventBase, target: str) -> Counterpart | None:
+    async def prepare(
+        self, event: EventBase, target: str, *, wait_for_relations: bool = True
+    ) -> Counterpart | None:
         """None when the event has no counterpart there (e.g. an edit of a
-        message that was never ferried)."""
+        message that was never ferried). With ``wait_for_relations``, raises
+        ``RelationPendingError`` rather than drop a relation whose counterpart is
+        still to come."""
         ...
 
 

@@ -13,7 +13,12 @@ from synapse.module_api import EventBase, ModuleApi
 from synapse_room_connect import synapse_compat
 from synapse_room_connect.config import RoomConnectConfig
 from synapse_room_connect.constants import POINTER_KEY
-from synapse_room_connect.ferry_interfaces import Counterpart, CounterpartKind, PointerLookup
+from synapse_room_connect.ferry_interfaces import (
+    Counterpart,
+    CounterpartKind,
+    PointerLookup,
+    RelationPendingError,
+)
 from synapse_room_connect.frozen_json import unfreeze
 from synapse_room_connect.pointers import (
     Original,
@@ -74,7 +79,9 @@ class CounterpartPreparer:
             return False  # another connection's pointer: never carried twice
         return not self._config.is_ignored_sender(event.sender)
 
-    async def prepare(self, event: EventBase, target: str) -> Counterpart | None:
+    async def prepare(
+        self, event: EventBase, target: str, *, wait_for_relations: bool = True
+    ) -> Counterpart | None:
         content = unfreeze(event.content)
         if event.is_state():
             original = await self._original(event, content)
@@ -88,14 +95,17 @@ class CounterpartPreparer:
         relates = content.get("m.relates_to")
         relates = relates if isinstance(relates, dict) else {}
         if event.type == "m.reaction":
-            return await self._reaction(relates, target)
+            return await self._reaction(relates, target, wait_for_relations)
         if not is_ferriable_message(event.type, content):
             return None
         if relates.get("rel_type") == "m.replace":
             return await self._edit(event, content, relates, target)
         pointer = render(await self._original(event, content), self._config.fallback_mode)
         if relates:
-            mapped = {ref: await self.map_event(ref, target) for ref in references(event)}
+            mapped = {
+                ref: await self._related(ref, target, wait_for_relations)
+                for ref in references(event)
+            }
             relation = map_relation(relates, mapped.get)
             if relation is not None:
                 pointer["m.relates_to"] = relation
@@ -103,6 +113,30 @@ class CounterpartPreparer:
 
     async def map_event(self, event_id: str, target: str) -> str | None:
         return await counterpart_of(self._lookup, event_id, target)
+
+    async def _related(self, event_id: str, target: str, wait: bool) -> str | None:
+        """``map_event`` for a relation; with ``wait``, ``RelationPendingError``
+        where the counterpart is still to come rather than None."""
+        mapped = await self.map_event(event_id, target)
+        if mapped is None and wait and await self._still_coming(event_id, target):
+            raise RelationPendingError(
+                f"the counterpart of {event_id} in {target} is still to come"
+            )
+        return mapped
+
+    async def _still_coming(self, event_id: str, target: str) -> bool:
+        """A pointer here whose original's own pointer into ``target`` this
+        ferry has yet to send: in a mesh of three rooms, A's message reaches
+        B and C by two directions that need not move together (another ferry
+        process, a retry), and a reaction in B may be read first."""
+        source = await self._lookup.original_of(event_id)
+        if source is None or source.room_id == target:
+            return False
+        original = await synapse_compat.get_event(self._api, source.event_id)
+        stream = None if original is None else synapse_compat.stream_ordering_of(original)
+        if stream is None:
+            return False
+        return await self._lookup.pointer_due(source.room_id, target, stream, self._bot_user_id)
 
     async def _edit(
         self, event: EventBase, content: dict[str, Any], relates: dict[str, Any], target: str
@@ -141,11 +175,13 @@ class CounterpartPreparer:
         pointer = render(await self._original(event, content), self._config.fallback_mode)
         return Counterpart("m.room.message", pointer, CounterpartKind.MESSAGE)
 
-    async def _reaction(self, relates: dict[str, Any], target: str) -> Counterpart | None:
+    async def _reaction(
+        self, relates: dict[str, Any], target: str, wait: bool
+    ) -> Counterpart | None:
         if relates.get("rel_type") != "m.annotation" or not isinstance(relates.get("key"), str):
             return None
         reacted = relates.get("event_id")
-        mapped = await self.map_event(reacted, target) if isinstance(reacted, str) else None
+        mapped = await self._related(reacted, target, wait) if isinstance(reacted, str) else None
         if mapped is None:
             return None
         content = {

@@ -10,6 +10,7 @@ import attrs
 from synapse.module_api import LoggingTransaction
 
 from synapse_room_connect import metrics
+from synapse_room_connect.handshake import Status
 from synapse_room_connect.store_schema import StoreBase
 
 # Rooms per query: well under SQLite's 999 bound parameters.
@@ -120,6 +121,23 @@ class FerryRecordsStore(StoreBase):
             (source_event_id, target_room_id),
         )
         return None if row is None else str(row[0])
+
+    async def pointer_due(self, room_id: str, target_room_id: str, stream: int, ferry: str) -> bool:
+        """Whether ``ferry`` is still to carry the event at ``stream`` of
+        ``room_id`` into ``target_room_id``: the direction is active, the
+        event came after its activation, and its cursor is before the event."""
+        row = await self._first_row(
+            "room_connect_pointer_due",
+            "SELECT c.active_since, cur.stream_ordering FROM room_connect_connections AS c"
+            " LEFT JOIN room_connect_cursors AS cur"
+            " ON cur.room_id = c.room_id AND cur.target_room_id = c.other_room_id"
+            " WHERE c.room_id = ? AND c.other_room_id = ? AND c.status = ? AND c.ferry = ?"
+            " AND c.active_since IS NOT NULL",
+            (room_id, target_room_id, Status.ACTIVE.value, ferry),
+        )
+        if row is None or int(row[0]) >= stream:
+            return False
+        return row[1] is None or int(row[1]) < stream
 
     async def original_of(self, pointer_event_id: str) -> SourceEvent | None:
         """The original of a pointer the bot sent."""

@@ -9,6 +9,7 @@ process has its own registry): it must match the hash's choice exactly.
 
 from __future__ import annotations
 
+import itertools
 import re
 import threading
 import urllib.request
@@ -18,7 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.connect_api import revoke, unique, wait_for_notice
+from harness.client import MatrixClient
+from harness.connect_api import connect, revoke, unique, wait_for_notice
 from harness.ferry_helpers import (
     POINTER,
     Pair,
@@ -202,6 +204,58 @@ def test_a_ferry_worker_that_does_not_coordinate_follows_connection_changes(
     assert not any(is_pointer_to(e, late) for e in all_events(fresh.bob, fresh.room_b))
     # Nor did it try and fail (the bot has left room B).
     assert ferry_failures(sharded, FERRY2) == failures
+
+
+def mesh_rooms(sharded: WorkerDeployment, alice: MatrixClient) -> tuple[str, str, str]:
+    """Rooms A, B, C whose connections A-B and B-C ferry1 carries, A-C ferry2."""
+    instances = FerryInstances((FERRY1, FERRY2))
+    rooms: list[str] = []
+    while True:
+        rooms.append(alice.create_room(name=unique("mesh")))
+        for a, b, c in itertools.permutations(rooms, 3):
+            owners = (instances.owner(a, b), instances.owner(b, c), instances.owner(a, c))
+            if owners == (FERRY1, FERRY1, FERRY2):
+                return a, b, c
+
+
+def test_a_reaction_in_a_mesh_waits_for_the_pointer_the_other_worker_carries(
+    sharded: WorkerDeployment,
+) -> None:
+    """A, B and C all connected. With ferry2 (A-C) down, A's message reaches
+    B only; a reaction and a reply to its pointer in B must wait until ferry2
+    has carried the message into C and then relate to that pointer, rather
+    than cross without their relation."""
+    bot: str = sharded.info()["bot_user_id"]
+    alice = sharded.register(unique("alice"), displayname="Alice")
+    a, b, c = mesh_rooms(sharded, alice)
+    for x, y in ((a, b), (b, c), (a, c)):
+        connect(alice, x, y)
+        assert connect(alice, y, x)["status"] == "active"
+    for room in (a, b, c):
+        # Two connections each: this client returns a notice once only.
+        for _ in range(2):
+            wait_for_notice(alice, room, bot, "now connected", timeout=60)
+
+    sharded.processes[FERRY2].kill()
+    message = alice.send_message(a, "said in A")
+    in_b = wait_for_pointer(alice, b, message, timeout=LANDING_TIMEOUT)["event_id"]
+    relates = {"rel_type": "m.annotation", "event_id": in_b, "key": "+1"}
+    alice.send_event(b, "m.reaction", {"m.relates_to": relates})
+    reply = {"msgtype": "m.text", "body": "answered in B"}
+    reply["m.relates_to"] = {"m.in_reply_to": {"event_id": in_b}}  # type: ignore[assignment]
+    answer = alice.send_event(b, "m.room.message", reply)
+    sharded.processes[FERRY2].start(120)
+
+    in_c = wait_for_pointer(alice, c, message, timeout=LANDING_TIMEOUT)["event_id"]
+    answer_in_c = wait_for_pointer(alice, c, answer, timeout=LANDING_TIMEOUT)
+    assert answer_in_c["content"]["m.relates_to"]["m.in_reply_to"]["event_id"] == in_c
+    reaction = alice.wait_for_event(
+        c,
+        lambda e: e.get("type") == "m.reaction" and e.get("sender") == bot,
+        LANDING_TIMEOUT,
+        description="the reaction carried into C",
+    )
+    assert reaction["content"]["m.relates_to"]["event_id"] == in_c
 
 
 def test_changing_the_list_moves_connections_with_nothing_lost_or_doubled(

@@ -14,7 +14,13 @@ from synapse.events import EventBase, make_event_from_dict
 from synapse_room_connect.constants import FENCE_EVENT_TYPES
 from synapse_room_connect.ferry_batch import BatchSender
 from synapse_room_connect.ferry_fence import PastFence
-from synapse_room_connect.ferry_interfaces import Counterpart, CounterpartKind, Outgoing, Withheld
+from synapse_room_connect.ferry_interfaces import (
+    Counterpart,
+    CounterpartKind,
+    Outgoing,
+    RelationPendingError,
+    Withheld,
+)
 from synapse_room_connect.ferry_prepare import counterpart_of
 from synapse_room_connect.ferry_scheduler import FerryScheduler
 from synapse_room_connect.handshake import RoomTraits
@@ -158,6 +164,11 @@ class MemoryFerryStore:
     async def pointer_for(self, source_event_id: str, target_room_id: str) -> str | None:
         return self.pointers.get((source_event_id, target_room_id))
 
+    async def pointer_due(self, room_id: str, target_room_id: str, stream: int, ferry: str) -> bool:
+        cursor = self.cursors_.get((room_id, target_room_id))
+        active = any(t.room_id == target_room_id for t in self.targets.get(room_id, []))
+        return active and (cursor is None or cursor < stream)
+
     async def original_of(self, pointer_event_id: str) -> SourceEvent | None:
         return self.originals.get(pointer_event_id)
 
@@ -219,13 +230,21 @@ class StandInPreparer:
     def __init__(self, lookup: MemoryFerryStore) -> None:
         self._lookup = lookup
         self.fail: set[str] = set()  # originals whose preparation raises
+        # originals whose relation's counterpart is still to come
+        self.relation_pending: set[str] = set()
+        self.waited: list[bool] = []  # wait_for_relations of each call
 
     def should_ferry(self, event: EventBase) -> bool:
         return event.type == "m.room.message" and event.sender != BOT
 
-    async def prepare(self, event: EventBase, target: str) -> Counterpart | None:
+    async def prepare(
+        self, event: EventBase, target: str, *, wait_for_relations: bool = True
+    ) -> Counterpart | None:
+        self.waited.append(wait_for_relations)
         if event.event_id in self.fail:
             raise RuntimeError(f"cannot prepare {event.event_id}")
+        if event.event_id in self.relation_pending and wait_for_relations:
+            raise RelationPendingError(f"{event.event_id}'s relation is still to come")
         content: dict[str, Any] = {"body": f"pointer to {event.event_id}"}
         replied = (event.content.get("m.relates_to") or {}).get("m.in_reply_to")
         if replied is not None:
@@ -264,6 +283,16 @@ class StandInTraits:
         return RoomTraits(encrypted=room_id in self.encrypted, public=False)
 
 
+class Clock:
+    """The batch sender's clock, moved by the test."""
+
+    def __init__(self) -> None:
+        self.ms = 2000
+
+    def __call__(self) -> int:
+        return self.ms
+
+
 @attrs.define
 class FerryRig:
     """A scheduler wired to stand-ins, with one connection SOURCE -> TARGET."""
@@ -277,18 +306,20 @@ class FerryRig:
     gate: StandInGate
     scheduler: FerryScheduler
     stream: int = 0
+    clock: Clock = attrs.field(factory=Clock)
 
     @classmethod
     def build(cls, since: int = 0) -> FerryRig:
         store, events, sender = MemoryFerryStore(), MemoryEvents(), MemorySender()
         preparer, moderation, traits = StandInPreparer(store), StandInModeration(), StandInTraits()
-        batches = BatchSender(
-            events, preparer, moderation, sender, store, "hs1", clock_ms=lambda: 2000
-        )
+        clock = Clock()
+        batches = BatchSender(events, preparer, moderation, sender, store, "hs1", clock_ms=clock)
         store.targets[SOURCE] = [ActiveTarget(TARGET, since)]
         gate = StandInGate()
         scheduler = FerryScheduler(store, traits, batches, BOT, "hs1", fences=gate)
-        return cls(store, events, sender, preparer, moderation, traits, gate, scheduler, since)
+        return cls(
+            store, events, sender, preparer, moderation, traits, gate, scheduler, since, clock
+        )
 
     def persist(self, *evs: EventBase) -> list[int]:
         """Append events to their rooms' timelines and tell the scheduler, as

@@ -175,11 +175,11 @@ def test_a_revocation_mid_batch_stops_before_the_next_event() -> None:
     rig.persist(event("$m1"), event("$m2"), event("$m3"))
     prepare = rig.preparer.prepare
 
-    async def revoking_after_first(ev, target):  # type: ignore[no-untyped-def]
+    async def revoking_after_first(ev, target, **kwargs):  # type: ignore[no-untyped-def]
         if ev.event_id == "$m1":
             rig.store.targets.clear()
             rig.scheduler.connections_changed()
-        return await prepare(ev, target)
+        return await prepare(ev, target, **kwargs)
 
     rig.preparer.prepare = revoking_after_first  # type: ignore[method-assign]
 
