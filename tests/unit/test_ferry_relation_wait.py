@@ -1,0 +1,54 @@
+"""An event whose relation's counterpart another direction is still to send
+(a mesh of three rooms) waits for it, within bounds, and holds back what
+follows it in its own direction."""
+
+from __future__ import annotations
+
+import asyncio
+
+from synapse_room_connect.ferry_batch import RELATION_WAIT_MS
+from synapse_room_connect.ferry_scheduler import PassOutcome
+
+from .ferry_stand_ins import FerryRig, event
+
+
+def run(rig: FerryRig) -> PassOutcome:
+    return asyncio.run(rig.scheduler.run_pass(rig.stream))
+
+
+def test_an_event_whose_relation_is_still_to_come_waits_and_holds_back_what_follows() -> None:
+    rig = FerryRig.build()
+    rig.persist(event("$m1"), event("$reaction"), event("$m3"))
+    rig.preparer.relation_pending.add("$reaction")
+
+    assert run(rig) is PassOutcome.RETRY_LATER
+    # What came before went; the held event and everything after it wait.
+    assert rig.pointer("$m1") is not None
+    assert rig.pointer("$reaction") is None
+    assert rig.pointer("$m3") is None
+    assert rig.cursor == 1
+
+    # The other direction carried the related pointer meanwhile.
+    rig.preparer.relation_pending.clear()
+    assert run(rig) is PassOutcome.IDLE
+    assert rig.pointer("$reaction") is not None
+    assert rig.pointer("$m3") is not None
+
+
+def test_a_relation_that_never_comes_stops_holding_the_event_after_the_wait() -> None:
+    rig = FerryRig.build()
+    rig.persist(event("$reaction"), event("$m2"))
+    rig.preparer.relation_pending.add("$reaction")
+    assert run(rig) is PassOutcome.RETRY_LATER
+    rig.clock.ms += RELATION_WAIT_MS - 1
+    assert run(rig) is PassOutcome.RETRY_LATER
+    assert rig.pointer("$reaction") is None
+
+    rig.clock.ms += 1
+    assert run(rig) is PassOutcome.IDLE
+    # Sent without waiting further (the preparer maps what it can), in order.
+    assert rig.preparer.waited[-2:] == [False, True]
+    assert rig.pointer("$reaction") is not None
+    assert rig.pointer("$m2") is not None
+    # Waiting is not failing: nothing was counted towards giving up.
+    assert rig.scheduler._batches._attempts == {}
