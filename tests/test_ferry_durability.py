@@ -10,6 +10,7 @@ from harness.client import MatrixClient, MatrixError
 from harness.connect_api import CONNECTION, connect, revoke, unique, wait_for_notice
 from harness.ferry_helpers import (
     POINTER,
+    Pair,
     all_events,
     barrier,
     connected_pair,
@@ -85,16 +86,21 @@ def test_kill_9_mid_burst_loses_and_duplicates_nothing(make_homeserver: Homeserv
     assert ferried_before_crash <= sent_at_kill < BURST
 
 
-def test_revocation_mid_burst_stops_ferrying(homeserver: Homeserver) -> None:
-    before_count, after_count = 40, 40
-    pair = connected_pair(homeserver)
-    # Room C stays connected to A throughout: the ferry carrying A's later
-    # messages into C shows that it read them and chose not to carry them to B.
+def witness_room(homeserver: Homeserver, pair: Pair) -> tuple[MatrixClient, str]:
+    """Room C, connected to A throughout: the ferry carrying A's later
+    messages into C shows that it read them and chose not to carry them to B."""
     carol = homeserver.register(unique("carol"), displayname="Carol")
     room_c = carol.create_room(name=unique("C"))
     connect(pair.alice, pair.room_a, room_c)
     assert connect(carol, room_c, pair.room_a)["status"] == "active"
     wait_for_notice(carol, room_c, pair.bot, "now connected")
+    return carol, room_c
+
+
+def test_revocation_mid_burst_stops_ferrying(homeserver: Homeserver) -> None:
+    before_count, after_count = 40, 40
+    pair = connected_pair(homeserver)
+    carol, room_c = witness_room(homeserver, pair)
 
     before = [pair.alice.send_message(pair.room_a, f"before {i}") for i in range(before_count)]
     # Waits, so the partition does not depend on how far the ferry had got:
@@ -133,12 +139,7 @@ def test_messages_right_after_a_revocation_in_the_other_room_never_cross(
     homeserver: Homeserver,
 ) -> None:
     pair = connected_pair(homeserver)
-    # C stays connected to A: its pointers show the ferry read A's messages.
-    carol = homeserver.register(unique("carol"), displayname="Carol")
-    room_c = carol.create_room(name=unique("C"))
-    connect(pair.alice, pair.room_a, room_c)
-    assert connect(carol, room_c, pair.room_a)["status"] == "active"
-    wait_for_notice(carol, room_c, pair.bot, "now connected")
+    carol, room_c = witness_room(homeserver, pair)
     first = pair.alice.send_message(pair.room_a, "before")
     wait_for_pointer(pair.bob, pair.room_b, first)
 

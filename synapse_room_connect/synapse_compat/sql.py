@@ -8,7 +8,7 @@ Synapse version whose tables lack a column these queries read.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from typing import Final
 
 import attrs
@@ -82,17 +82,18 @@ def require_synapse_tables(txn: LoggingTransaction) -> None:
             raise unsupported(f"the database columns {table} ({columns}): {e}") from e
 
 
-def timelines_after(
-    txn: LoggingTransaction, after: Mapping[str, int], upto: int, limit: int, exclude_sender: str
+def _events_after(
+    txn: LoggingTransaction,
+    positions: Sequence[tuple[str, int]],
+    where: str,
+    args: Sequence[object],
+    tail: str = "",
 ) -> list[RoomTimelineRow]:
-    """Timeline events of each room in ``after`` in stream positions
-    (after[room], upto], oldest first, at most ``limit``; outliers, rejected
-    events and ``exclude_sender``'s left out. At most MAX_ROOMS_PER_READ rooms.
-    Checked against 1.150.0 and 1.163.2."""
-    values = ", ".join("(?, ?)" for _ in after)
-    args = [arg for room_id, position in sorted(after.items()) for arg in (room_id, position)]
-    # Each room's own position is in the join, so no row before it is read,
-    # however far behind another room is.
+    """Timeline events of each room after its own position that match
+    ``where``; outliers and rejected events left out. Each room's position
+    is in the join, so no row before it is read, however far behind another
+    room is."""
+    values = ", ".join("(?, ?)" for _ in positions)
     txn.execute(
         f"""
         WITH positions AS (SELECT * FROM (VALUES {values}) AS p)
@@ -100,17 +101,31 @@ def timelines_after(
         FROM positions AS p
         JOIN events AS e ON e.room_id = p.column1 AND e.stream_ordering > p.column2
         LEFT JOIN rejections AS r ON r.event_id = e.event_id
-        WHERE e.stream_ordering <= ? AND NOT e.outlier AND r.event_id IS NULL
-            AND e.sender != ?
-        ORDER BY e.stream_ordering
-        LIMIT ?
+        WHERE NOT e.outlier AND r.event_id IS NULL AND {where}
+        {tail}
         """,
-        (*args, upto, exclude_sender, limit),
+        (*(arg for position in positions for arg in position), *args),
     )
     return [
         RoomTimelineRow(str(row[0]), TimelineRow(int(row[1]), str(row[2])))
         for row in txn.fetchall()
     ]
+
+
+def timelines_after(
+    txn: LoggingTransaction, after: Mapping[str, int], upto: int, limit: int, exclude_sender: str
+) -> list[RoomTimelineRow]:
+    """Timeline events of each room in ``after`` in stream positions
+    (after[room], upto], oldest first, at most ``limit``; outliers, rejected
+    events and ``exclude_sender``'s left out. At most MAX_ROOMS_PER_READ rooms.
+    Checked against 1.150.0 and 1.163.2."""
+    return _events_after(
+        txn,
+        sorted(after.items()),
+        "e.stream_ordering <= ? AND e.sender != ?",
+        (upto, exclude_sender, limit),
+        "ORDER BY e.stream_ordering LIMIT ?",
+    )
 
 
 def state_changes_in(
@@ -121,25 +136,12 @@ def state_changes_in(
     Checked against 1.150.0 and 1.163.2."""
     found: list[RoomTimelineRow] = []
     ordered, kinds = sorted(after.items()), sorted(types)
+    where = (
+        f"e.type IN ({', '.join('?' for _ in kinds)}) AND e.state_key IS NOT NULL"
+        " AND e.stream_ordering <= ?"
+    )
     for n in range(0, len(ordered), MAX_ROOMS_PER_READ):
-        chunk = ordered[n : n + MAX_ROOMS_PER_READ]
-        values = ", ".join("(?, ?)" for _ in chunk)
-        txn.execute(
-            f"""
-            WITH positions AS (SELECT * FROM (VALUES {values}) AS p)
-            SELECT e.room_id, e.stream_ordering, e.event_id
-            FROM positions AS p
-            JOIN events AS e ON e.room_id = p.column1 AND e.stream_ordering > p.column2
-            LEFT JOIN rejections AS r ON r.event_id = e.event_id
-            WHERE e.type IN ({", ".join("?" for _ in kinds)}) AND e.state_key IS NOT NULL
-                AND e.stream_ordering <= ? AND NOT e.outlier AND r.event_id IS NULL
-            """,
-            (*(arg for pair in chunk for arg in pair), *kinds, upto),
-        )
-        found.extend(
-            RoomTimelineRow(str(row[0]), TimelineRow(int(row[1]), str(row[2])))
-            for row in txn.fetchall()
-        )
+        found.extend(_events_after(txn, ordered[n : n + MAX_ROOMS_PER_READ], where, (*kinds, upto)))
     return sorted(found, key=lambda each: each.row.stream)
 
 
