@@ -137,7 +137,7 @@ class Homeserver(SynapseServer):
                 self.database_name = unique_db_name(name)
                 self._database = hsconfig.postgres_database(postgres, self.database_name)
             else:
-                self._database = hsconfig.sqlite_database(self.directory / "homeserver.db")
+                self._database = hsconfig.sqlite_database(self.sqlite_path)
 
             self.module_config: dict[str, Any] = dict(module_config or {})
             self.config_overrides: dict[str, Any] = dict(config_overrides or {})
@@ -191,6 +191,18 @@ class Homeserver(SynapseServer):
         if config_overrides is not None:
             self.config_overrides = dict(config_overrides)
         self.write_config()
+
+    def use_postgres(self, postgres: PostgresServer, database_name: str) -> None:
+        """Run on ``database_name`` from the next start (a database ported from
+        this server's SQLite file); it is dropped with the server."""
+        self.postgres = postgres
+        self.database_name = database_name
+        self._database = hsconfig.postgres_database(postgres, database_name)
+        self.write_config()
+
+    @property
+    def sqlite_path(self) -> Path:
+        return self.directory / "homeserver.db"
 
     # -- lifecycle -------------------------------------------------------------
 

@@ -100,6 +100,14 @@ MIGRATIONS: Final[Sequence[Sequence[str]]] = (
 
 SCHEMA_VERSION: Final = len(MIGRATIONS)
 
+# Which of MIGRATIONS the tables are at; created before any of them.
+SCHEMA_VERSION_TABLE: Final = """
+    CREATE TABLE IF NOT EXISTS room_connect_schema_version (
+        singleton CHAR(1) NOT NULL DEFAULT 'X' UNIQUE CHECK (singleton = 'X'),
+        version INTEGER NOT NULL
+    )
+"""
+
 _MIGRATION_ATTEMPTS: Final = 3
 
 
@@ -110,14 +118,7 @@ class SchemaTooNewError(RuntimeError):
 def _migrate_txn(txn: LoggingTransaction) -> tuple[int, int]:
     if synapse_compat.is_postgres(txn):
         txn.execute("SELECT pg_advisory_xact_lock(?)", (_PG_MIGRATION_LOCK,))
-    txn.execute(
-        """
-        CREATE TABLE IF NOT EXISTS room_connect_schema_version (
-            singleton CHAR(1) NOT NULL DEFAULT 'X' UNIQUE CHECK (singleton = 'X'),
-            version INTEGER NOT NULL
-        )
-        """
-    )
+    txn.execute(SCHEMA_VERSION_TABLE)
     txn.execute("SELECT version FROM room_connect_schema_version")
     row = txn.fetchone()
     current = int(row[0]) if row else 0
