@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Collection, Sequence
-from collections.abc import Set as AbstractSet
 from typing import Final, Protocol
 
 import attrs
@@ -36,9 +35,11 @@ BATCH_SIZE: Final = 500
 RETRY_DELAY_MS: Final = 1000
 
 Consumer = Callable[[Sequence[NewEvent]], Awaitable[None]]
-# The rooms where any new event matters to the consumer; elsewhere only
-# changes of current state do (a connection event, an invite of the bot).
-Watched = Callable[[], AbstractSet[str]]
+# Whether any of these rooms is one where every new event matters to the
+# consumer; elsewhere only changes of current state do (a connection event,
+# an invite of the bot). Asked of the few rooms that changed, so its cost
+# does not grow with the number of watched rooms.
+Watched = Callable[[Collection[str]], bool]
 
 
 class NewEventsReader(Protocol):
@@ -157,7 +158,7 @@ class Feed:
         state_changed = self._stream.rooms_with_state_changes_since(position)
         if state_changed is None or state_changed:
             return False
-        return self._watched().isdisjoint(changed)
+        return not self._watched(changed)
 
     async def _deliver(self, rows: Sequence[NewEvent]) -> None:
         # The consumer only queues work; if that fails for these rows, log and

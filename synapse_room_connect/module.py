@@ -122,7 +122,7 @@ class RoomConnectModule:
             federated_user_may_invite=self._router.on_federated_invite,
         )
         # The feed stands in for on_new_event; see feed.py for why.
-        self._feed = Feed(api, self._store, self._router.on_new_events, self._router.watched)
+        self._feed = Feed(api, self._store, self._router.on_new_events, self._router.watches_any)
         # Migrate as soon as the reactor runs, so a broken database shows up in
         # the log at start-up rather than on the first connection.
         api.delayed_background_call(0, self._start, desc="room_connect_start")

@@ -8,8 +8,7 @@ send never holds up the feed.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from collections.abc import Set as AbstractSet
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
 from typing import Any, Literal, Protocol
 
 import attrs
@@ -88,9 +87,12 @@ class EventRouter:
     async def start(self) -> None:
         self._bot_rooms = await self._bot.rooms_with_membership()
 
-    def watched(self) -> AbstractSet[str]:
-        """Rooms where every new event matters, not only changes of state."""
-        return self._ferry.active_rooms | self._bot_rooms
+    def watches_any(self, room_ids: Collection[str]) -> bool:
+        """Whether any of ``room_ids`` is one where every new event matters,
+        not only changes of state: a connected room or one the bot is in.
+        The feed asks on every notification; there may be thousands of them."""
+        active, bot_rooms = self._ferry.active_rooms, self._bot_rooms
+        return any(room_id in active or room_id in bot_rooms for room_id in room_ids)
 
     async def on_new_events(self, events: Sequence[NewEvent]) -> None:
         # Runs in the feed's loop: filter cheaply, hand work to the

@@ -95,7 +95,7 @@ class Rig:
             cast(ModuleApi, self.runner),
             self.store,
             self._consume,
-            lambda: {WATCHED},
+            lambda rooms: WATCHED in rooms,
             stream=self.stream,
         )
         self.feed.start()
