@@ -17,6 +17,7 @@ directions once and marks only the changed ones dirty.
 from __future__ import annotations
 
 import enum
+import logging
 from collections.abc import Callable, Iterable, Sequence
 from typing import Final
 
@@ -28,6 +29,8 @@ from synapse_room_connect.ferry_fence import FenceGate, first_fence, split
 from synapse_room_connect.ferry_interfaces import SchedulerStore, TraitsReader
 from synapse_room_connect.store import ActiveTarget, TimelineRead, TimelineRow
 from synapse_room_connect.store_events import MAX_ROOMS_PER_READ
+
+logger = logging.getLogger(__name__)
 
 # Timeline rows one pass reads, over all its rooms.
 BATCH_SIZE: Final = 100
@@ -221,9 +224,15 @@ class FerryScheduler:
         fenced = split(rows, fence, await self._fences.past_fence(*direction), read.upto)
         if await self._fill(batch, fenced.before, generation) is Outcome.RETRY_LATER:
             return Outcome.RETRY_LATER
-        if fenced.skip_to is None or self._generation != generation:
-            # Held: reconciliation ends the direction, or a reload re-reads it.
-            return Outcome.CONTINUE
+        if fenced.skip_to is None:
+            logger.info(
+                "Not ferrying %s -> %s past the connection change at %d: no longer active",
+                *direction,
+                fence,
+            )
+            return Outcome.CONTINUE  # reconciliation ends the direction
+        if self._generation != generation:
+            return Outcome.CONTINUE  # a reload re-reads the rest
         batch.skip(max(batch.last, fenced.skip_to))
         return await self._fill(batch, fenced.after, generation)
 
