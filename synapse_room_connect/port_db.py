@@ -94,6 +94,11 @@ def port(db: sqlite3.Connection, pg: Any) -> dict[str, int]:
         )
     copied: dict[str, int] = {}
     with pg, pg.cursor() as cur:
+        # Before synapse_port_db, these tables would be in its way: it copies
+        # every table both databases have.
+        cur.execute("SELECT to_regclass('events') IS NOT NULL")
+        if not cur.fetchone()[0]:
+            raise PortError("PostgreSQL has no Synapse tables yet: run synapse_port_db first")
         existing = _existing_rows(cur)
         busy = {table: n for table, n in existing.items() if n}
         if busy:

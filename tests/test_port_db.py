@@ -68,6 +68,10 @@ def test_a_homeserver_moved_to_postgres_keeps_its_connections_and_pointers(
     config["database"] = hsconfig.postgres_database(postgres, database)
     pg_config.write_text(yaml.safe_dump(config))
     paths = ("--sqlite-database", hs.sqlite_path, "--postgres-config", pg_config)
+    # In the wrong order it refuses: synapse_port_db copies every table both have.
+    early = run(sys.executable, "-m", "synapse_room_connect.port_db", *paths, check=False)
+    assert early.returncode == 1
+    assert "run synapse_port_db first" in early.stderr
     run(Path(sys.executable).parent / "synapse_port_db", *paths)
     # Synapse's port leaves the module's tables behind.
     assert postgres.query(database, MODULE_TABLES) == [(0,)]
