@@ -45,6 +45,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -374,6 +375,21 @@ def set_up_pairs(
         notices.stop()
 
 
+def mirror_rooms(server: Homeserver, pairs: int, threads: int) -> None:
+    """As many rooms on the server without the module as the pairs hold on
+    the one with it, so that (2) at N compares servers of the same size and
+    measures the module, not Synapse's cost of 2N more rooms."""
+    alice, bob = server.register(unique("alice")), server.register(unique("bob"))
+
+    def create(i: int) -> None:
+        alice.create_room(name=f"A{i}")
+        bob.create_room(name=f"B{i}")
+
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        list(pool.map(create, range(pairs)))
+    settle(server)
+
+
 def across(pairs: Sequence[RoomPair]) -> list[tuple[str, str]]:
     return [(p.room_a, p.room_b) for p in pairs]
 
@@ -451,6 +467,8 @@ def run_single_server(
         rss_after = rss_kib(mod.process.pid)
         setup = small_setup.plus(rest_setup)
         progress(f"(4) {len(pairs)} pairs set up in {setup.ready_s:.1f} s")
+        mirror_rooms(plain, len(pairs) + 1, args.threads)
+        progress(f"(2) the server without the module also holds {2 * len(pairs) + 2} more rooms")
 
         latency_n = latency_p50_ms(mod, pair0, reader0, args.latency_messages, args.interval)
         progress(f"(1) at {len(pairs)} pairs: p50 {latency_n:.0f} ms")
