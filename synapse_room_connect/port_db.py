@@ -31,6 +31,7 @@ from synapse_room_connect.store_schema import (
     SCHEMA_VERSION,
     SCHEMA_VERSION_TABLE,
 )
+from synapse_room_connect.synapse_compat import sql
 
 # In an order that any later foreign key would accept; the schema version last.
 TABLES: Final = (
@@ -96,8 +97,7 @@ def port(db: sqlite3.Connection, pg: Any) -> dict[str, int]:
     with pg, pg.cursor() as cur:
         # Before synapse_port_db, these tables would be in its way: it copies
         # every table both databases have.
-        cur.execute("SELECT to_regclass('events') IS NOT NULL")
-        if not cur.fetchone()[0]:
+        if not sql.has_synapse_schema(cur):
             raise PortError("PostgreSQL has no Synapse tables yet: run synapse_port_db first")
         existing = _existing_rows(cur)
         busy = {table: n for table, n in existing.items() if n}

@@ -9,7 +9,7 @@ Synapse version whose tables lack a column these queries read.
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
-from typing import Final
+from typing import Any, Final
 
 import attrs
 from synapse.module_api import LoggingTransaction
@@ -143,6 +143,15 @@ def state_changes_in(
     for n in range(0, len(ordered), MAX_ROOMS_PER_READ):
         found.extend(_events_after(txn, ordered[n : n + MAX_ROOMS_PER_READ], where, (*kinds, upto)))
     return sorted(found, key=lambda each: each.row.stream)
+
+
+def has_synapse_schema(cur: Any) -> bool:
+    """Whether a PostgreSQL database (a DB-API cursor on it) already holds
+    Synapse's tables, as ``synapse_port_db`` leaves it. Checked against
+    1.150.0 and 1.163.2."""
+    cur.execute("SELECT to_regclass('events') IS NOT NULL")
+    row = cur.fetchone()
+    return bool(row and row[0])
 
 
 def new_events(txn: LoggingTransaction, after: int, upto: int, limit: int) -> list[NewEvent]:
