@@ -29,6 +29,7 @@ from synapse_room_connect.pointers import (
     render,
     render_state,
 )
+from synapse_room_connect.store import SourceEvent
 from synapse_room_connect.upgrades import predecessor_in
 
 _FERRIED_TYPES: Final = frozenset({"m.room.message", "m.sticker", "m.reaction", "m.room.redaction"})
@@ -45,18 +46,31 @@ def references(event: EventBase) -> set[str]:
     return refs
 
 
-async def counterpart_of(lookup: PointerLookup, event_id: str, target: str) -> str | None:
+@attrs.frozen
+class Mapped:
+    """An event's counterpart in a target room, and, when the event is a
+    pointer whose counterpart was looked up through it, its original."""
+
+    counterpart: str | None
+    original: SourceEvent | None = None
+
+
+async def map_into(lookup: PointerLookup, event_id: str, target: str) -> Mapped:
     """The counterpart in ``target`` of an event of a connected room: its
     pointer there, or, for a pointer, its original or the original's pointer."""
     pointer = await lookup.pointer_for(event_id, target)
     if pointer is not None:
-        return pointer
+        return Mapped(pointer)
     source = await lookup.original_of(event_id)
     if source is None:
-        return None
+        return Mapped(None)
     if source.room_id == target:
-        return source.event_id
-    return await lookup.pointer_for(source.event_id, target)
+        return Mapped(source.event_id, source)
+    return Mapped(await lookup.pointer_for(source.event_id, target), source)
+
+
+async def counterpart_of(lookup: PointerLookup, event_id: str, target: str) -> str | None:
+    return (await map_into(lookup, event_id, target)).counterpart
 
 
 @attrs.define
@@ -117,19 +131,19 @@ class CounterpartPreparer:
     async def _related(self, event_id: str, target: str, wait: bool) -> str | None:
         """``map_event`` for a relation; with ``wait``, ``RelationPendingError``
         where the counterpart is still to come rather than None."""
-        mapped = await self.map_event(event_id, target)
-        if mapped is None and wait and await self._still_coming(event_id, target):
+        mapped = await map_into(self._lookup, event_id, target)
+        if mapped.counterpart is None and wait and await self._still_coming(mapped, target):
             raise RelationPendingError(
                 f"the counterpart of {event_id} in {target} is still to come"
             )
-        return mapped
+        return mapped.counterpart
 
-    async def _still_coming(self, event_id: str, target: str) -> bool:
+    async def _still_coming(self, mapped: Mapped, target: str) -> bool:
         """A pointer here whose original's own pointer into ``target`` this
         ferry has yet to send: in a mesh of three rooms, A's message reaches
         B and C by two directions that need not move together (another ferry
         process, a retry), and a reaction in B may be read first."""
-        source = await self._lookup.original_of(event_id)
+        source = mapped.original
         if source is None or source.room_id == target:
             return False
         original = await synapse_compat.get_event(self._api, source.event_id)
