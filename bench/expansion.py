@@ -86,7 +86,7 @@ from harness.connect_api import unique  # noqa: E402
 from harness.ferry_helpers import POINTER, connected_pair, wait_for_pointer  # noqa: E402
 from harness.process import remove_dir  # noqa: E402
 from harness.synapse import Homeserver, start_together  # noqa: E402
-from synapse_room_connect.expansion import Expander  # noqa: E402
+from synapse_room_connect.expansion.expander import Expander  # noqa: E402
 
 ORIGINAL: Final = "org.matrix.msc2923.original"
 PAGE: Final = 100

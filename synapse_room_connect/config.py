@@ -16,7 +16,7 @@ import attrs
 import jsonschema
 
 from synapse_room_connect.constants import CONNECTION_EVENT_TYPE, DEFAULT_BOT_LOCALPART
-from synapse_room_connect.sharding import MAIN_PROCESS, FerryInstances
+from synapse_room_connect.core.sharding import MAIN_PROCESS, FerryInstances
 
 # Never ferried, whatever the config says: membership is per room by nature,
 # and connection events are the protocol itself.

@@ -10,29 +10,29 @@ from typing import Any
 from synapse.module_api import ModuleApi
 
 from synapse_room_connect import synapse_compat
-from synapse_room_connect.actions import ConnectionActions
-from synapse_room_connect.bot import FerryBot
-from synapse_room_connect.command_queue import CommandQueue
-from synapse_room_connect.commands import CommandRunner
+from synapse_room_connect.bot.ferry_bot import FerryBot
+from synapse_room_connect.bot.room_names import alias_or_id
+from synapse_room_connect.commands.queue import CommandQueue
+from synapse_room_connect.commands.runner import CommandRunner
 from synapse_room_connect.config import RoomConnectConfig, parse_config
-from synapse_room_connect.connection_status import ConnectionStatus
+from synapse_room_connect.connections.actions import ConnectionActions
+from synapse_room_connect.connections.delivery import RequestDelivery
+from synapse_room_connect.connections.guard import ConnectionEventGuard
+from synapse_room_connect.connections.reconcile import Reconciler, activation_position
+from synapse_room_connect.connections.rooms import RoomReader, room_label
+from synapse_room_connect.connections.status import ConnectionStatus
+from synapse_room_connect.connections.upgrade_follow import UpgradeFollower
 from synapse_room_connect.constants import HTTP_ROOT
-from synapse_room_connect.delivery import RequestDelivery
-from synapse_room_connect.expansion import Expander
+from synapse_room_connect.core.sharding import instance_name
+from synapse_room_connect.expansion.expander import Expander
 from synapse_room_connect.feed import Feed
-from synapse_room_connect.ferry import Ferry
-from synapse_room_connect.guard import ConnectionEventGuard
-from synapse_room_connect.http import RoomConnectResource
-from synapse_room_connect.http_admin import build_admin_routes
-from synapse_room_connect.reconcile import Reconciler, activation_position
-from synapse_room_connect.replicated_signal import replicated_signal
-from synapse_room_connect.room_names import alias_or_id
-from synapse_room_connect.rooms import RoomReader, room_label
+from synapse_room_connect.ferry.loop import Ferry
+from synapse_room_connect.ferry.replicated_signal import replicated_signal
+from synapse_room_connect.rest.admin import build_admin_routes
+from synapse_room_connect.rest.client import RoomConnectResource
 from synapse_room_connect.router import EventRouter
-from synapse_room_connect.sharding import instance_name
 from synapse_room_connect.store import Store
-from synapse_room_connect.store_commands import CommandCursorStore
-from synapse_room_connect.upgrade_follow import UpgradeFollower
+from synapse_room_connect.store.commands import CommandCursorStore
 
 logger = logging.getLogger(__name__)
 

@@ -26,7 +26,7 @@ from typing import Any, Final
 
 import yaml  # type: ignore[import-untyped,unused-ignore]  # Synapse's own dependency
 
-from synapse_room_connect.store_schema import (
+from synapse_room_connect.store.schema import (
     MIGRATIONS,
     SCHEMA_VERSION,
     SCHEMA_VERSION_TABLE,

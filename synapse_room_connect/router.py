@@ -14,7 +14,7 @@ from typing import Any, Literal, Protocol
 import attrs
 from synapse.module_api import EventBase
 
-from synapse_room_connect.commands import is_command
+from synapse_room_connect.commands.runner import is_command
 from synapse_room_connect.constants import CONNECTION_EVENT_TYPE, TRAIT_EVENT_TYPES
 from synapse_room_connect.store import NewEvent
 

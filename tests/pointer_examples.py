@@ -13,7 +13,7 @@ import attrs
 import html2text
 
 from synapse_room_connect.config import FallbackMode
-from synapse_room_connect.pointers import Original, edit_content, render
+from synapse_room_connect.ferry.pointers import Original, edit_content, render
 
 REPLY_FALLBACK_BODY: Final = "> <@bob:b.example> is it Friday?\n\nyes, all day"
 REPLY_FALLBACK_HTML: Final = (

@@ -32,7 +32,7 @@ from harness.ferry_helpers import (
     wait_for_pointer,
 )
 from harness.synapse import start_together
-from synapse_room_connect.upgrade_follow import GRACE_SECONDS
+from synapse_room_connect.connections.upgrade_follow import GRACE_SECONDS
 
 TIMEOUT = 90
 

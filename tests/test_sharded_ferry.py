@@ -32,7 +32,7 @@ from harness.ferry_helpers import (
 from harness.postgres import PostgresServer
 from harness.redis import RedisServer
 from harness.workers import WorkerDeployment
-from synapse_room_connect.sharding import FerryInstances
+from synapse_room_connect.core.sharding import FerryInstances
 
 pytestmark = pytest.mark.workers
 

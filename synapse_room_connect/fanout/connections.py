@@ -10,10 +10,10 @@ from urllib.parse import quote
 import attrs
 
 from synapse_room_connect.constants import HTTP_ROOT
-from synapse_room_connect.fanout.errors import FanoutError
 
 # handshake.py is pure (no Synapse import), so the client shares its enums.
-from synapse_room_connect.handshake import Mode, Status
+from synapse_room_connect.core.handshake import Mode, Status
+from synapse_room_connect.fanout.errors import FanoutError
 
 E = TypeVar("E", Status, Mode)
 

@@ -1,5 +1,5 @@
 """In-memory stand-ins for what the ferry reads, writes and sends through
-(the protocols in ``synapse_room_connect.ferry_interfaces``), and a way to
+(the protocols in ``synapse_room_connect.ferry.interfaces``), and a way to
 build real Synapse events for them."""
 
 from __future__ import annotations
@@ -12,18 +12,18 @@ from synapse.api.room_versions import RoomVersions
 from synapse.events import EventBase, make_event_from_dict
 
 from synapse_room_connect.constants import FENCE_EVENT_TYPES
-from synapse_room_connect.ferry_batch import BatchSender
-from synapse_room_connect.ferry_fence import PastFence
-from synapse_room_connect.ferry_interfaces import (
+from synapse_room_connect.core.handshake import RoomTraits
+from synapse_room_connect.ferry.batch import BatchSender
+from synapse_room_connect.ferry.crossing import PastFence
+from synapse_room_connect.ferry.interfaces import (
     Counterpart,
     CounterpartKind,
     Outgoing,
     RelationPendingError,
     Withheld,
 )
-from synapse_room_connect.ferry_prepare import counterpart_of
-from synapse_room_connect.ferry_scheduler import FerryScheduler
-from synapse_room_connect.handshake import RoomTraits
+from synapse_room_connect.ferry.prepare import counterpart_of
+from synapse_room_connect.ferry.scheduler import FerryScheduler
 from synapse_room_connect.store import (
     ActiveTarget,
     FerriedPointer,

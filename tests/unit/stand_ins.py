@@ -10,10 +10,10 @@ from typing import Any
 
 import attrs
 
-from synapse_room_connect.handshake import Consent, Mode, RoomTraits, Side, Status
-from synapse_room_connect.reconcile import Reconciler
+from synapse_room_connect.connections.reconcile import Reconciler
+from synapse_room_connect.core.handshake import Consent, Mode, RoomTraits, Side, Status
+from synapse_room_connect.core.upgrades import Link
 from synapse_room_connect.store import CachedConnection, Previous
-from synapse_room_connect.upgrades import Link
 
 
 @attrs.define

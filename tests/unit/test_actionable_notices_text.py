@@ -6,11 +6,11 @@ from __future__ import annotations
 import pytest
 from synapse.api.errors import SynapseError
 
-from synapse_room_connect import notices
+from synapse_room_connect.bot import notices
+from synapse_room_connect.bot.notices import JoinRefusal
+from synapse_room_connect.bot.room_names import RoomNames
+from synapse_room_connect.connections.delivery import Undeliverable, classify_join_error
 from synapse_room_connect.constants import ACK_VISIBILITY
-from synapse_room_connect.delivery import Undeliverable, classify_join_error
-from synapse_room_connect.notices import JoinRefusal
-from synapse_room_connect.room_names import RoomNames
 
 BOT = "@room-connect:hs"
 

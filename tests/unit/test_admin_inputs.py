@@ -9,16 +9,16 @@ from synapse.api.errors import SynapseError
 from synapse.api.room_versions import KNOWN_ROOM_VERSIONS
 from synapse.events import EventBase, make_event_from_dict
 
-from synapse_room_connect.admin_store import RoomPair
-from synapse_room_connect.admin_view import (
+from synapse_room_connect.admin.view import (
     DEFAULT_LIMIT,
     MAX_LIMIT,
     decode_token,
     encode_token,
     parse_limit,
 )
-from synapse_room_connect.connect_body import ConnectBody, parse_connect_body
 from synapse_room_connect.constants import ACK_ENCRYPTION
+from synapse_room_connect.rest.connect_body import ConnectBody, parse_connect_body
+from synapse_room_connect.store.admin import RoomPair
 from synapse_room_connect.synapse_compat import power_in_state
 
 BRIDGE = "@portalbot:hs"

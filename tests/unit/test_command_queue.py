@@ -8,8 +8,8 @@ from typing import Any
 
 import attrs
 
-from synapse_room_connect.command_queue import LOOKBACK_COMMANDS, LOOKBACK_MS, CommandQueue
-from synapse_room_connect.store_events import TimelineRow
+from synapse_room_connect.commands.queue import LOOKBACK_COMMANDS, LOOKBACK_MS, CommandQueue
+from synapse_room_connect.store.events import TimelineRow
 from tests.unit.stand_ins import Host, run_async
 
 BOT = "@bot:hs"

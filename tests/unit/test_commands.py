@@ -2,7 +2,13 @@
 
 import pytest
 
-from synapse_room_connect.commands import Command, CommandError, Verb, is_command, parse_command
+from synapse_room_connect.commands.runner import (
+    Command,
+    CommandError,
+    Verb,
+    is_command,
+    parse_command,
+)
 
 
 @pytest.mark.parametrize(

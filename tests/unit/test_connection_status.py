@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from synapse_room_connect.connection_status import ConnectionStatus, derive_pair
-from synapse_room_connect.handshake import Mode, RoomTraits, Status
+from synapse_room_connect.connections.status import ConnectionStatus, derive_pair
+from synapse_room_connect.core.handshake import Mode, RoomTraits, Status
 from tests.unit.stand_ins import MemoryRooms, MemoryStore, run_async
 
 A, B = "!a:hs", "!b:other"

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import asyncio
 
-from synapse_room_connect.ferry_batch import MAX_ATTEMPTS, MAX_BATCH, BatchSender, transaction_id
-from synapse_room_connect.ferry_scheduler import BATCH_SIZE, FerryScheduler, PassOutcome
+from synapse_room_connect.ferry.batch import MAX_ATTEMPTS, MAX_BATCH, BatchSender, transaction_id
+from synapse_room_connect.ferry.scheduler import BATCH_SIZE, FerryScheduler, PassOutcome
 from synapse_room_connect.store import ActiveTarget
 
 from .ferry_stand_ins import BOT, SOURCE, TARGET, FerryRig, event, reply

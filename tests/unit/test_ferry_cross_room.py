@@ -10,9 +10,9 @@ import asyncio
 import pytest
 from synapse.events import EventBase
 
-from synapse_room_connect.ferry_batch import MAX_ATTEMPTS, MAX_BATCH, transaction_id
-from synapse_room_connect.ferry_interfaces import Withheld
-from synapse_room_connect.ferry_scheduler import FerryScheduler, PassOutcome
+from synapse_room_connect.ferry.batch import MAX_ATTEMPTS, MAX_BATCH, transaction_id
+from synapse_room_connect.ferry.interfaces import Withheld
+from synapse_room_connect.ferry.scheduler import FerryScheduler, PassOutcome
 from synapse_room_connect.store import ActiveTarget
 
 from .ferry_stand_ins import BOT, FerryRig, event

@@ -8,8 +8,8 @@ import asyncio
 from synapse.events import EventBase
 
 from synapse_room_connect.constants import CONNECTION_EVENT_TYPE
-from synapse_room_connect.ferry_fence import HOLD, PastFence, first_fence, split
-from synapse_room_connect.ferry_scheduler import PassOutcome
+from synapse_room_connect.ferry.crossing import HOLD, PastFence, first_fence, split
+from synapse_room_connect.ferry.scheduler import PassOutcome
 from synapse_room_connect.store import TimelineRow
 
 from .ferry_stand_ins import ALICE, SOURCE, TARGET, FerryRig, event

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import asyncio
 
-from synapse_room_connect.ferry_batch import RELATION_WAIT_MS
-from synapse_room_connect.ferry_scheduler import PassOutcome
+from synapse_room_connect.ferry.batch import RELATION_WAIT_MS
+from synapse_room_connect.ferry.scheduler import PassOutcome
 
 from .ferry_stand_ins import FerryRig, event
 

@@ -4,7 +4,7 @@ from typing import Any
 
 import pytest
 
-from synapse_room_connect.handshake import (
+from synapse_room_connect.core.handshake import (
     Consent,
     ContentError,
     RoomTraits,

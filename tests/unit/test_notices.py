@@ -3,9 +3,9 @@
 import ast
 from pathlib import Path
 
-import synapse_room_connect.notices as notices
+import synapse_room_connect.bot.notices as notices
 from synapse_room_connect.constants import ACK_ENCRYPTION, ACK_VISIBILITY
-from synapse_room_connect.handshake import Mode
+from synapse_room_connect.core.handshake import Mode
 
 
 def test_imports_nothing_from_synapse() -> None:

@@ -6,7 +6,7 @@ import attrs
 import pytest
 
 from synapse_room_connect.config import FallbackMode
-from synapse_room_connect.pointers import (
+from synapse_room_connect.ferry.pointers import (
     PROFILE_KEY,
     edit_content,
     is_reply,

@@ -3,7 +3,7 @@
 from typing import Any
 
 from synapse_room_connect.config import FallbackMode
-from synapse_room_connect.pointers import (
+from synapse_room_connect.ferry.pointers import (
     MAX_FALLBACK_BYTES,
     PROFILE_KEY,
     Original,

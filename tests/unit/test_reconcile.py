@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from synapse_room_connect.handshake import Mode, RoomTraits, Side, Status
+from synapse_room_connect.core.handshake import Mode, RoomTraits, Side, Status
 from tests.unit.stand_ins import ReconcilerWorld, run_async
 
 A, B = "!a:hs", "!b:hs"

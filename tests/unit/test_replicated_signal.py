@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-from synapse_room_connect.replicated_signal import replicated_signal
+from synapse_room_connect.ferry.replicated_signal import replicated_signal
 from tests.unit.stand_ins import run_async
 
 
@@ -41,7 +41,7 @@ async def test_every_process_that_registered_hears_the_signal_once() -> None:
     await raise_on[0]()
     assert sorted(heard) == ["p0", "p1", "p2"]
     assert apis[0].sent == [
-        ("synapse_room_connect.replicated_signal.room_connect_test", ("room_connect_test",))
+        ("synapse_room_connect.ferry.replicated_signal.room_connect_test", ("room_connect_test",))
     ]
 
 

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import attrs
 
-from synapse_room_connect.handshake import Status
+from synapse_room_connect.core.handshake import Status
 from tests.unit.stand_ins import run_async
 from tests.unit.test_reconcile import ALICE, BOB, A, B, World
 

@@ -11,7 +11,7 @@ import pytest
 
 from synapse_room_connect.config import parse_config
 from synapse_room_connect.constants import CONNECTION_EVENT_TYPE
-from synapse_room_connect.sharding import FerryInstances, pair_key, shard_of
+from synapse_room_connect.core.sharding import FerryInstances, pair_key, shard_of
 from tests.unit.stand_ins import run_async
 from tests.unit.test_router import BOT, A, B, Setup, state
 

@@ -9,14 +9,14 @@ import attrs
 import pytest
 from synapse.api.errors import Codes, SynapseError
 
-from synapse_room_connect.constants import CONNECTION_EVENT_TYPE
-from synapse_room_connect.handshake import Side
-from synapse_room_connect.upgrade_follow import (
+from synapse_room_connect.connections.upgrade_follow import (
     FERRY_JOIN_ATTEMPTS,
     GRACE_SECONDS,
     UpgradeFollower,
 )
-from synapse_room_connect.upgrades import Link
+from synapse_room_connect.constants import CONNECTION_EVENT_TYPE
+from synapse_room_connect.core.handshake import Side
+from synapse_room_connect.core.upgrades import Link
 from tests.unit.stand_ins import MemoryAccountData, MemoryRooms, RecordingBot, run_async
 
 A, A2, B = "!a:hs", "!a2:hs", "!b:hs"

@@ -8,11 +8,9 @@ from typing import Any
 
 import pytest
 
-from synapse_room_connect.connection_status import connected_rooms, derive_pair
-from synapse_room_connect.handshake import Consent, Status
-from synapse_room_connect.router import EventRouter
-from synapse_room_connect.store import NewEvent
-from synapse_room_connect.upgrades import (
+from synapse_room_connect.connections.status import connected_rooms, derive_pair
+from synapse_room_connect.core.handshake import Consent, Status
+from synapse_room_connect.core.upgrades import (
     MAX_HOPS,
     Link,
     carried_content,
@@ -23,6 +21,8 @@ from synapse_room_connect.upgrades import (
     replacement_in,
     successors,
 )
+from synapse_room_connect.router import EventRouter
+from synapse_room_connect.store import NewEvent
 from tests.unit.stand_ins import (
     Host,
     MemoryRooms,

@@ -1,0 +1,1 @@
+"""What a homeserver admin sees of connections and does on a room's behalf."""

@@ -1,0 +1,1 @@
+"""The ferry bot: its account, its rooms, and every text it says."""

@@ -1,0 +1,2 @@
+"""Connections: room state read as consents, the status of a pair, and the
+actions and reconciliation that change them."""

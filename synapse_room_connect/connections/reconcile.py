@@ -1,0 +1,319 @@
+"""Bringing the bot, the notices and the status cache in line with room state.
+
+Runs on the acting process only. Every reaction is recomputed from both
+rooms' current state, so a restart or a missed event is repaired by
+reconciling again; the cache's previous row says what changed, which is what
+decides whether a notice is due.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Protocol
+
+import attrs
+from synapse.module_api import ModuleApi
+
+from synapse_room_connect import metrics, synapse_compat
+from synapse_room_connect.bot import notices
+from synapse_room_connect.connections.rooms import Label, server_of
+from synapse_room_connect.connections.status import (
+    Direction,
+    PairStatus,
+    StateReader,
+    connected_rooms,
+    derive_pair,
+)
+from synapse_room_connect.core.handshake import Mode, Side, Status
+from synapse_room_connect.store import Previous, Store
+
+logger = logging.getLogger(__name__)
+
+
+class Bot(Protocol):
+    """The parts of bot.FerryBot that reconciliation drives."""
+
+    @property
+    def user_id(self) -> str: ...
+
+    async def joined_rooms(self) -> frozenset[str]: ...
+
+    async def membership(self, room_id: str) -> str | None: ...
+
+    async def join(self, room_id: str, via: list[str], inviter: str | None = None) -> bool: ...
+
+    async def leave(self, room_id: str) -> None: ...
+
+    async def notice(self, room_id: str, text: str, reply_to: str | None = None) -> None: ...
+
+
+class Host(Protocol):
+    """What reconciliation needs of the homeserver (a ModuleApi fits)."""
+
+    @property
+    def server_name(self) -> str: ...
+
+    def get_current_time_msec(self) -> int: ...
+
+    def run_as_background_process(
+        self, desc: str, func: Callable[[], Awaitable[None]]
+    ) -> object: ...
+
+
+class Upgrades(Protocol):
+    """Carrying a room's connections over to its successor (upgrade_follow.py)."""
+
+    async def follow(self, old_room: str) -> None: ...
+
+
+# Stream position from which an activated connection ferries.
+ActivationPosition = Callable[[Side, Side], Awaitable[int]]
+# The requester's notice for (here, other, via, blocked_by): whether the bot
+# could reach the other room, and what its admins must do if not
+# (delivery.RequestDelivery.requested_notice).
+RequestNotice = Callable[[str, str, Sequence[str], Sequence[str]], Awaitable[str]]
+
+
+async def _room_id(room_id: str) -> str:
+    return room_id
+
+
+@attrs.define
+class Reconciler:
+    _host: Host
+    _store: Store
+    _reader: StateReader
+    _bot: Bot
+    _label: Label = attrs.field(kw_only=True)
+    _activation_position: ActivationPosition = attrs.field(kw_only=True)
+    _on_connections_changed: Callable[[], None] = attrs.field(kw_only=True)
+    _approve_power_level: int = attrs.field(kw_only=True)
+    _upgrades: Upgrades | None = attrs.field(kw_only=True, default=None)
+    _request_notice: RequestNotice | None = attrs.field(kw_only=True, default=None)
+    # A room as commands name it: its alias, else its ID (room_names.alias_or_id).
+    _ref: Label = attrs.field(kw_only=True, default=_room_id)
+    _pending: set[str] = attrs.field(init=False, factory=set)
+    # Tombstoned rooms being followed now: a live tombstone and start-up's
+    # pass must not follow one room twice at once.
+    _following: set[str] = attrs.field(init=False, factory=set)
+    _draining: bool = attrs.field(init=False, default=False)
+
+    def room_changed(self, room_id: str) -> None:
+        """Queue ``room_id`` for reconciliation; cheap, safe from the feed."""
+        self._pending.add(room_id)
+        if not self._draining:
+            self._draining = True
+            self._host.run_as_background_process("room_connect_reconcile", self.drain)
+
+    def room_upgraded(self, room_id: str) -> None:
+        """A tombstone in ``room_id``: its connections end, its successor's begin."""
+        self.room_changed(room_id)
+        self._follow(room_id)
+
+    def _follow(self, room_id: str) -> None:
+        if self._upgrades is None or room_id in self._following:
+            return
+        self._following.add(room_id)
+        follow = functools.partial(self._follow_upgrade, self._upgrades, room_id)
+        self._host.run_as_background_process("room_connect_upgrade", follow)
+
+    async def _follow_upgrade(self, upgrades: Upgrades, room_id: str) -> None:
+        try:
+            await upgrades.follow(room_id)
+        except Exception:
+            logger.exception("Failed to carry the connections of %s over to its successor", room_id)
+        finally:
+            self._following.discard(room_id)
+
+    async def reconcile_all(self) -> None:
+        """At start-up: every room with a connection or the bot, and the
+        follow-ups of upgrades a restart cut short (upgrade_follow.py)."""
+        rooms = {row.room_id for row in await self._store.cached_connections()}
+        rooms.update(await self._bot.joined_rooms())
+        for room_id in rooms:
+            self.room_changed(room_id)
+        if self._upgrades is None:
+            return
+        for room_id in sorted(rooms):
+            try:
+                tombstoned = (await self._reader.link(room_id)).tombstoned
+            except Exception:
+                logger.exception("Could not read whether %s was upgraded", room_id)
+                continue
+            if tombstoned:
+                self._follow(room_id)
+
+    async def drain(self) -> None:
+        # A single consumer serialises reconciliation, so two events for the
+        # same pair cannot interleave their notices.
+        try:
+            while self._pending:
+                room_id = self._pending.pop()
+                try:
+                    await self._reconcile_room(room_id)
+                except Exception:
+                    logger.exception("Failed to reconcile connections of %s", room_id)
+        finally:
+            self._draining = False
+
+    async def _reconcile_room(self, room_id: str) -> None:
+        for other in await connected_rooms(self._reader, self._store, room_id):
+            await self.reconcile_pair(room_id, other)
+
+    async def reconcile_pair(self, a: str, b: str) -> None:
+        pair = await derive_pair(self._reader, a, b)
+        now = self._host.get_current_time_msec()
+        prev_a = await self._swap(pair.a, pair.mode, now)
+        prev_b = await self._swap(pair.b, pair.mode, now)
+        if self._bot.user_id not in pair.ferries() | {prev_a.ferry, prev_b.ferry}:
+            return  # another server's ferry carries this connection
+        changed = False
+        for prev, direction in ((prev_a, pair.a), (prev_b, pair.b)):
+            if prev.status is not direction.verdict.status:
+                changed = True
+                metrics.transitions.labels(
+                    self._host.server_name, direction.verdict.status.value
+                ).inc()
+        if changed:
+            if pair.a.verdict.status is Status.ACTIVE:
+                since = await self._activation_position(pair.a.here, pair.b.here)
+                await self._store.set_active_since(a, b, since)
+                await self._store.set_active_since(b, a, since)
+            self._on_connections_changed()
+            logger.info(
+                "Connection %s <-> %s: %s/%s -> %s/%s",
+                a,
+                b,
+                prev_a.status and prev_a.status.value,
+                prev_b.status and prev_b.status.value,
+                pair.a.verdict.status.value,
+                pair.b.verdict.status.value,
+            )
+        await self._act(pair.a, prev_a.status, pair.mode)
+        await self._act(pair.b, prev_b.status, pair.mode)
+        await self._announce_mode_switch(pair, prev_a)
+
+    async def _swap(self, direction: Direction, mode: Mode, now: int) -> Previous:
+        return await self._store.swap_connection(
+            direction.room_id,
+            direction.other_room_id,
+            direction.verdict.status,
+            direction.verdict.ferry,
+            direction.via,
+            mode,
+            now,
+        )
+
+    async def _act(self, direction: Direction, old: Status | None, mode: Mode) -> None:
+        """Bring the bot's presence and this room's notices in line with the verdict."""
+        here, other = direction.room_id, direction.other_room_id
+        verdict = direction.verdict
+        if not direction.here.visible and verdict.status is not Status.ACTIVE:
+            return
+        changed = old is not verdict.status
+        consent = direction.here.consent
+        inviter = consent.sender if consent is not None else None
+        via = _join_via(direction)
+        status = verdict.status
+        if status is Status.ACTIVE or (status is Status.REQUESTED and inviter is not None):
+            joined = await self._bot.join(here, via, inviter)
+            if not joined or not changed:
+                return
+            if status is not Status.ACTIVE and _inherited(direction):
+                return  # a room was upgraded: upgrade_follow.py tells the rooms
+            label = await self._label(other)
+            if status is Status.ACTIVE:
+                await self._bot.notice(here, notices.connected(label, mode))
+            elif old is Status.ACTIVE and verdict.blocked_by:
+                # A room changed (e.g. turned on encryption) under a live
+                # connection: say why it stopped rather than re-announcing a request.
+                await self._bot.notice(here, notices.paused(label, verdict.blocked_by))
+            elif self._request_notice is not None and consent is not None:
+                text = await self._request_notice(here, other, consent.via, verdict.blocked_by)
+                await self._bot.notice(here, text)
+            else:
+                text = notices.requested(label, here, self._bot.user_id, verdict.blocked_by)
+                await self._bot.notice(here, text)
+        elif status is Status.INCOMING:
+            if not changed:
+                return
+            # Only rooms that let the bot in (public, or it was invited) hear
+            # about a request; nobody can make the bot enter a private room.
+            if not await self._bot.join(here, via, None) or _inherited(direction):
+                return
+            label = await self._label(other)
+            text = notices.incoming(label, await self._ref(other), self._approve_power_level)
+            await self._bot.notice(here, text)
+        elif status is Status.REVOKED:
+            was_live = old in (Status.ACTIVE, Status.REQUESTED, Status.INCOMING)
+            if direction.here_upgraded_to is not None:
+                # The bot cannot post in a tombstoned room, and stays so the
+                # upgrade chain stays readable to this server.
+                return
+            if changed and was_live and await self._bot.membership(here) == "join":
+                label = await self._label(other)
+                successor = direction.there_upgraded_to
+                text = (
+                    notices.ended(label)
+                    if successor is None
+                    else notices.upgraded(label, await self._label(successor))
+                )
+                await self._bot.notice(here, text)
+            if direction.there_upgraded_to is None:
+                # Otherwise the bot stays for the connection with the successor.
+                await self._leave_if_unneeded(here)
+
+    async def _announce_mode_switch(self, pair: PairStatus, prev_a: Previous) -> None:
+        stayed_active = pair.a.verdict.status is Status.ACTIVE and prev_a.status is Status.ACTIVE
+        if not stayed_active or prev_a.mode is None or prev_a.mode is pair.mode:
+            return
+        for direction in (pair.a, pair.b):
+            here, other = direction.room_id, direction.other_room_id
+            text = notices.mode_switched(await self._label(other), pair.mode)
+            logger.info("Connection %s -> %s switched to mode %s", here, other, pair.mode.value)
+            if await self._bot.membership(here) == "join":
+                await self._bot.notice(here, text)
+
+    async def _leave_if_unneeded(self, room_id: str) -> None:
+        if await self._bot.membership(room_id) != "join":
+            return
+        for row in await self._store.cached_connections(room_id):
+            if row.ferry == self._bot.user_id and row.status is not Status.REVOKED:
+                return
+        await self._bot.leave(room_id)
+
+
+def _inherited(direction: Direction) -> bool:
+    """Whether a consent counts for this pair only through a room upgrade."""
+    here, there = direction.here.consent, direction.there.consent
+    return (here is not None and here.other_room_id != direction.other_room_id) or (
+        there is not None and there.other_room_id != direction.room_id
+    )
+
+
+def _join_via(direction: Direction) -> list[str]:
+    """Servers to join ``direction.room_id`` through, best guess first."""
+    servers: list[str] = []
+    if direction.there.consent is not None:
+        servers.extend(direction.there.consent.via)
+    if direction.here.consent is not None:
+        servers.append(server_of(direction.here.consent.sender) or "")
+    servers.append(server_of(direction.room_id) or "")
+    return list(dict.fromkeys(s for s in servers if s))
+
+
+async def activation_position(api: ModuleApi, side_a: Side, side_b: Side) -> int:
+    """Stream position of the later consent: what came before it stays put.
+
+    Falls back to the current position if a consent event is not stored
+    locally, which errs on the side of ferrying less.
+    """
+    consent_ids = [s.consent.event_id for s in (side_a, side_b) if s.consent is not None]
+    events = await synapse_compat.get_events(api, consent_ids)
+    known = [synapse_compat.stream_ordering_of(e) for e in events.values()]
+    positions = [p for p in known if p is not None]
+    if len(positions) == len(consent_ids) == 2:
+        return max(positions)
+    return synapse_compat.current_stream_position(api)

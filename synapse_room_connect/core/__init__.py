@@ -1,0 +1,1 @@
+"""The pure core: the protocol's rules as values, no Synapse and no I/O."""

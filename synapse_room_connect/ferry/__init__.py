@@ -1,0 +1,1 @@
+"""The ferry: reads connected rooms' timelines and sends their counterparts."""

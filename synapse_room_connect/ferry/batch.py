@@ -1,0 +1,355 @@
+"""The batch: counterparts for one direction (source room -> target room),
+collected and sent together, recorded with the cursor, and retried one by one
+when sending them together fails.
+
+Exactly once: each counterpart is sent with a transaction ID derived from
+(original, target room), so re-reading after a crash between sending and
+recording finds what Synapse already stored instead of sending it again.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from collections import Counter
+from collections.abc import Callable, Sequence
+from typing import Final, Literal
+
+import attrs
+from synapse.module_api import EventBase
+
+from synapse_room_connect import metrics
+from synapse_room_connect.ferry.interfaces import (
+    Counterpart,
+    EventSource,
+    Moderation,
+    Outgoing,
+    PointerSender,
+    Preparer,
+    RecordsWriter,
+    RelationPendingError,
+)
+from synapse_room_connect.ferry.prepare import references
+from synapse_room_connect.store import FerriedPointer, FerryRecord, TimelineRow
+
+logger = logging.getLogger(__name__)
+
+# Counterparts persisted together at most; Synapse persists 100 events a transaction.
+MAX_BATCH: Final = 50
+MAX_ATTEMPTS: Final = 5
+# How long an event waits for a relation's counterpart that another direction
+# is still to send (RelationPendingError) before it goes without the relation:
+# long enough for a restarted ferry worker to catch up.
+RELATION_WAIT_MS: Final = 60_000
+
+
+class Outcome(enum.Enum):
+    # Go on with the next event: this one was queued, sent, skipped or given up on.
+    CONTINUE = "continue"
+    # Stop here and read again from the first unrecorded event after a delay:
+    # a transient failure must not lose an event.
+    RETRY_LATER = "retry_later"
+    # Only from a failed attempt: the last one allowed, so skip the event.
+    GAVE_UP = "gave_up"
+
+
+def transaction_id(event_id: str, target: str) -> str:
+    return f"msc2923:{event_id}:{target}"
+
+
+@attrs.frozen
+class Item:
+    original: EventBase
+    stream: int
+    counterpart: Counterpart
+
+
+@attrs.define
+class Batch:
+    """Counterparts for one direction, sent together (``MAX_BATCH`` at most).
+
+    ``last`` is the position after which nothing has been looked at yet;
+    ``recorded`` how far the store's cursor is known to be.
+    """
+
+    room_id: str
+    target: str
+    recorded: int
+    last: int = 0
+    sent: int = 0
+    items: list[Item] = attrs.field(factory=list)
+    sources: set[str] = attrs.field(factory=set)
+    # (event, key) of the bot's reactions in the batch: Synapse allows one.
+    reactions: set[tuple[str, str]] = attrs.field(factory=set)
+
+    def __attrs_post_init__(self) -> None:
+        self.last = self.recorded
+
+    def skip(self, stream: int) -> None:
+        self.last = stream
+
+    def add(self, item: Item) -> bool:
+        """Queue ``item``; False if it would repeat a reaction already queued."""
+        if item.counterpart.type == "m.reaction":
+            relates = item.counterpart.content["m.relates_to"]
+            reaction = (relates["event_id"], relates["key"])
+            if reaction in self.reactions:
+                return False
+            self.reactions.add(reaction)
+        self.items.append(item)
+        self.sources.add(item.original.event_id)
+        self.last = item.stream
+        return True
+
+    def take(self) -> list[Item]:
+        items, self.items = self.items, []
+        self.sources.clear()
+        self.reactions.clear()
+        return items
+
+
+@attrs.frozen
+class _Job:
+    """A batch's items to send, and where its cursor moves once they are recorded."""
+
+    batch: Batch
+    items: tuple[Item, ...]
+    cursor: int
+
+    @property
+    def direction(self) -> tuple[str, str]:
+        return (self.batch.room_id, self.batch.target)
+
+    def wanted(self) -> list[tuple[str, str]]:
+        """(target room, transaction ID) of each item, in order."""
+        target = self.batch.target
+        return [(target, transaction_id(i.original.event_id, target)) for i in self.items]
+
+
+@attrs.define
+class BatchSender:
+    """Fills batches event by event and sends them, several directions
+    together; counts failed attempts per (event, target) until the event is
+    sent or given up on."""
+
+    _events: EventSource
+    _preparer: Preparer
+    _moderation: Moderation
+    _sender: PointerSender
+    _records: RecordsWriter
+    _server_name: str
+    _clock_ms: Callable[[], int]
+    # (event, target) -> failed attempts so far, for events still pending.
+    _attempts: dict[tuple[str, str], int] = attrs.field(init=False, factory=dict)
+    # Directions whose every send this process made was recorded: nothing of
+    # theirs can be in Synapse unrecorded, so no look-up before sending.
+    # Empty after a start; a direction leaves it on any failure.
+    _settled: set[tuple[str, str]] = attrs.field(init=False, factory=set)
+    # (event, target) -> when it was first held for RelationPendingError.
+    _held_since: dict[tuple[str, str], int] = attrs.field(init=False, factory=dict)
+
+    def forget(self, direction: tuple[str, str]) -> None:
+        """The direction is no longer carried here: another process may send
+        for it, so look up before sending if it comes back."""
+        self._settled.discard(direction)
+
+    async def add(self, batch: Batch, row: TimelineRow) -> Outcome:
+        """Queue one event's counterpart in ``batch``, sending the batch when
+        it is full or before the event relates to one of its items.
+        ``RETRY_LATER``: what came before the event is recorded, the event
+        and what follows it are not."""
+        event = await self._events.get_event(row.event_id)
+        if event is None or not self._preparer.should_ferry(event):
+            batch.skip(row.stream)
+            return Outcome.CONTINUE
+        withheld = await self._moderation.withheld_by(event, batch.target)
+        if withheld is not None:
+            metrics.ferry_withheld.labels(self._server_name, withheld.value).inc()
+            logger.info(
+                "Not ferrying %s from %s into %s: %s there",
+                event.event_id,
+                event.sender,
+                batch.target,
+                withheld.value,
+            )
+            batch.skip(row.stream)
+            return Outcome.CONTINUE
+        # A relation to a pointer still in the batch: Synapse checks a relation
+        # against the persisted event, so send those first.
+        related = batch.items and not batch.sources.isdisjoint(references(event))
+        if related and await self.flush_one(batch) is Outcome.RETRY_LATER:
+            return Outcome.RETRY_LATER
+        key = (event.event_id, batch.target)
+        held_since = self._held_since.get(key)
+        wait = held_since is None or self._clock_ms() - held_since < RELATION_WAIT_MS
+        try:
+            counterpart = await self._preparer.prepare(event, batch.target, wait_for_relations=wait)
+        except RelationPendingError as e:
+            # Not a failure: order per direction holds it and what follows.
+            self._held_since.setdefault(key, self._clock_ms())
+            logger.info("Holding %s back from %s: %s", event.event_id, batch.target, e)
+            await self.flush_one(batch)
+            return Outcome.RETRY_LATER
+        except Exception as e:
+            if self._failed(event, batch.target, e) is Outcome.GAVE_UP:
+                batch.skip(row.stream)
+                return Outcome.CONTINUE
+            await self.flush_one(batch)
+            return Outcome.RETRY_LATER
+        if self._held_since.pop(key, None) is not None and not wait:
+            logger.warning(
+                "%s goes into %s without waiting longer for its relation", event.event_id, key[1]
+            )
+        if counterpart is None or not batch.add(Item(event, row.stream, counterpart)):
+            batch.skip(row.stream)
+        elif len(batch.items) >= MAX_BATCH:
+            return await self.flush_one(batch)
+        return Outcome.CONTINUE
+
+    async def flush_one(self, batch: Batch) -> Outcome:
+        return (await self.flush([batch]))[0]
+
+    async def flush(self, batches: Sequence[Batch]) -> list[Outcome]:
+        """Send what the batches hold (into different target rooms together)
+        and record them, with the cursors over what they skipped, in one
+        write; a batch that fails is retried alone, one item at a time. Per
+        batch, ``RETRY_LATER``: retry from its first unrecorded event."""
+        jobs = [_Job(b, tuple(b.take()), b.last) for b in batches]
+        sent = [j for j in jobs if j.items or j.cursor > j.batch.recorded]
+        errors = await self._send(sent)
+        # Directions into one target room share its chain: a failure there
+        # may be another direction's item, so only a lone job is to blame.
+        per_target = Counter(j.batch.target for j in sent)
+        outcomes = []
+        for job in jobs:
+            batch, outcome = job.batch, Outcome.CONTINUE
+            error = errors.get(id(job))
+            if error is None:
+                batch.recorded = max(batch.recorded, job.cursor)
+            elif job.items:
+                alone = per_target[batch.target] == 1
+                outcome = await self._send_one_by_one(batch, list(job.items), error, alone)
+                if outcome is Outcome.CONTINUE and batch.last > batch.recorded:
+                    outcome = await self.flush_one(batch)  # skipped events only
+            else:
+                outcome = Outcome.RETRY_LATER  # only a cursor, and its write failed
+            outcomes.append(outcome)
+        return outcomes
+
+    async def _send_one_by_one(
+        self, batch: Batch, items: list[Item], error: Exception, alone: bool
+    ) -> Outcome:
+        """After a batch failed: each alone, so one bad event holds back no other
+        (and is not given up for another direction's bad event)."""
+        if len(items) == 1 and alone:
+            if self._failed(items[0].original, batch.target, error) is Outcome.GAVE_UP:
+                return Outcome.CONTINUE
+            return Outcome.RETRY_LATER
+        logger.info("Ferrying %d events together failed (%s); one at a time", len(items), error)
+        for n, item in enumerate(items):
+            # Up to the next item, everything in between was skipped.
+            upto = items[n + 1].stream - 1 if n + 1 < len(items) else batch.last
+            job = _Job(batch, (item,), upto)
+            failure = (await self._send([job])).get(id(job))
+            if failure is None:
+                batch.recorded = upto
+            elif self._failed(item.original, batch.target, failure) is Outcome.RETRY_LATER:
+                return Outcome.RETRY_LATER
+        return Outcome.CONTINUE
+
+    def _failed(
+        self, event: EventBase, target: str, e: Exception
+    ) -> Literal[Outcome.RETRY_LATER, Outcome.GAVE_UP]:
+        """Count a failed attempt at ``event``."""
+        metrics.ferry_failures.labels(self._server_name).inc()
+        key = (event.event_id, target)
+        attempts = self._attempts.pop(key, 0) + 1
+        if attempts >= MAX_ATTEMPTS:
+            # A permanent failure (e.g. the bot was kicked) must not wedge
+            # the connection forever: give up on this one, loudly.
+            logger.error(
+                "Giving up ferrying %s from %s into %s after %d attempts: %s",
+                event.event_id,
+                event.room_id,
+                target,
+                attempts,
+                e,
+            )
+            return Outcome.GAVE_UP
+        self._attempts[key] = attempts
+        logger.warning(
+            "Failed to ferry %s from %s into %s (attempt %d of %d): %s",
+            event.event_id,
+            event.room_id,
+            target,
+            attempts,
+            MAX_ATTEMPTS,
+            e,
+        )
+        return Outcome.RETRY_LATER
+
+    async def _send(self, jobs: Sequence[_Job]) -> dict[int, Exception]:
+        """Send the jobs' items, one chain per target room in job order, and
+        record those that went with their cursors in one write; the error of
+        each job (by ``id``) that did not."""
+        errors: dict[int, Exception] = {}
+        if not jobs:
+            return errors
+        # Sent before a crash but not recorded: Synapse kept the transaction
+        # IDs. Sending such an item again would leave a hole in the chain.
+        unsettled = [w for j in jobs if j.direction not in self._settled for w in j.wanted()]
+        before = await self._sender.already_sent(unsettled) if unsettled else {}
+        chains: dict[str, list[Outgoing]] = {}
+        for job in jobs:
+            for (target, txn_id), item in zip(job.wanted(), job.items, strict=True):
+                if (target, txn_id) not in before:
+                    chains.setdefault(target, []).append(Outgoing(txn_id, item.counterpart))
+        failed = await self._sender.send(chains) if chains else {}
+        for chain in chains.values():
+            metrics.ferry_batch_size.labels(self._server_name).observe(len(chain))
+        # What Synapse stored, not what was built: it may have deduplicated an item.
+        sent = await self._sender.already_sent([w for j in jobs for w in j.wanted()])
+        records = []
+        for job in jobs:
+            missing = [txn_id for w in job.wanted() if w not in sent for txn_id in w[1:]]
+            if missing:
+                target = job.batch.target
+                errors[id(job)] = failed.get(target) or RuntimeError(f"{missing[0]} not persisted")
+                continue
+            pointers = tuple(
+                FerriedPointer(item.original.event_id, sent[w])
+                for w, item in zip(job.wanted(), job.items, strict=True)
+            )
+            record = FerryRecord(job.batch.room_id, job.batch.target, pointers, job.cursor)
+            records.append((job, record))
+        try:
+            await self._records.record_ferried([record for _, record in records])
+        except Exception as e:
+            errors.update((id(job), e) for job, _ in records)
+            records = []
+        for job in jobs:
+            if id(job) in errors:
+                self._settled.discard(job.direction)
+            else:
+                self._settled.add(job.direction)
+        self._done(records)
+        return errors
+
+    def _done(self, records: Sequence[tuple[_Job, FerryRecord]]) -> None:
+        now = self._clock_ms()
+        for job, record in records:
+            batch = job.batch
+            for item, pointer in zip(job.items, record.pointers, strict=True):
+                self._attempts.pop((item.original.event_id, batch.target), None)
+                kind = item.counterpart.kind.value
+                metrics.ferried_events.labels(self._server_name, kind).inc()
+                latency = (now - int(item.original.origin_server_ts)) / 1000
+                metrics.ferry_latency.labels(self._server_name).observe(max(latency, 0.0))
+                logger.debug(
+                    "Ferried %s %s into %s as %s",
+                    kind,
+                    item.original.event_id,
+                    batch.target,
+                    pointer.pointer_event_id,
+                )
+            batch.sent += len(job.items)

@@ -1,0 +1,235 @@
+"""Preparing one original's counterpart for one target room: a pointer for a
+message or a state change, an edit of the pointer, a reaction to it, or its
+redaction, with relations mapped to the target room's events."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, Final
+
+import attrs
+from synapse.module_api import EventBase, ModuleApi
+
+from synapse_room_connect import synapse_compat
+from synapse_room_connect.config import RoomConnectConfig
+from synapse_room_connect.constants import POINTER_KEY
+from synapse_room_connect.core.frozen_json import unfreeze
+from synapse_room_connect.core.upgrades import predecessor_in
+from synapse_room_connect.ferry.interfaces import (
+    Counterpart,
+    CounterpartKind,
+    PointerLookup,
+    RelationPendingError,
+)
+from synapse_room_connect.ferry.pointers import (
+    Original,
+    edit_content,
+    is_ferriable_message,
+    is_reply,
+    map_relation,
+    render,
+    render_state,
+)
+from synapse_room_connect.store import SourceEvent
+
+_FERRIED_TYPES: Final = frozenset({"m.room.message", "m.sticker", "m.reaction", "m.room.redaction"})
+
+
+def references(event: EventBase) -> set[str]:
+    """Event IDs in the event's own room that it relates to or redacts."""
+    refs = {event.redacts} if event.redacts else set()
+    relates = event.content.get("m.relates_to")
+    if isinstance(relates, Mapping):
+        for ref in (relates.get("event_id"), (relates.get("m.in_reply_to") or {}).get("event_id")):
+            if isinstance(ref, str):
+                refs.add(ref)
+    return refs
+
+
+@attrs.frozen
+class Mapped:
+    """An event's counterpart in a target room, and, when the event is a
+    pointer whose counterpart was looked up through it, its original."""
+
+    counterpart: str | None
+    original: SourceEvent | None = None
+
+
+async def map_into(lookup: PointerLookup, event_id: str, target: str) -> Mapped:
+    """The counterpart in ``target`` of an event of a connected room: its
+    pointer there, or, for a pointer, its original or the original's pointer."""
+    pointer = await lookup.pointer_for(event_id, target)
+    if pointer is not None:
+        return Mapped(pointer)
+    source = await lookup.original_of(event_id)
+    if source is None:
+        return Mapped(None)
+    if source.room_id == target:
+        return Mapped(source.event_id, source)
+    return Mapped(await lookup.pointer_for(source.event_id, target), source)
+
+
+async def counterpart_of(lookup: PointerLookup, event_id: str, target: str) -> str | None:
+    return (await map_into(lookup, event_id, target)).counterpart
+
+
+@attrs.define
+class CounterpartPreparer:
+    _api: ModuleApi
+    _config: RoomConnectConfig
+    _lookup: PointerLookup
+    _bot_user_id: str
+    _label: Callable[[str], Awaitable[str]]
+
+    def should_ferry(self, event: EventBase) -> bool:
+        if event.sender == self._bot_user_id or synapse_compat.is_soft_failed(event):
+            return False
+        if event.is_state():
+            if event.type not in self._config.ferry_state_events:
+                return False
+        elif event.type not in _FERRIED_TYPES:
+            return False
+        if POINTER_KEY in event.content:
+            return False  # another connection's pointer: never carried twice
+        return not self._config.is_ignored_sender(event.sender)
+
+    async def prepare(
+        self, event: EventBase, target: str, *, wait_for_relations: bool = True
+    ) -> Counterpart | None:
+        content = unfreeze(event.content)
+        if event.is_state():
+            original = await self._original(event, content)
+            return Counterpart(
+                "m.room.message",
+                render_state(original, self._config.fallback_mode),
+                CounterpartKind.STATE,
+            )
+        if event.type == "m.room.redaction":
+            return await self._redaction(event, target)
+        relates = content.get("m.relates_to")
+        relates = relates if isinstance(relates, dict) else {}
+        if event.type == "m.reaction":
+            return await self._reaction(relates, target, wait_for_relations)
+        if not is_ferriable_message(event.type, content):
+            return None
+        if relates.get("rel_type") == "m.replace":
+            return await self._edit(event, content, relates, target)
+        pointer = render(await self._original(event, content), self._config.fallback_mode)
+        if relates:
+            mapped = {
+                ref: await self._related(ref, target, wait_for_relations)
+                for ref in references(event)
+            }
+            relation = map_relation(relates, mapped.get)
+            if relation is not None:
+                pointer["m.relates_to"] = relation
+        return Counterpart("m.room.message", pointer, CounterpartKind.MESSAGE)
+
+    async def map_event(self, event_id: str, target: str) -> str | None:
+        return await counterpart_of(self._lookup, event_id, target)
+
+    async def _related(self, event_id: str, target: str, wait: bool) -> str | None:
+        """``map_event`` for a relation; with ``wait``, ``RelationPendingError``
+        where the counterpart is still to come rather than None."""
+        mapped = await map_into(self._lookup, event_id, target)
+        if mapped.counterpart is None and wait and await self._still_coming(mapped, target):
+            raise RelationPendingError(
+                f"the counterpart of {event_id} in {target} is still to come"
+            )
+        return mapped.counterpart
+
+    async def _still_coming(self, mapped: Mapped, target: str) -> bool:
+        """A pointer here whose original's own pointer into ``target`` this
+        ferry has yet to send: in a mesh of three rooms, A's message reaches
+        B and C by two directions that need not move together (another ferry
+        process, a retry), and a reaction in B may be read first."""
+        source = mapped.original
+        if source is None or source.room_id == target:
+            return False
+        original = await synapse_compat.get_event(self._api, source.event_id)
+        stream = None if original is None else synapse_compat.stream_ordering_of(original)
+        if stream is None:
+            return False
+        return await self._lookup.pointer_due(source.room_id, target, stream, self._bot_user_id)
+
+    async def _edit(
+        self, event: EventBase, content: dict[str, Any], relates: dict[str, Any], target: str
+    ) -> Counterpart | None:
+        edited = relates.get("event_id")
+        new_content = content.get("m.new_content")
+        if not isinstance(edited, str) or not isinstance(new_content, dict):
+            return None
+        # Only the bot's own pointers can be edited by the bot.
+        pointer_id = await self._lookup.pointer_for(edited, target)
+        if pointer_id is None:
+            return await self._edit_after_upgrade(event, content, edited, target)
+        original = await synapse_compat.get_event(self._api, edited)
+        if original is None or original.sender != event.sender:
+            return None  # clients ignore edits by anyone but the author; so do we
+        renewed = render(
+            await self._original(original, new_content),
+            self._config.fallback_mode,
+            reply=is_reply(original.content),
+        )
+        edit = edit_content(renewed, pointer_id, await self._original(event, content))
+        return Counterpart("m.room.message", edit, CounterpartKind.EDIT)
+
+    async def _edit_after_upgrade(
+        self, event: EventBase, content: dict[str, Any], edited: str, target: str
+    ) -> Counterpart | None:
+        """An edit of a message whose pointer is in the room ``target`` replaced:
+        there is no pointer here to edit, so the edit crosses as a message of its
+        own (its fallback text), rather than not at all."""
+        create = (await self._api.get_room_state(target, [("m.room.create", "")])).get(
+            ("m.room.create", "")
+        )
+        predecessor = None if create is None else predecessor_in(create.content)
+        if predecessor is None or await self._lookup.pointer_for(edited, predecessor) is None:
+            return None
+        pointer = render(await self._original(event, content), self._config.fallback_mode)
+        return Counterpart("m.room.message", pointer, CounterpartKind.MESSAGE)
+
+    async def _reaction(
+        self, relates: dict[str, Any], target: str, wait: bool
+    ) -> Counterpart | None:
+        if relates.get("rel_type") != "m.annotation" or not isinstance(relates.get("key"), str):
+            return None
+        reacted = relates.get("event_id")
+        mapped = await self._related(reacted, target, wait) if isinstance(reacted, str) else None
+        if mapped is None:
+            return None
+        content = {
+            "m.relates_to": {"rel_type": "m.annotation", "event_id": mapped, "key": relates["key"]}
+        }
+        key = relates["key"]
+        if await synapse_compat.has_annotation(self._api, mapped, self._bot_user_id, key):
+            return None  # the bot already carries this key there for someone else
+        return Counterpart("m.reaction", content, CounterpartKind.REACTION)
+
+    async def _redaction(self, event: EventBase, target: str) -> Counterpart | None:
+        redacted = event.redacts
+        pointer_id = await self._lookup.pointer_for(redacted, target) if redacted else None
+        if pointer_id is None:
+            return None
+        content = {"redacts": pointer_id, "reason": "The original was redacted"}
+        return Counterpart(
+            "m.room.redaction", content, CounterpartKind.REDACTION, redacts=pointer_id
+        )
+
+    async def _original(self, event: EventBase, content: Mapping[str, Any]) -> Original:
+        member_key = ("m.room.member", event.sender)
+        state = await self._api.get_room_state(event.room_id, [member_key])
+        member = state.get(member_key)
+        displayname = member.content.get("displayname") if member is not None else None
+        avatar = member.content.get("avatar_url") if member is not None else None
+        return Original(
+            room_id=event.room_id,
+            event_id=event.event_id,
+            sender=event.sender,
+            origin_server_ts=int(event.origin_server_ts),
+            type=event.type,
+            content=content,
+            displayname=displayname if isinstance(displayname, str) else None,
+            avatar_url=avatar if isinstance(avatar, str) else None,
+            room_label=await self._label(event.room_id),
+        )

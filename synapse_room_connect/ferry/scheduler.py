@@ -1,0 +1,273 @@
+"""The ferry's scheduler: which directions to read, from where (cursors),
+and which rooms may hold unread events (dirty rooms). One pass reads every
+dirty room's next events in one query and hands each direction's share to
+a batch; the batches of a pass are sent and recorded together.
+
+Durability comes from two facts rather than from an in-memory queue:
+Synapse's ``events`` table is the record of what was persisted, and a
+per-direction cursor says how far the ferry has read it; the cursor moves
+only with what the batch recorded.
+
+What a pass costs does not grow with the number of connections: it reads
+only dirty rooms, each once whatever its number of targets; cursors are
+read once per direction after a start, and a connection change reloads the
+directions once and marks only the changed ones dirty.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from collections.abc import Callable, Iterable, Sequence
+from typing import Final
+
+import attrs
+
+from synapse_room_connect import metrics
+from synapse_room_connect.ferry.batch import Batch, BatchSender, Outcome
+from synapse_room_connect.ferry.crossing import FenceGate, first_fence, split
+from synapse_room_connect.ferry.interfaces import SchedulerStore, TraitsReader
+from synapse_room_connect.store import ActiveTarget, TimelineRead, TimelineRow
+from synapse_room_connect.store.events import MAX_ROOMS_PER_READ
+
+logger = logging.getLogger(__name__)
+
+# Timeline rows one pass reads, over all its rooms.
+BATCH_SIZE: Final = 100
+# Directions and counterparts sent together at most: each target room's
+# creation linearizer is held while its chain is built.
+MAX_JOINT_DIRECTIONS: Final = 100
+MAX_JOINT_ITEMS: Final = 200
+
+
+class PassOutcome(enum.Enum):
+    IDLE = "idle"  # nothing more to do until new events arrive
+    MORE = "more"  # more to read: run another pass now
+    RETRY_LATER = "retry_later"  # a send failed: run another pass after a delay
+
+
+def _owns_all(_room_id: str, _other_room_id: str) -> bool:
+    return True
+
+
+@attrs.define
+class FerryScheduler:
+    _store: SchedulerStore
+    _traits: TraitsReader
+    _batches: BatchSender
+    _bot_user_id: str
+    _server_name: str
+    # Whether this process carries the connection between two rooms
+    # (sharding.py); every connection when the ferry runs on one process.
+    _owns: Callable[[str, str], bool] = attrs.field(kw_only=True, default=_owns_all)
+    # What crosses after a connection change not yet reconciled (ferry_fence.py).
+    _fences: FenceGate = attrs.field(kw_only=True)
+    # Bumped on every connection change so a pass in progress notices a
+    # revocation before its next event, not at the end of its batch.
+    _generation: int = attrs.field(init=False, default=0)
+    # Source room -> its targets, as of the last load; reloaded at the next
+    # pass after each change. Only this process writes connections'
+    # activation, so memory is current once it has reloaded.
+    _targets: dict[str, list[ActiveTarget]] = attrs.field(init=False, factory=dict)
+    _reload: bool = attrs.field(init=False, default=True)
+    active_rooms: frozenset[str] = attrs.field(init=False, default=frozenset())
+    # Rooms that may have events the ferry has not read: those with new
+    # events, and those with a direction new since the last load.
+    _dirty: set[str] = attrs.field(init=False, factory=set)
+    # (source, target) -> how far the store's cursor is; read once per
+    # direction, then written through with each pointer.
+    _cursors: dict[tuple[str, str], int] = attrs.field(init=False, factory=dict)
+
+    def connections_changed(self) -> None:
+        self._generation += 1
+        self._reload = True
+
+    def events_in(self, room_ids: Iterable[str]) -> bool:
+        """Mark rooms with new events; whether any of them is connected."""
+        dirty = self.active_rooms.intersection(room_ids)
+        self._dirty.update(dirty)
+        return bool(dirty)
+
+    def cursor(self, room_id: str, target: str) -> int | None:
+        """How far the ferry has read this direction, as far as it knows."""
+        return self._cursors.get((room_id, target))
+
+    async def run_pass(self, upto: int) -> PassOutcome:
+        """Ferry what dirty rooms hold up to stream position ``upto``."""
+        generation = self._generation
+        if self._reload:
+            await self._load_targets()
+        self._dirty &= self._targets.keys()
+        rooms = sorted(self._dirty)[:MAX_ROOMS_PER_READ]
+        self._dirty.difference_update(rooms)
+        try:
+            outcome = await self._pass(rooms, upto, generation)
+        except BaseException:
+            # Batches sent and recorded mid-pass moved the store's cursors
+            # but not these; what is in memory for these rooms is stale. Read
+            # the cursors again and look up before resending, or a resend
+            # that Synapse deduplicates would leave a hole in the chain.
+            self._dirty.update(rooms)
+            for room_id in rooms:
+                for active in self._targets.get(room_id, ()):
+                    direction = (room_id, active.room_id)
+                    self._cursors.pop(direction, None)
+                    self._batches.forget(direction)
+            self._reload = True
+            raise
+        if outcome is PassOutcome.IDLE and (self._dirty or self._reload):
+            return PassOutcome.MORE
+        return outcome
+
+    async def _load_targets(self) -> None:
+        """Load the directions; those new or changed since the last load
+        (a new consent) are dirty, and their cursors are read in one query."""
+        self._reload = False
+        loaded = await self._store.active_targets(self._bot_user_id)
+        owned = {r: [t for t in ts if self._owns(r, t.room_id)] for r, ts in loaded.items()}
+        targets = {r: ts for r, ts in owned.items() if ts}
+        kept = {(r, t.room_id) for r, ts in targets.items() for t in ts}
+        for direction in {(r, t.room_id) for r, ts in self._targets.items() for t in ts} - kept:
+            # Revoked, or now carried by another process: what this one
+            # knows of it goes stale, so it is read again if it comes back.
+            self._cursors.pop(direction, None)
+            self._batches.forget(direction)
+        fresh = {r for r, ts in targets.items() if set(ts) - set(self._targets.get(r, ()))}
+        # New directions, and those whose cursor a failed pass dropped.
+        unknown = {
+            r for r, ts in targets.items() if any((r, t.room_id) not in self._cursors for t in ts)
+        }
+        if unknown:
+            self._cursors.update(await self._store.cursors(unknown))
+        self._targets = targets
+        self.active_rooms = frozenset(targets)
+        self._dirty |= fresh
+
+    def _read_from(self, room_id: str, active: ActiveTarget) -> int:
+        # A connection activated again starts from its new consent: what was
+        # said while it was revoked stays on its side.
+        return max(self._cursors.get((room_id, active.room_id), active.since), active.since)
+
+    async def _pass(self, rooms: Sequence[str], upto: int, generation: int) -> PassOutcome:
+        if not rooms:
+            # Caught up: without this the gauge would show the last read's
+            # backlog for as long as the rooms stay quiet.
+            metrics.ferry_queue_depth.labels(self._server_name).set(0)
+            return PassOutcome.IDLE
+        targets = self._targets
+        after = {r: min(self._read_from(r, t) for t in targets[r]) for r in rooms}
+        read = await self._store.timelines_after(
+            after,
+            upto,
+            BATCH_SIZE,
+            exclude_sender=self._bot_user_id,
+            fences_after=self._fences_after(rooms),
+        )
+        metrics.ferry_queue_depth.labels(self._server_name).set(
+            sum(len(rows) for rows in read.rows.values())
+        )
+        if read.full:
+            self._dirty.update(rooms)  # more to read in the next pass
+        pending: list[Batch] = []
+        retry = False
+        for room_id in rooms:
+            rows = read.rows.get(room_id, [])
+            for active in targets[room_id] if rows else ():
+                read_from = self._read_from(room_id, active)
+                batch = Batch(room_id, active.room_id, recorded=read_from)
+                mine = [row for row in rows if row.stream > read_from]
+                if not mine:
+                    continue
+                if not await self._ferries_content(room_id, active.room_id):
+                    batch.skip(mine[-1].stream)  # encrypted: clients fan out
+                elif await self._fill_fenced(batch, mine, read, generation) is Outcome.RETRY_LATER:
+                    # Recorded up to the failed event; nothing after it may be.
+                    self._cursors[(room_id, active.room_id)] = batch.recorded
+                    self._dirty.add(room_id)
+                    retry = True
+                    continue
+                pending.append(batch)
+                if self._generation != generation:
+                    break
+                if self._full(pending):
+                    retry = await self._flush(pending) or retry
+                    pending = []
+            if self._generation != generation:
+                break
+        retry = await self._flush(pending) or retry
+        if self._generation != generation:
+            self._dirty.update(rooms)  # those not reached, under the new connections
+        elif not read.full and not retry:
+            metrics.ferry_queue_depth.labels(self._server_name).set(0)
+        return PassOutcome.RETRY_LATER if retry else PassOutcome.IDLE
+
+    def _fences_after(self, rooms: Sequence[str]) -> dict[str, int]:
+        """Both rooms of each direction, each from the earliest cursor of a
+        direction it is in: a change before that is already dealt with."""
+        since: dict[str, int] = {}
+        for room_id in rooms:
+            for active in self._targets[room_id]:
+                position = self._read_from(room_id, active)
+                for room in (room_id, active.room_id):
+                    since[room] = min(since.get(room, position), position)
+        return since
+
+    async def _fill_fenced(
+        self, batch: Batch, rows: list[TimelineRow], read: TimelineRead, generation: int
+    ) -> Outcome:
+        """``_fill``, except that past a connection change the rooms' current
+        state decides what crosses (ferry_fence.py)."""
+        direction = (batch.room_id, batch.target)
+        fence = first_fence(read.fences, direction, batch.recorded, read.upto)
+        if fence is None:
+            return await self._fill(batch, rows, generation)
+        fenced = split(rows, fence, await self._fences.past_fence(*direction), read.upto)
+        if await self._fill(batch, fenced.before, generation) is Outcome.RETRY_LATER:
+            return Outcome.RETRY_LATER
+        if fenced.skip_to is None:
+            logger.info(
+                "Not ferrying %s -> %s past the connection change at %d: no longer active",
+                *direction,
+                fence,
+            )
+            return Outcome.CONTINUE  # reconciliation ends the direction
+        if self._generation != generation:
+            return Outcome.CONTINUE  # a reload re-reads the rest
+        batch.skip(max(batch.last, fenced.skip_to))
+        return await self._fill(batch, fenced.after, generation)
+
+    async def _fill(self, batch: Batch, rows: list[TimelineRow], generation: int) -> Outcome:
+        """Queue ``rows`` in ``batch``, up to a connection change (re-read
+        them first) or an event that must be retried (``RETRY_LATER``)."""
+        for row in rows:
+            if self._generation != generation:
+                break
+            if await self._batches.add(batch, row) is Outcome.RETRY_LATER:
+                return Outcome.RETRY_LATER
+        return Outcome.CONTINUE
+
+    @staticmethod
+    def _full(pending: Sequence[Batch]) -> bool:
+        items = sum(len(batch.items) for batch in pending)
+        return len(pending) >= MAX_JOINT_DIRECTIONS or items >= MAX_JOINT_ITEMS
+
+    async def _flush(self, pending: Sequence[Batch]) -> bool:
+        """Send and record the pending batches together; whether one must be retried."""
+        if not pending:
+            return False
+        retry = False
+        for batch, outcome in zip(pending, await self._batches.flush(pending), strict=True):
+            # Only what the store holds: a retry reads again from there.
+            self._cursors[(batch.room_id, batch.target)] = batch.recorded
+            if outcome is Outcome.RETRY_LATER:
+                self._dirty.add(batch.room_id)
+                retry = True
+        return retry
+
+    async def _ferries_content(self, room_id: str, target: str) -> bool:
+        """False when either room is encrypted: clients fan out instead."""
+        for room in (room_id, target):
+            traits = await self._traits.traits(room)
+            if traits is not None and traits.encrypted:
+                return False
+        return True

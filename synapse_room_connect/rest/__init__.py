@@ -1,0 +1,1 @@
+"""The module's HTTP endpoints, for room admins and for homeserver admins."""
