@@ -11,16 +11,16 @@ from synapse.module_api import ModuleApi
 
 from synapse_room_connect import synapse_compat
 from synapse_room_connect.bot.ferry_bot import FerryBot
-from synapse_room_connect.bot.room_names import alias_or_id
+from synapse_room_connect.bot.room_names import room_address, room_label
 from synapse_room_connect.commands.queue import CommandQueue
 from synapse_room_connect.commands.runner import CommandRunner
 from synapse_room_connect.config import RoomConnectConfig, parse_config
 from synapse_room_connect.connections.actions import ConnectionActions
 from synapse_room_connect.connections.delivery import RequestDelivery
 from synapse_room_connect.connections.guard import ConnectionEventGuard
-from synapse_room_connect.connections.reconcile import Reconciler, activation_position
-from synapse_room_connect.connections.rooms import RoomReader, room_label
-from synapse_room_connect.connections.status import ConnectionStatus
+from synapse_room_connect.connections.reconcile import Reconciler
+from synapse_room_connect.connections.rooms import RoomReader
+from synapse_room_connect.connections.status import ConnectionStatus, activation_position
 from synapse_room_connect.connections.upgrade_follow import UpgradeFollower
 from synapse_room_connect.constants import HTTP_ROOT
 from synapse_room_connect.core.sharding import instance_name
@@ -49,7 +49,7 @@ class RoomConnectModule:
         reader = RoomReader(api, level)
         status = ConnectionStatus(reader, self._store)
         actions = ConnectionActions(api, reader, status, bot, level)
-        pointer_label = functools.partial(alias_or_id, api)
+        room_address_of = functools.partial(room_address, api)
         instances = config.ferry_instances
         self._instances = instances
         # Every listed process ferries its share; the first alone also
@@ -62,7 +62,7 @@ class RoomConnectModule:
             self._store,
             bot,
             reader,
-            pointer_label,
+            room_address_of,
             owns=functools.partial(instances.owns, api.worker_name),
         )
         self._ferry_started = False
@@ -81,7 +81,7 @@ class RoomConnectModule:
             approve_power_level=level,
             upgrades=UpgradeFollower(api, reader, bot, label),
             request_notice=RequestDelivery(api, bot.user_id).requested_notice,
-            ref=pointer_label,
+            address=room_address_of,
         )
         fetch_events = functools.partial(synapse_compat.get_events, api)
         self._commands = CommandQueue(

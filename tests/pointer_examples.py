@@ -101,7 +101,7 @@ def original(content: dict[str, Any], event_id: str = "$orig") -> Original:
         type="m.room.message",
         content=content,
         displayname="Alice",
-        room_label="#lobby:a.example",
+        room_address="#lobby:a.example",
     )
 
 

@@ -22,8 +22,8 @@ from synapse.module_api.errors import Codes, SynapseError
 from synapse_room_connect import metrics, synapse_compat
 from synapse_room_connect.bot import notices
 from synapse_room_connect.bot.ferry_bot import FerryBot
+from synapse_room_connect.bot.room_names import room_label
 from synapse_room_connect.connections.actions import ConnectionActions
-from synapse_room_connect.connections.rooms import room_label
 from synapse_room_connect.connections.status import ConnectionView
 from synapse_room_connect.constants import CONNECTION_EVENT_TYPE
 from synapse_room_connect.core.handshake import is_empty_content

@@ -9,7 +9,7 @@ from synapse.module_api import ModuleApi
 from synapse.module_api.errors import SynapseError
 
 from synapse_room_connect import synapse_compat
-from synapse_room_connect.connections.rooms import server_of
+from synapse_room_connect.core.ids import server_of
 
 logger = logging.getLogger(__name__)
 

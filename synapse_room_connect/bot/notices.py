@@ -61,16 +61,6 @@ def paused(label: str, blocked_by: Sequence[str]) -> str:
     )
 
 
-def room_label(alias: str | None, name: str | None, room_id: str) -> str:
-    """How a room is named to people: its alias, else its name (with the ID,
-    since names are not unique), else its ID."""
-    if alias:
-        return alias
-    if name:
-        return f'"{name}" ({room_id})'
-    return room_id
-
-
 def _blocked_suffix(blocked_by: Sequence[str]) -> str:
     if not blocked_by:
         return ""

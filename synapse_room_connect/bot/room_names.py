@@ -1,18 +1,28 @@
-"""What people call a room: its alias, else its name; its ID only when it has neither."""
+"""How the module names a room in text: the one place a room's alias and name
+are read and turned into words.
+
+Two forms, because they serve two readers: a room's *label* is for a
+sentence (its alias, else its name with its ID, else its ID), its *address*
+is for something a person may type or a client may resolve (its alias, else
+its ID: a name is not an address), as in commands and pointers.
+"""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Final
 
 import attrs
 from synapse.module_api import ModuleApi
 
-from synapse_room_connect.bot import notices
-
 logger = logging.getLogger(__name__)
 
 _NAME_STATE: Final = (("m.room.canonical_alias", ""), ("m.room.name", ""))
+
+# A room's label or address, read through an api (``room_label`` or
+# ``room_address`` bound to one).
+RoomNamer = Callable[[str], Awaitable[str]]
 
 
 @attrs.frozen
@@ -23,19 +33,23 @@ class RoomNames:
 
     @property
     def label(self) -> str:
-        """The room, named for a sentence."""
-        return notices.room_label(self.alias, self.name, self.room_id)
+        """The room, named for a sentence: its alias, else its name (with the
+        ID, since names are not unique), else its ID."""
+        if self.alias:
+            return self.alias
+        if self.name:
+            return f'"{self.name}" ({self.room_id})'
+        return self.room_id
 
     @property
-    def ref(self) -> str:
-        """The room, named for a command: an alias or the ID (a name is not an address)."""
+    def address(self) -> str:
+        """The room, named for a command or a pointer: its alias, else its ID."""
         return self.alias or self.room_id
 
 
 async def room_names(api: ModuleApi, room_id: str) -> RoomNames:
     """The alias and name this server knows for ``room_id``; a room it is not in
-    has neither. One state read, as the alias alone took: the ferry asks this
-    for every pointer."""
+    has neither. One state read: the ferry asks this for every pointer."""
     try:
         state = await api.get_room_state(room_id, _NAME_STATE)
     except Exception as e:
@@ -52,7 +66,9 @@ async def room_names(api: ModuleApi, room_id: str) -> RoomNames:
     )
 
 
-async def alias_or_id(api: ModuleApi, room_id: str) -> str:
-    """The room as pointers name it: its alias, else its ID (their text is
-    the ferry's rendering, which names rooms only by address)."""
-    return (await room_names(api, room_id)).ref
+async def room_label(api: ModuleApi, room_id: str) -> str:
+    return (await room_names(api, room_id)).label
+
+
+async def room_address(api: ModuleApi, room_id: str) -> str:
+    return (await room_names(api, room_id)).address

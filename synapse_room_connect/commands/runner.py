@@ -18,8 +18,8 @@ from synapse_room_connect import metrics
 from synapse_room_connect.bot import notices
 from synapse_room_connect.bot.ferry_bot import FerryBot
 from synapse_room_connect.bot.notices import Misread, misread
+from synapse_room_connect.bot.room_names import RoomNamer
 from synapse_room_connect.connections.actions import ConnectionActions
-from synapse_room_connect.connections.rooms import Label
 from synapse_room_connect.constants import ACK_ENCRYPTION, ACK_VISIBILITY
 from synapse_room_connect.core.handshake import Status
 
@@ -107,7 +107,7 @@ class CommandRunner:
     _api: ModuleApi
     _bot: FerryBot
     _actions: ConnectionActions
-    _label: Label
+    _label: RoomNamer
     # approve_power_level, for the help text.
     _level: int
 

@@ -13,21 +13,14 @@ import attrs
 from synapse.module_api import EventBase, ModuleApi, RoomID
 from synapse.module_api.errors import Codes, SynapseError
 
-from synapse_room_connect import synapse_compat
 from synapse_room_connect.bot import notices
 from synapse_room_connect.bot.ferry_bot import FerryBot
 from synapse_room_connect.bot.notices import Misread
-from synapse_room_connect.connections.rooms import RoomReader, server_of
+from synapse_room_connect.connections.rooms import RoomReader, check_power
 from synapse_room_connect.connections.status import ConnectionStatus, ConnectionView
 from synapse_room_connect.constants import CONNECTION_EVENT_TYPE
 from synapse_room_connect.core.handshake import Status, is_empty_content
-
-
-def check_power(state: Mapping[tuple[str, str], EventBase], user_id: str, threshold: int) -> None:
-    """Refuse ``user_id`` unless ``state`` gives them ``threshold`` power."""
-    power = synapse_compat.power_in_state(dict(state), user_id)
-    if power < threshold:
-        raise SynapseError(403, notices.power_too_low(threshold, user_id, power), Codes.FORBIDDEN)
+from synapse_room_connect.core.ids import server_of
 
 
 def _require_joined(state: Mapping[tuple[str, str], EventBase], room_id: str, user_id: str) -> None:

@@ -17,7 +17,7 @@ from synapse.module_api.errors import SynapseError
 from synapse_room_connect.bot import notices
 from synapse_room_connect.bot.notices import JoinRefusal
 from synapse_room_connect.bot.room_names import room_names
-from synapse_room_connect.connections.rooms import server_of
+from synapse_room_connect.core.ids import server_of
 
 logger = logging.getLogger(__name__)
 
@@ -52,7 +52,7 @@ class RequestDelivery:
     async def requested_notice(
         self, here: str, other: str, via: Sequence[str], blocked_by: Sequence[str]
     ) -> str:
-        this_room = (await room_names(self._api, here)).ref
+        this_room = (await room_names(self._api, here)).address
         problem = await self._reach(other, via)
         # After the join, so a room that just let the bot in is named properly.
         label = (await room_names(self._api, other)).label

@@ -12,8 +12,12 @@ from synapse.module_api.errors import Codes, SynapseError
 
 from synapse_room_connect import metrics
 from synapse_room_connect.bot import notices
-from synapse_room_connect.connections.actions import check_power
-from synapse_room_connect.connections.rooms import RoomReader, StateMap, traits_from_state
+from synapse_room_connect.connections.rooms import (
+    RoomReader,
+    StateMap,
+    check_power,
+    traits_from_state,
+)
 from synapse_room_connect.constants import CONNECTION_EVENT_TYPE
 from synapse_room_connect.core.frozen_json import unfreeze
 from synapse_room_connect.core.handshake import (

@@ -14,19 +14,20 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol
 
 import attrs
-from synapse.module_api import ModuleApi
 
-from synapse_room_connect import metrics, synapse_compat
+from synapse_room_connect import metrics
 from synapse_room_connect.bot import notices
-from synapse_room_connect.connections.rooms import Label, server_of
+from synapse_room_connect.bot.room_names import RoomNamer
 from synapse_room_connect.connections.status import (
+    ActivationPosition,
     Direction,
     PairStatus,
     StateReader,
     connected_rooms,
     derive_pair,
 )
-from synapse_room_connect.core.handshake import Mode, Side, Status
+from synapse_room_connect.core.handshake import Mode, Status
+from synapse_room_connect.core.ids import server_of
 from synapse_room_connect.store import Previous, Store
 
 logger = logging.getLogger(__name__)
@@ -68,8 +69,6 @@ class Upgrades(Protocol):
     async def follow(self, old_room: str) -> None: ...
 
 
-# Stream position from which an activated connection ferries.
-ActivationPosition = Callable[[Side, Side], Awaitable[int]]
 # The requester's notice for (here, other, via, blocked_by): whether the bot
 # could reach the other room, and what its admins must do if not
 # (delivery.RequestDelivery.requested_notice).
@@ -86,14 +85,14 @@ class Reconciler:
     _store: Store
     _reader: StateReader
     _bot: Bot
-    _label: Label = attrs.field(kw_only=True)
+    _label: RoomNamer = attrs.field(kw_only=True)
     _activation_position: ActivationPosition = attrs.field(kw_only=True)
     _on_connections_changed: Callable[[], None] = attrs.field(kw_only=True)
     _approve_power_level: int = attrs.field(kw_only=True)
     _upgrades: Upgrades | None = attrs.field(kw_only=True, default=None)
     _request_notice: RequestNotice | None = attrs.field(kw_only=True, default=None)
-    # A room as commands name it: its alias, else its ID (room_names.alias_or_id).
-    _ref: Label = attrs.field(kw_only=True, default=_room_id)
+    # A room as commands name it: its alias, else its ID (room_names.room_address).
+    _address: RoomNamer = attrs.field(kw_only=True, default=_room_id)
     _pending: set[str] = attrs.field(init=False, factory=set)
     # Tombstoned rooms being followed now: a live tombstone and start-up's
     # pass must not follow one room twice at once.
@@ -244,7 +243,7 @@ class Reconciler:
             if not await self._bot.join(here, via, None) or _inherited(direction):
                 return
             label = await self._label(other)
-            text = notices.incoming(label, await self._ref(other), self._approve_power_level)
+            text = notices.incoming(label, await self._address(other), self._approve_power_level)
             await self._bot.notice(here, text)
         elif status is Status.REVOKED:
             was_live = old in (Status.ACTIVE, Status.REQUESTED, Status.INCOMING)
@@ -302,18 +301,3 @@ def _join_via(direction: Direction) -> list[str]:
         servers.append(server_of(direction.here.consent.sender) or "")
     servers.append(server_of(direction.room_id) or "")
     return list(dict.fromkeys(s for s in servers if s))
-
-
-async def activation_position(api: ModuleApi, side_a: Side, side_b: Side) -> int:
-    """Stream position of the later consent: what came before it stays put.
-
-    Falls back to the current position if a consent event is not stored
-    locally, which errs on the side of ferrying less.
-    """
-    consent_ids = [s.consent.event_id for s in (side_a, side_b) if s.consent is not None]
-    events = await synapse_compat.get_events(api, consent_ids)
-    known = [synapse_compat.stream_ordering_of(e) for e in events.values()]
-    positions = [p for p in known if p is not None]
-    if len(positions) == len(consent_ids) == 2:
-        return max(positions)
-    return synapse_compat.current_stream_position(api)

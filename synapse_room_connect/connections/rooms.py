@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from typing import Final
 
 from synapse.module_api import EventBase, ModuleApi
+from synapse.module_api.errors import Codes, SynapseError
 
 from synapse_room_connect import metrics, synapse_compat
-from synapse_room_connect.bot.room_names import room_names
+from synapse_room_connect.bot import notices
 from synapse_room_connect.constants import CONNECTION_EVENT_TYPE, TRAIT_EVENT_TYPES
 from synapse_room_connect.core.frozen_json import unfreeze
 from synapse_room_connect.core.handshake import (
@@ -25,8 +26,6 @@ from synapse_room_connect.core.upgrades import Link, predecessor_in, replacement
 logger = logging.getLogger(__name__)
 
 StateMap = Mapping[tuple[str, str], EventBase]
-# A room's name for humans (room_label, bound to an api).
-Label = Callable[[str], Awaitable[str]]
 
 _TRAIT_STATE: Final = tuple((etype, "") for etype in sorted(TRAIT_EVENT_TYPES))
 _LINK_STATE: Final = (("m.room.tombstone", ""), ("m.room.create", ""))
@@ -131,12 +130,8 @@ class RoomReader:
         )
 
 
-def server_of(user_or_room_id: str) -> str | None:
-    """The server part of a user or room ID, or None if it has none."""
-    _, sep, server = user_or_room_id.partition(":")
-    return server if sep else None
-
-
-async def room_label(api: ModuleApi, room_id: str) -> str:
-    """The room for humans: its canonical alias, else its name, else its ID."""
-    return (await room_names(api, room_id)).label
+def check_power(state: Mapping[tuple[str, str], EventBase], user_id: str, threshold: int) -> None:
+    """Refuse ``user_id`` unless ``state`` gives them ``threshold`` power."""
+    power = synapse_compat.power_in_state(dict(state), user_id)
+    if power < threshold:
+        raise SynapseError(403, notices.power_too_low(threshold, user_id, power), Codes.FORBIDDEN)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 import attrs
+from synapse.module_api import ModuleApi
 
-from synapse_room_connect.connections.rooms import server_of
+from synapse_room_connect import synapse_compat
 from synapse_room_connect.core.handshake import (
     Mode,
     RoomTraits,
@@ -16,6 +18,7 @@ from synapse_room_connect.core.handshake import (
     derive,
     mode_for,
 )
+from synapse_room_connect.core.ids import server_of
 from synapse_room_connect.core.upgrades import Link, latest, predecessors
 from synapse_room_connect.store import CachedConnection
 
@@ -207,3 +210,22 @@ class ConnectionStatus:
     async def list_for(self, room_id: str) -> list[ConnectionView]:
         others = await connected_rooms(self._reader, self._store, room_id)
         return [await self.view(room_id, other) for other in others]
+
+
+# Stream position from which an activated connection ferries.
+ActivationPosition = Callable[[Side, Side], Awaitable[int]]
+
+
+async def activation_position(api: ModuleApi, side_a: Side, side_b: Side) -> int:
+    """Stream position of the later consent: what came before it stays put.
+
+    Falls back to the current position if a consent event is not stored
+    locally, which errs on the side of ferrying less.
+    """
+    consent_ids = [s.consent.event_id for s in (side_a, side_b) if s.consent is not None]
+    events = await synapse_compat.get_events(api, consent_ids)
+    known = [synapse_compat.stream_ordering_of(e) for e in events.values()]
+    positions = [p for p in known if p is not None]
+    if len(positions) == len(consent_ids) == 2:
+        return max(positions)
+    return synapse_compat.current_stream_position(api)

@@ -27,10 +27,11 @@ from synapse.module_api import EventBase
 from synapse.module_api.errors import SynapseError
 
 from synapse_room_connect.bot import notices
-from synapse_room_connect.connections.rooms import Label, server_of
+from synapse_room_connect.bot.room_names import RoomNamer
 from synapse_room_connect.connections.status import side_toward
 from synapse_room_connect.constants import CONNECTION_EVENT_TYPE
 from synapse_room_connect.core.handshake import Consent, Side
+from synapse_room_connect.core.ids import server_of
 from synapse_room_connect.core.upgrades import Link, carried_content, confirmed, latest
 
 logger = logging.getLogger(__name__)
@@ -107,7 +108,7 @@ class UpgradeFollower:
     _api: Api
     _reader: Reader
     _bot: Bot
-    _label: Label
+    _label: RoomNamer
 
     async def follow(self, old_room: str) -> None:
         """Carry ``old_room``'s consents over to its successor, or explain.

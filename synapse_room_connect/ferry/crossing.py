@@ -24,8 +24,7 @@ from typing import Protocol
 
 import attrs
 
-from synapse_room_connect.connections.reconcile import ActivationPosition
-from synapse_room_connect.connections.status import StateReader, derive_pair
+from synapse_room_connect.connections.status import ActivationPosition, StateReader, derive_pair
 from synapse_room_connect.core.handshake import Status
 from synapse_room_connect.store import TimelineRow
 

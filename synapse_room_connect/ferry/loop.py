@@ -23,8 +23,8 @@ from synapse.module_api import ModuleApi
 from synapse_room_connect import synapse_compat
 from synapse_room_connect.bot.ferry_bot import FerryBot
 from synapse_room_connect.config import RoomConnectConfig
-from synapse_room_connect.connections.reconcile import activation_position
 from synapse_room_connect.connections.rooms import RoomReader
+from synapse_room_connect.connections.status import activation_position
 from synapse_room_connect.ferry.batch import BatchSender
 from synapse_room_connect.ferry.crossing import CurrentStateGate
 from synapse_room_connect.ferry.moderation import TargetModeration
@@ -47,12 +47,12 @@ class Ferry:
         store: Store,
         bot: FerryBot,
         reader: RoomReader,
-        label: Callable[[str], Awaitable[str]],
+        room_address: Callable[[str], Awaitable[str]],
         owns: Callable[[str, str], bool] = lambda _a, _b: True,
     ) -> None:
         self._api = api
         self._bot = bot
-        self._preparer = CounterpartPreparer(api, config, store, bot.user_id, label)
+        self._preparer = CounterpartPreparer(api, config, store, bot.user_id, room_address)
         batches = BatchSender(
             events=SynapseEvents(api),
             preparer=self._preparer,

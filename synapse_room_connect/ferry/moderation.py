@@ -6,7 +6,7 @@ from __future__ import annotations
 from synapse.module_api import EventBase, ModuleApi
 
 from synapse_room_connect import synapse_compat
-from synapse_room_connect.connections.rooms import server_of
+from synapse_room_connect.core.ids import server_of
 from synapse_room_connect.ferry.interfaces import Withheld
 
 

@@ -53,7 +53,7 @@ class Original:
     content: Mapping[str, Any]
     displayname: str | None = None
     avatar_url: str | None = None
-    room_label: str | None = None
+    room_address: str | None = None
 
 
 def pointer_ref(original: Original) -> dict[str, Any]:
@@ -182,7 +182,7 @@ def render(original: Original, mode: FallbackMode, *, reply: bool | None = None)
 
 def _state_change(original: Original) -> tuple[str, str]:
     """What a state change did, with and without its content."""
-    content, where = original.content, original.room_label or original.room_id
+    content, where = original.content, original.room_address or original.room_id
     name = _name(original)
     if original.type == "m.room.topic":
         topic = content.get("topic")
@@ -226,7 +226,7 @@ def _cut(text: str, max_bytes: int) -> str:
 
 
 def _render_placeholder(original: Original) -> dict[str, Any]:
-    where = original.room_label or original.room_id
+    where = original.room_address or original.room_id
     link = f"https://matrix.to/#/{original.room_id}/{original.event_id}"
     body = f"{_name(original)} wrote in {where}. Join that room to read it: {link}"
     return {

@@ -79,7 +79,7 @@ class CounterpartPreparer:
     _config: RoomConnectConfig
     _lookup: PointerLookup
     _bot_user_id: str
-    _label: Callable[[str], Awaitable[str]]
+    _address: Callable[[str], Awaitable[str]]
 
     def should_ferry(self, event: EventBase) -> bool:
         if event.sender == self._bot_user_id or synapse_compat.is_soft_failed(event):
@@ -231,5 +231,5 @@ class CounterpartPreparer:
             content=content,
             displayname=displayname if isinstance(displayname, str) else None,
             avatar_url=avatar if isinstance(avatar, str) else None,
-            room_label=await self._label(event.room_id),
+            room_address=await self._address(event.room_id),
         )

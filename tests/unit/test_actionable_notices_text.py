@@ -16,14 +16,14 @@ BOT = "@room-connect:hs"
 
 
 def test_a_room_is_named_by_alias_then_name_then_id() -> None:
-    assert notices.room_label("#b:hs", "Lobby", "!b:hs") == "#b:hs"
-    assert notices.room_label(None, "Lobby", "!b:hs") == '"Lobby" (!b:hs)'
-    assert notices.room_label(None, None, "!b:hs") == "!b:hs"
+    assert RoomNames("!b:hs", "#b:hs", "Lobby").label == "#b:hs"
+    assert RoomNames("!b:hs", None, "Lobby").label == '"Lobby" (!b:hs)'
+    assert RoomNames("!b:hs").label == "!b:hs"
 
 
 def test_a_command_names_a_room_by_address_never_by_name() -> None:
-    assert RoomNames("!b:hs", alias="#b:hs", name="Lobby").ref == "#b:hs"
-    assert RoomNames("!b:hs", name="Lobby").ref == "!b:hs"
+    assert RoomNames("!b:hs", alias="#b:hs", name="Lobby").address == "#b:hs"
+    assert RoomNames("!b:hs", name="Lobby").address == "!b:hs"
     assert RoomNames("!b:hs", name="Lobby").label == '"Lobby" (!b:hs)'
 
 

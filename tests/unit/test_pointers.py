@@ -26,7 +26,7 @@ def original(content: dict[str, Any], **overrides: Any) -> Original:
         "content": content,
         "displayname": "Alice",
         "avatar_url": "mxc://hs/face",
-        "room_label": "#a:hs",
+        "room_address": "#a:hs",
     }
     fields.update(overrides)
     return Original(**fields)

@@ -34,7 +34,7 @@ class World(ReconcilerWorld):
             return self.aliases.get(room_id, room_id)
 
         self.reconciler = self.make_reconciler(
-            label, SINCE, activation_position=position, on_connections_changed=changed, ref=ref
+            label, SINCE, activation_position=position, on_connections_changed=changed, address=ref
         )
 
     async def reconcile(self, room_id: str) -> None:
