@@ -13,8 +13,8 @@ import attrs
 from synapse.module_api import LoggingTransaction, ModuleApi
 
 from synapse_room_connect.store import Store
+from synapse_room_connect.store.records import PointerTally
 from synapse_room_connect.synapse_compat import sql
-from synapse_room_connect.synapse_compat.sql import PointerTally
 
 __all__ = ["AdminQueries", "Direction", "PointerTally", "RoomPair"]
 
@@ -103,6 +103,7 @@ class AdminQueries:
 
         if not room_ids:
             return []
-        return await self._run(
+        rows = await self._run(
             "room_connect_admin_pointer_tallies", lambda txn: sql.pointer_tallies(txn, room_ids)
         )
+        return [PointerTally(*row) for row in rows]

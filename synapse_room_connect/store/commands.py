@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from synapse.module_api import LoggingTransaction
 
-from synapse_room_connect.store.events import TimelineRow
+from synapse_room_connect.store.records import TimelineRow
 from synapse_room_connect.store.schema import StoreBase
 from synapse_room_connect.synapse_compat import sql
 
@@ -49,9 +49,10 @@ class CommandCursorStore(StoreBase):
         positions (after, upto], sent at or after ``since_ts``, in rooms the bot
         is joined or invited to, oldest first."""
 
-        return await self._run(
+        rows = await self._run(
             "room_connect_commands_after",
             lambda txn: sql.command_candidates(
                 txn, bot_user_id, after, upto, since_ts, _COMMAND_LIKE, limit
             ),
         )
+        return [TimelineRow(stream, event_id) for stream, event_id in rows]

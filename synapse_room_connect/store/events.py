@@ -15,9 +15,10 @@ from synapse.module_api import LoggingTransaction
 
 from synapse_room_connect import metrics
 from synapse_room_connect.constants import FENCE_EVENT_TYPES
+from synapse_room_connect.store.records import NewEvent, TimelineRow
 from synapse_room_connect.store.schema import StoreBase
 from synapse_room_connect.synapse_compat import sql
-from synapse_room_connect.synapse_compat.sql import MAX_ROOMS_PER_READ, NewEvent, TimelineRow
+from synapse_room_connect.synapse_compat.sql import MAX_ROOMS_PER_READ
 
 __all__ = [
     "MAX_ROOMS_PER_READ",
@@ -78,9 +79,9 @@ class SynapseEventsStore(StoreBase):
 
         def read(
             txn: LoggingTransaction,
-        ) -> tuple[list[sql.RoomTimelineRow], list[sql.RoomTimelineRow]]:
+        ) -> tuple[list[sql.RoomEventRow], list[sql.RoomEventRow]]:
             found = sql.timelines_after(txn, after, upto, limit, exclude_sender)
-            end = found[-1].row.stream if len(found) >= limit else upto
+            end = found[-1][1] if len(found) >= limit else upto
             changes = (
                 sql.state_changes_in(txn, fences_after, FENCE_EVENT_TYPES, end)
                 if fences_after
@@ -91,15 +92,15 @@ class SynapseEventsStore(StoreBase):
         found, changes = await self._run("room_connect_timelines_after", read)
         self._count_rows("room_connect_timelines_after", len(found) + len(changes))
         rows: dict[str, list[TimelineRow]] = {}
-        for each in found:
-            rows.setdefault(each.room_id, []).append(each.row)
+        for room_id, stream, event_id in found:
+            rows.setdefault(room_id, []).append(TimelineRow(stream, event_id))
         fences: dict[str, list[int]] = {}
-        for change in changes:
-            fences.setdefault(change.room_id, []).append(change.row.stream)
+        for room_id, stream, _ in changes:
+            fences.setdefault(room_id, []).append(stream)
         full = len(found) >= limit
         return TimelineRead(
             rows,
-            found[-1].row.stream if full else upto,
+            found[-1][1] if full else upto,
             full,
             {room_id: tuple(streams) for room_id, streams in fences.items()},
         )
@@ -111,7 +112,7 @@ class SynapseEventsStore(StoreBase):
             "room_connect_new_events", lambda txn: sql.new_events(txn, after, upto, limit)
         )
         self._count_rows("room_connect_new_events", len(rows))
-        return rows
+        return [NewEvent(*row) for row in rows]
 
     async def sent_transactions(
         self, user_id: str, device_id: str, wanted: Collection[tuple[str, str]]

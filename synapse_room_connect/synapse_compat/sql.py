@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any, Final
 
-import attrs
 from synapse.module_api import LoggingTransaction
 
 from synapse_room_connect.synapse_compat.support import unsupported
@@ -31,43 +30,16 @@ _COLUMNS: Final[Mapping[str, str]] = {
 }
 
 
-@attrs.frozen
-class NewEvent:
-    """A newly persisted timeline event, as much of it as the module decides on."""
-
-    stream: int
-    event_id: str
-    room_id: str
-    type: str
-    sender: str
-    state_key: str | None = None
-    membership: str | None = None
-
-
-@attrs.frozen
-class TimelineRow:
-    """One event of a room's timeline at its stream position."""
-
-    stream: int
-    event_id: str
-
-
-@attrs.frozen
-class PointerTally:
-    """Pointers carried from one room into another, and when the last was sent."""
-
-    source_room_id: str
-    target_room_id: str
-    count: int
-    last_ts: int | None
-
-
-@attrs.frozen
-class RoomTimelineRow:
-    """A timeline row and the room it is in."""
-
-    room_id: str
-    row: TimelineRow
+# Rows as Synapse's tables give them; the store turns them into its records
+# (store/records.py), so nothing above the store depends on this layer's types.
+# (room ID, stream position, event ID)
+RoomEventRow = tuple[str, int, str]
+# (stream position, event ID, room ID, type, sender, state key, membership)
+NewEventRow = tuple[int, str, str, str, str, "str | None", "str | None"]
+# (stream position, event ID)
+StreamEventRow = tuple[int, str]
+# (source room, target room, pointers, newest pointer's origin_server_ts)
+PointerTallyRow = tuple[str, str, int, "int | None"]
 
 
 def require_synapse_tables(txn: LoggingTransaction) -> None:
@@ -88,7 +60,7 @@ def _events_after(
     where: str,
     args: Sequence[object],
     tail: str = "",
-) -> list[RoomTimelineRow]:
+) -> list[RoomEventRow]:
     """Timeline events of each room after its own position that match
     ``where``; outliers and rejected events left out. Each room's position
     is in the join, so no row before it is read, however far behind another
@@ -106,15 +78,12 @@ def _events_after(
         """,
         (*(arg for position in positions for arg in position), *args),
     )
-    return [
-        RoomTimelineRow(str(row[0]), TimelineRow(int(row[1]), str(row[2])))
-        for row in txn.fetchall()
-    ]
+    return [(str(row[0]), int(row[1]), str(row[2])) for row in txn.fetchall()]
 
 
 def timelines_after(
     txn: LoggingTransaction, after: Mapping[str, int], upto: int, limit: int, exclude_sender: str
-) -> list[RoomTimelineRow]:
+) -> list[RoomEventRow]:
     """Timeline events of each room in ``after`` in stream positions
     (after[room], upto], oldest first, at most ``limit``; outliers, rejected
     events and ``exclude_sender``'s left out. At most MAX_ROOMS_PER_READ rooms.
@@ -130,11 +99,11 @@ def timelines_after(
 
 def state_changes_in(
     txn: LoggingTransaction, after: Mapping[str, int], types: Collection[str], upto: int
-) -> list[RoomTimelineRow]:
+) -> list[RoomEventRow]:
     """State events of ``types`` in each room of ``after`` in stream positions
     (after[room], upto], oldest first; outliers and rejected events left out.
     Checked against 1.150.0 and 1.163.2."""
-    found: list[RoomTimelineRow] = []
+    found: list[RoomEventRow] = []
     ordered, kinds = sorted(after.items()), sorted(types)
     where = (
         f"e.type IN ({', '.join('?' for _ in kinds)}) AND e.state_key IS NOT NULL"
@@ -142,7 +111,7 @@ def state_changes_in(
     )
     for n in range(0, len(ordered), MAX_ROOMS_PER_READ):
         found.extend(_events_after(txn, ordered[n : n + MAX_ROOMS_PER_READ], where, (*kinds, upto)))
-    return sorted(found, key=lambda each: each.row.stream)
+    return sorted(found, key=lambda each: each[1])
 
 
 def has_synapse_schema(cur: Any) -> bool:
@@ -154,7 +123,7 @@ def has_synapse_schema(cur: Any) -> bool:
     return bool(row and row[0])
 
 
-def new_events(txn: LoggingTransaction, after: int, upto: int, limit: int) -> list[NewEvent]:
+def new_events(txn: LoggingTransaction, after: int, upto: int, limit: int) -> list[NewEventRow]:
     """Every room's timeline events in stream positions (after, upto], in
     order, with a member event's membership. Checked against 1.150.0 and 1.163.2."""
     txn.execute(
@@ -171,7 +140,9 @@ def new_events(txn: LoggingTransaction, after: int, upto: int, limit: int) -> li
         """,
         (after, upto, limit),
     )
-    return [NewEvent(int(row[0]), *row[1:]) for row in txn.fetchall()]
+    return [
+        (int(r[0]), str(r[1]), str(r[2]), str(r[3]), str(r[4]), r[5], r[6]) for r in txn.fetchall()
+    ]
 
 
 def sent_transactions(
@@ -209,7 +180,7 @@ def command_candidates(
     since_ts: int,
     body_like: str,
     limit: int,
-) -> list[TimelineRow]:
+) -> list[StreamEventRow]:
     """The newest ``limit`` messages whose JSON is LIKE ``body_like``, in
     stream positions (after, upto], sent at or after ``since_ts`` by anyone but
     the bot, in rooms the bot is joined or invited to; oldest first.
@@ -233,11 +204,11 @@ def command_candidates(
         """,
         (after, upto, bot_user_id, since_ts, bot_user_id, body_like, limit),
     )
-    rows = [TimelineRow(int(row[0]), str(row[1])) for row in txn.fetchall()]
+    rows = [(int(row[0]), str(row[1])) for row in txn.fetchall()]
     return rows[::-1]
 
 
-def pointer_tallies(txn: LoggingTransaction, room_ids: Collection[str]) -> list[PointerTally]:
+def pointer_tallies(txn: LoggingTransaction, room_ids: Collection[str]) -> list[PointerTallyRow]:
     """Pointers recorded into ``room_ids`` per source and target room, with the
     newest pointer event's time. Checked against 1.150.0 and 1.163.2."""
     marks = ", ".join("?" for _ in room_ids)
@@ -251,6 +222,6 @@ def pointer_tallies(txn: LoggingTransaction, room_ids: Collection[str]) -> list[
         tuple(room_ids),
     )
     return [
-        PointerTally(str(r[0]), str(r[1]), int(r[2]), None if r[3] is None else int(r[3]))
+        (str(r[0]), str(r[1]), int(r[2]), None if r[3] is None else int(r[3]))
         for r in txn.fetchall()
     ]
