@@ -26,8 +26,8 @@ from synapse_room_connect.constants import HTTP_ROOT
 from synapse_room_connect.core.sharding import instance_name
 from synapse_room_connect.expansion.expander import Expander
 from synapse_room_connect.feed import Feed
-from synapse_room_connect.ferry.loop import Ferry
 from synapse_room_connect.ferry.replicated_signal import replicated_signal
+from synapse_room_connect.ferry.runner import FerryRunner
 from synapse_room_connect.rest.admin import build_admin_routes
 from synapse_room_connect.rest.client import RoomConnectResource
 from synapse_room_connect.router import EventRouter
@@ -56,7 +56,7 @@ class RoomConnectModule:
         # reconciles, accepts invites and answers commands (sharding.py).
         self._is_acting_process = instances.is_coordinator(api.worker_name)
         self._ferries = instances.ferries(api.worker_name)
-        self._ferry = Ferry(
+        self._ferry = FerryRunner(
             api,
             config,
             self._store,
@@ -94,7 +94,7 @@ class RoomConnectModule:
         self._router = EventRouter(
             api,
             bot,
-            self._ferry,
+            self._ferry.scheduler,
             self._reconciler,
             self._commands,
             fetch_events,
@@ -159,7 +159,7 @@ class RoomConnectModule:
 
     def _connections_changed(self) -> None:
         """The coordinator changed the connections cache (reconcile.py)."""
-        self._ferry.connections_changed()
+        self._ferry.scheduler.connections_changed()
         if self._instances.sharded:
             # The other ferry processes cannot see this process's memory, and
             # their feeds may read the connection event before the cache row
@@ -171,4 +171,4 @@ class RoomConnectModule:
     def _on_connections_announced(self) -> None:
         """On every process: some process changed the connections cache."""
         if self._ferry_started:
-            self._ferry.connections_changed()
+            self._ferry.scheduler.connections_changed()

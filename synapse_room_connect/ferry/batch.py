@@ -19,10 +19,11 @@ import attrs
 from synapse.module_api import EventBase
 
 from synapse_room_connect import metrics
+from synapse_room_connect.ferry.crossing import Crossing, Passage, Verdict
+from synapse_room_connect.ferry.cursors import DirectionCursors
 from synapse_room_connect.ferry.interfaces import (
     Counterpart,
     EventSource,
-    Moderation,
     Outgoing,
     PointerSender,
     Preparer,
@@ -51,6 +52,9 @@ class Outcome(enum.Enum):
     RETRY_LATER = "retry_later"
     # Only from a failed attempt: the last one allowed, so skip the event.
     GAVE_UP = "gave_up"
+    # Stop the direction here, its cursor before the event: past a change
+    # that ended the connection, nothing more of it crosses.
+    HELD = "held"
 
 
 def transaction_id(event_id: str, target: str) -> str:
@@ -69,13 +73,15 @@ class Batch:
     """Counterparts for one direction, sent together (``MAX_BATCH`` at most).
 
     ``last`` is the position after which nothing has been looked at yet;
-    ``recorded`` how far the store's cursor is known to be.
+    ``recorded`` how far the store's cursor is, as ``cursors`` (the one copy
+    in memory) says, never before where the direction reads from.
     """
 
     room_id: str
     target: str
-    recorded: int
-    last: int = 0
+    _cursors: DirectionCursors
+    _start: int
+    last: int = attrs.field(init=False)
     sent: int = 0
     items: list[Item] = attrs.field(factory=list)
     sources: set[str] = attrs.field(factory=set)
@@ -84,6 +90,18 @@ class Batch:
 
     def __attrs_post_init__(self) -> None:
         self.last = self.recorded
+
+    @property
+    def direction(self) -> tuple[str, str]:
+        return (self.room_id, self.target)
+
+    @property
+    def recorded(self) -> int:
+        return self._cursors.reads_from(self.direction, self._start)
+
+    def record(self, position: int) -> None:
+        """The store now holds ``position`` as the direction's cursor."""
+        self._cursors.recorded(self.direction, position)
 
     def skip(self, stream: int) -> None:
         self.last = stream
@@ -118,7 +136,7 @@ class _Job:
 
     @property
     def direction(self) -> tuple[str, str]:
-        return (self.batch.room_id, self.batch.target)
+        return self.batch.direction
 
     def wanted(self) -> list[tuple[str, str]]:
         """(target room, transaction ID) of each item, in order."""
@@ -134,44 +152,42 @@ class BatchSender:
 
     _events: EventSource
     _preparer: Preparer
-    _moderation: Moderation
+    _crossing: Crossing
     _sender: PointerSender
     _records: RecordsWriter
+    _cursors: DirectionCursors
     _server_name: str
     _clock_ms: Callable[[], int]
     # (event, target) -> failed attempts so far, for events still pending.
     _attempts: dict[tuple[str, str], int] = attrs.field(init=False, factory=dict)
-    # Directions whose every send this process made was recorded: nothing of
-    # theirs can be in Synapse unrecorded, so no look-up before sending.
-    # Empty after a start; a direction leaves it on any failure.
-    _settled: set[tuple[str, str]] = attrs.field(init=False, factory=set)
     # (event, target) -> when it was first held for RelationPendingError.
     _held_since: dict[tuple[str, str], int] = attrs.field(init=False, factory=dict)
 
-    def forget(self, direction: tuple[str, str]) -> None:
-        """The direction is no longer carried here: another process may send
-        for it, so look up before sending if it comes back."""
-        self._settled.discard(direction)
-
-    async def add(self, batch: Batch, row: TimelineRow) -> Outcome:
-        """Queue one event's counterpart in ``batch``, sending the batch when
-        it is full or before the event relates to one of its items.
-        ``RETRY_LATER``: what came before the event is recorded, the event
-        and what follows it are not."""
-        event = await self._events.get_event(row.event_id)
-        if event is None or not self._preparer.should_ferry(event):
+    async def add(self, batch: Batch, row: TimelineRow, passage: Passage) -> Outcome:
+        """Queue one event's counterpart in ``batch`` if it crosses, sending
+        the batch when it is full or before the event relates to one of its
+        items. ``RETRY_LATER``: what came before the event is recorded, the
+        event and what follows it are not; ``HELD``: nothing from the event on
+        crosses."""
+        verdict = passage.at(row.stream)
+        if verdict is Verdict.HOLD:
+            return Outcome.HELD
+        event = None if verdict is not None else await self._events.get_event(row.event_id)
+        if event is None:
             batch.skip(row.stream)
             return Outcome.CONTINUE
-        withheld = await self._moderation.withheld_by(event, batch.target)
-        if withheld is not None:
-            metrics.ferry_withheld.labels(self._server_name, withheld.value).inc()
-            logger.info(
-                "Not ferrying %s from %s into %s: %s there",
-                event.event_id,
-                event.sender,
-                batch.target,
-                withheld.value,
-            )
+        verdict = await self._crossing.crosses(event, row.stream, batch.target, passage)
+        if verdict is not Verdict.CROSSES:
+            withheld = verdict.withheld
+            if withheld is not None:
+                metrics.ferry_withheld.labels(self._server_name, withheld.value).inc()
+                logger.info(
+                    "Not ferrying %s from %s into %s: %s there",
+                    event.event_id,
+                    event.sender,
+                    batch.target,
+                    withheld.value,
+                )
             batch.skip(row.stream)
             return Outcome.CONTINUE
         # A relation to a pointer still in the batch: Synapse checks a relation
@@ -225,7 +241,7 @@ class BatchSender:
             batch, outcome = job.batch, Outcome.CONTINUE
             error = errors.get(id(job))
             if error is None:
-                batch.recorded = max(batch.recorded, job.cursor)
+                batch.record(job.cursor)
             elif job.items:
                 alone = per_target[batch.target] == 1
                 outcome = await self._send_one_by_one(batch, list(job.items), error, alone)
@@ -252,7 +268,7 @@ class BatchSender:
             job = _Job(batch, (item,), upto)
             failure = (await self._send([job])).get(id(job))
             if failure is None:
-                batch.recorded = upto
+                batch.record(upto)
             elif self._failed(item.original, batch.target, failure) is Outcome.RETRY_LATER:
                 return Outcome.RETRY_LATER
         return Outcome.CONTINUE
@@ -297,7 +313,9 @@ class BatchSender:
             return errors
         # Sent before a crash but not recorded: Synapse kept the transaction
         # IDs. Sending such an item again would leave a hole in the chain.
-        unsettled = [w for j in jobs if j.direction not in self._settled for w in j.wanted()]
+        unsettled = [
+            w for j in jobs if not self._cursors.is_settled(j.direction) for w in j.wanted()
+        ]
         before = await self._sender.already_sent(unsettled) if unsettled else {}
         chains: dict[str, list[Outgoing]] = {}
         for job in jobs:
@@ -328,10 +346,7 @@ class BatchSender:
             errors.update((id(job), e) for job, _ in records)
             records = []
         for job in jobs:
-            if id(job) in errors:
-                self._settled.discard(job.direction)
-            else:
-                self._settled.add(job.direction)
+            self._cursors.settle(job.direction, id(job) not in errors)
         self._done(records)
         return errors
 

@@ -1,11 +1,11 @@
 """What the ferry reads, writes and sends through: narrow protocols, and the
 records that cross between its parts.
 
-Each part of the ferry depends only on the protocol it needs, so a part can
-run against a stand-in (the unit tests do) and a later change (several
-ferry workers, batches across target rooms) can swap one implementation
-without touching the rest. ``store.Store`` implements the store protocols;
-``ferry_synapse`` implements the rest over Synapse.
+Each part of the ferry depends only on the protocol it needs, so each runs
+against the in-memory stand-ins of the unit tests as well as over Synapse.
+``store.Store`` implements the store protocols; ``runner.py`` the event
+source and the sender over Synapse, ``crossing.py`` the moderation and the
+fence gate.
 """
 
 from __future__ import annotations
@@ -124,8 +124,6 @@ class TraitsReader(Protocol):
 
 class Preparer(Protocol):
     """Turns one original into the counterpart for one target room."""
-
-    def should_ferry(self, event: EventBase) -> bool: ...
 
     async def prepare(
         self, event: EventBase, target: str, *, wait_for_relations: bool = True

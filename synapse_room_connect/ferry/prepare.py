@@ -5,14 +5,13 @@ redaction, with relations mapped to the target room's events."""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, Final
+from typing import Any
 
 import attrs
 from synapse.module_api import EventBase, ModuleApi
 
 from synapse_room_connect import synapse_compat
 from synapse_room_connect.config import RoomConnectConfig
-from synapse_room_connect.constants import POINTER_KEY
 from synapse_room_connect.core.frozen_json import unfreeze
 from synapse_room_connect.core.upgrades import predecessor_in
 from synapse_room_connect.ferry.interfaces import (
@@ -31,8 +30,6 @@ from synapse_room_connect.ferry.pointers import (
     render_state,
 )
 from synapse_room_connect.store import SourceEvent
-
-_FERRIED_TYPES: Final = frozenset({"m.room.message", "m.sticker", "m.reaction", "m.room.redaction"})
 
 
 def references(event: EventBase) -> set[str]:
@@ -81,18 +78,6 @@ class CounterpartPreparer:
     _bot_user_id: str
     _address: Callable[[str], Awaitable[str]]
 
-    def should_ferry(self, event: EventBase) -> bool:
-        if event.sender == self._bot_user_id or synapse_compat.is_soft_failed(event):
-            return False
-        if event.is_state():
-            if event.type not in self._config.ferry_state_events:
-                return False
-        elif event.type not in _FERRIED_TYPES:
-            return False
-        if POINTER_KEY in event.content:
-            return False  # another connection's pointer: never carried twice
-        return not self._config.is_ignored_sender(event.sender)
-
     async def prepare(
         self, event: EventBase, target: str, *, wait_for_relations: bool = True
     ) -> Counterpart | None:
@@ -125,11 +110,8 @@ class CounterpartPreparer:
                 pointer["m.relates_to"] = relation
         return Counterpart("m.room.message", pointer, CounterpartKind.MESSAGE)
 
-    async def map_event(self, event_id: str, target: str) -> str | None:
-        return await counterpart_of(self._lookup, event_id, target)
-
     async def _related(self, event_id: str, target: str, wait: bool) -> str | None:
-        """``map_event`` for a relation; with ``wait``, ``RelationPendingError``
+        """``counterpart_of`` for a relation; with ``wait``, ``RelationPendingError``
         where the counterpart is still to come rather than None."""
         mapped = await map_into(self._lookup, event_id, target)
         if mapped.counterpart is None and wait and await self._still_coming(mapped, target):

@@ -25,9 +25,10 @@ import attrs
 
 from synapse_room_connect import metrics
 from synapse_room_connect.ferry.batch import Batch, BatchSender, Outcome
-from synapse_room_connect.ferry.crossing import FenceGate, first_fence, split
-from synapse_room_connect.ferry.interfaces import SchedulerStore, TraitsReader
-from synapse_room_connect.store import ActiveTarget, TimelineRead, TimelineRow
+from synapse_room_connect.ferry.crossing import Crossing, Passage
+from synapse_room_connect.ferry.cursors import DirectionCursors
+from synapse_room_connect.ferry.interfaces import SchedulerStore
+from synapse_room_connect.store import ActiveTarget, TimelineRow
 from synapse_room_connect.store.events import MAX_ROOMS_PER_READ
 
 logger = logging.getLogger(__name__)
@@ -50,18 +51,26 @@ def _owns_all(_room_id: str, _other_room_id: str) -> bool:
     return True
 
 
+def _nothing() -> None:
+    return None
+
+
 @attrs.define
 class FerryScheduler:
     _store: SchedulerStore
-    _traits: TraitsReader
+    _crossing: Crossing
     _batches: BatchSender
+    # How far each direction is recorded; shared with the batches, which
+    # raise it as their writes commit.
+    _cursors: DirectionCursors
     _bot_user_id: str
     _server_name: str
     # Whether this process carries the connection between two rooms
-    # (sharding.py); every connection when the ferry runs on one process.
+    # (core/sharding.py); every connection when the ferry runs on one process.
     _owns: Callable[[str, str], bool] = attrs.field(kw_only=True, default=_owns_all)
-    # What crosses after a connection change not yet reconciled (ferry_fence.py).
-    _fences: FenceGate = attrs.field(kw_only=True)
+    # Called when there is something to read: the runner (runner.py) then
+    # makes sure a pass runs.
+    _on_work: Callable[[], None] = attrs.field(kw_only=True, default=_nothing)
     # Bumped on every connection change so a pass in progress notices a
     # revocation before its next event, not at the end of its batch.
     _generation: int = attrs.field(init=False, default=0)
@@ -74,23 +83,18 @@ class FerryScheduler:
     # Rooms that may have events the ferry has not read: those with new
     # events, and those with a direction new since the last load.
     _dirty: set[str] = attrs.field(init=False, factory=set)
-    # (source, target) -> how far the store's cursor is; read once per
-    # direction, then written through with each pointer.
-    _cursors: dict[tuple[str, str], int] = attrs.field(init=False, factory=dict)
 
     def connections_changed(self) -> None:
         self._generation += 1
         self._reload = True
+        self._on_work()
 
-    def events_in(self, room_ids: Iterable[str]) -> bool:
-        """Mark rooms with new events; whether any of them is connected."""
+    def events_in(self, room_ids: Iterable[str]) -> None:
+        """Mark rooms with new events; a pass runs if any of them is connected."""
         dirty = self.active_rooms.intersection(room_ids)
-        self._dirty.update(dirty)
-        return bool(dirty)
-
-    def cursor(self, room_id: str, target: str) -> int | None:
-        """How far the ferry has read this direction, as far as it knows."""
-        return self._cursors.get((room_id, target))
+        if dirty:
+            self._dirty.update(dirty)
+            self._on_work()
 
     async def run_pass(self, upto: int) -> PassOutcome:
         """Ferry what dirty rooms hold up to stream position ``upto``."""
@@ -110,9 +114,7 @@ class FerryScheduler:
             self._dirty.update(rooms)
             for room_id in rooms:
                 for active in self._targets.get(room_id, ()):
-                    direction = (room_id, active.room_id)
-                    self._cursors.pop(direction, None)
-                    self._batches.forget(direction)
+                    self._cursors.forget((room_id, active.room_id))
             self._reload = True
             raise
         if outcome is PassOutcome.IDLE and (self._dirty or self._reload):
@@ -130,23 +132,22 @@ class FerryScheduler:
         for direction in {(r, t.room_id) for r, ts in self._targets.items() for t in ts} - kept:
             # Revoked, or now carried by another process: what this one
             # knows of it goes stale, so it is read again if it comes back.
-            self._cursors.pop(direction, None)
-            self._batches.forget(direction)
+            self._cursors.forget(direction)
         fresh = {r for r, ts in targets.items() if set(ts) - set(self._targets.get(r, ()))}
         # New directions, and those whose cursor a failed pass dropped.
         unknown = {
-            r for r, ts in targets.items() if any((r, t.room_id) not in self._cursors for t in ts)
+            r
+            for r, ts in targets.items()
+            if any(not self._cursors.known((r, t.room_id)) for t in ts)
         }
         if unknown:
-            self._cursors.update(await self._store.cursors(unknown))
+            self._cursors.load(await self._store.cursors(unknown))
         self._targets = targets
         self.active_rooms = frozenset(targets)
         self._dirty |= fresh
 
     def _read_from(self, room_id: str, active: ActiveTarget) -> int:
-        # A connection activated again starts from its new consent: what was
-        # said while it was revoked stays on its side.
-        return max(self._cursors.get((room_id, active.room_id), active.since), active.since)
+        return self._cursors.reads_from((room_id, active.room_id), active.since)
 
     async def _pass(self, rooms: Sequence[str], upto: int, generation: int) -> PassOutcome:
         if not rooms:
@@ -173,16 +174,17 @@ class FerryScheduler:
         for room_id in rooms:
             rows = read.rows.get(room_id, [])
             for active in targets[room_id] if rows else ():
-                read_from = self._read_from(room_id, active)
-                batch = Batch(room_id, active.room_id, recorded=read_from)
-                mine = [row for row in rows if row.stream > read_from]
+                batch = Batch(room_id, active.room_id, self._cursors, active.since)
+                mine = [row for row in rows if row.stream > batch.recorded]
                 if not mine:
                     continue
-                if not await self._ferries_content(room_id, active.room_id):
-                    batch.skip(mine[-1].stream)  # encrypted: clients fan out
-                elif await self._fill_fenced(batch, mine, read, generation) is Outcome.RETRY_LATER:
+                passage = await self._crossing.passage(
+                    batch.direction, read.fences, batch.recorded, read.upto
+                )
+                if passage.encrypted:
+                    batch.skip(mine[-1].stream)  # clients fan out: no event to read
+                elif await self._fill(batch, mine, passage, generation) is Outcome.RETRY_LATER:
                     # Recorded up to the failed event; nothing after it may be.
-                    self._cursors[(room_id, active.room_id)] = batch.recorded
                     self._dirty.add(room_id)
                     retry = True
                     continue
@@ -212,38 +214,31 @@ class FerryScheduler:
                     since[room] = min(since.get(room, position), position)
         return since
 
-    async def _fill_fenced(
-        self, batch: Batch, rows: list[TimelineRow], read: TimelineRead, generation: int
+    async def _fill(
+        self, batch: Batch, rows: list[TimelineRow], passage: Passage, generation: int
     ) -> Outcome:
-        """``_fill``, except that past a connection change the rooms' current
-        state decides what crosses (ferry_fence.py)."""
-        direction = (batch.room_id, batch.target)
-        fence = first_fence(read.fences, direction, batch.recorded, read.upto)
-        if fence is None:
-            return await self._fill(batch, rows, generation)
-        fenced = split(rows, fence, await self._fences.past_fence(*direction), read.upto)
-        if await self._fill(batch, fenced.before, generation) is Outcome.RETRY_LATER:
-            return Outcome.RETRY_LATER
-        if fenced.skip_to is None:
-            logger.info(
-                "Not ferrying %s -> %s past the connection change at %d: no longer active",
-                *direction,
-                fence,
-            )
-            return Outcome.CONTINUE  # reconciliation ends the direction
-        if self._generation != generation:
-            return Outcome.CONTINUE  # a reload re-reads the rest
-        batch.skip(max(batch.last, fenced.skip_to))
-        return await self._fill(batch, fenced.after, generation)
-
-    async def _fill(self, batch: Batch, rows: list[TimelineRow], generation: int) -> Outcome:
-        """Queue ``rows`` in ``batch``, up to a connection change (re-read
-        them first) or an event that must be retried (``RETRY_LATER``)."""
+        """Queue what of ``rows`` crosses in ``batch``, up to a connection
+        change (re-read them first), a change that ended the connection
+        (``HELD``: nothing more of it crosses) or an event that must be
+        retried (``RETRY_LATER``)."""
         for row in rows:
             if self._generation != generation:
-                break
-            if await self._batches.add(batch, row) is Outcome.RETRY_LATER:
+                return Outcome.CONTINUE
+            outcome = await self._batches.add(batch, row, passage)
+            if outcome is Outcome.HELD:
+                logger.info(
+                    "Not ferrying %s -> %s past the connection change at %s: no longer active",
+                    *batch.direction,
+                    passage.fence,
+                )
+                return Outcome.CONTINUE  # reconciliation ends the direction
+            if outcome is Outcome.RETRY_LATER:
                 return Outcome.RETRY_LATER
+        skip_to = passage.skip_to
+        if skip_to is not None and self._generation == generation:
+            # Said before the consents now in force, and nothing of this room
+            # after them read yet: the cursor passes over it all the same.
+            batch.skip(max(batch.last, skip_to))
         return Outcome.CONTINUE
 
     @staticmethod
@@ -257,17 +252,7 @@ class FerryScheduler:
             return False
         retry = False
         for batch, outcome in zip(pending, await self._batches.flush(pending), strict=True):
-            # Only what the store holds: a retry reads again from there.
-            self._cursors[(batch.room_id, batch.target)] = batch.recorded
             if outcome is Outcome.RETRY_LATER:
                 self._dirty.add(batch.room_id)
                 retry = True
         return retry
-
-    async def _ferries_content(self, room_id: str, target: str) -> bool:
-        """False when either room is encrypted: clients fan out instead."""
-        for room in (room_id, target):
-            traits = await self._traits.traits(room)
-            if traits is not None and traits.encrypted:
-                return False
-        return True

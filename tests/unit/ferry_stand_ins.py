@@ -14,7 +14,8 @@ from synapse.events import EventBase, make_event_from_dict
 from synapse_room_connect.constants import FENCE_EVENT_TYPES
 from synapse_room_connect.core.handshake import RoomTraits
 from synapse_room_connect.ferry.batch import BatchSender
-from synapse_room_connect.ferry.crossing import PastFence
+from synapse_room_connect.ferry.crossing import Crossing, PastFence
+from synapse_room_connect.ferry.cursors import DirectionCursors
 from synapse_room_connect.ferry.interfaces import (
     Counterpart,
     CounterpartKind,
@@ -234,9 +235,6 @@ class StandInPreparer:
         self.relation_pending: set[str] = set()
         self.waited: list[bool] = []  # wait_for_relations of each call
 
-    def should_ferry(self, event: EventBase) -> bool:
-        return event.type == "m.room.message" and event.sender != BOT
-
     async def prepare(
         self, event: EventBase, target: str, *, wait_for_relations: bool = True
     ) -> Counterpart | None:
@@ -253,6 +251,11 @@ class StandInPreparer:
                 return None
             content["m.relates_to"] = {"m.in_reply_to": {"event_id": mapped}}
         return Counterpart("m.room.message", content, CounterpartKind.MESSAGE)
+
+
+def carried(event: EventBase) -> bool:
+    """The kinds the stand-in preparer handles: messages, not the bot's."""
+    return event.type == "m.room.message" and event.sender != BOT
 
 
 class StandInModeration:
@@ -304,7 +307,7 @@ class FerryRig:
     moderation: StandInModeration
     traits: StandInTraits
     gate: StandInGate
-    scheduler: FerryScheduler
+    scheduler: FerryScheduler = attrs.field(init=False)
     stream: int = 0
     clock: Clock = attrs.field(factory=Clock)
 
@@ -312,13 +315,28 @@ class FerryRig:
     def build(cls, since: int = 0) -> FerryRig:
         store, events, sender = MemoryFerryStore(), MemoryEvents(), MemorySender()
         preparer, moderation, traits = StandInPreparer(store), StandInModeration(), StandInTraits()
-        clock = Clock()
-        batches = BatchSender(events, preparer, moderation, sender, store, "hs1", clock_ms=clock)
         store.targets[SOURCE] = [ActiveTarget(TARGET, since)]
-        gate = StandInGate()
-        scheduler = FerryScheduler(store, traits, batches, BOT, "hs1", fences=gate)
-        return cls(
-            store, events, sender, preparer, moderation, traits, gate, scheduler, since, clock
+        rig = cls(store, events, sender, preparer, moderation, traits, StandInGate(), since)
+        rig.restart()
+        return rig
+
+    def restart(self, **scheduler_options: Any) -> None:
+        """A fresh ferry process: nothing in memory, the same store and
+        homeserver."""
+        cursors = DirectionCursors()
+        crossing = Crossing(carried, self.traits, self.moderation, self.gate)
+        batches = BatchSender(
+            self.events,
+            self.preparer,
+            crossing,
+            self.sender,
+            self.store,
+            cursors,
+            "hs1",
+            clock_ms=self.clock,
+        )
+        self.scheduler = FerryScheduler(
+            self.store, crossing, batches, cursors, BOT, "hs1", **scheduler_options
         )
 
     def persist(self, *evs: EventBase) -> list[int]:

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import asyncio
 
-from synapse_room_connect.ferry.batch import MAX_ATTEMPTS, MAX_BATCH, BatchSender, transaction_id
-from synapse_room_connect.ferry.scheduler import BATCH_SIZE, FerryScheduler, PassOutcome
+from synapse_room_connect.ferry.batch import MAX_ATTEMPTS, MAX_BATCH, transaction_id
+from synapse_room_connect.ferry.scheduler import BATCH_SIZE, PassOutcome
 from synapse_room_connect.store import ActiveTarget
 
 from .ferry_stand_ins import BOT, SOURCE, TARGET, FerryRig, event, reply
@@ -199,10 +199,7 @@ def test_a_send_lost_before_its_record_is_not_sent_again_after_a_restart() -> No
     assert rig.pointer("$m1") is None
 
     # A fresh process: nothing in memory, the same store and homeserver.
-    batches = BatchSender(
-        rig.events, rig.preparer, rig.moderation, rig.sender, rig.store, "hs1", lambda: 0
-    )
-    rig.scheduler = FerryScheduler(rig.store, rig.traits, batches, BOT, "hs1", fences=rig.gate)
+    rig.restart()
 
     assert run(rig) is PassOutcome.IDLE
     assert len(rig.sender.sends) == 1  # answered from the transaction ID

@@ -12,10 +12,10 @@ from synapse.events import EventBase
 
 from synapse_room_connect.ferry.batch import MAX_ATTEMPTS, MAX_BATCH, transaction_id
 from synapse_room_connect.ferry.interfaces import Withheld
-from synapse_room_connect.ferry.scheduler import FerryScheduler, PassOutcome
+from synapse_room_connect.ferry.scheduler import PassOutcome
 from synapse_room_connect.store import ActiveTarget
 
-from .ferry_stand_ins import BOT, FerryRig, event
+from .ferry_stand_ins import FerryRig, event
 
 
 def source(n: int) -> str:
@@ -177,9 +177,7 @@ def test_a_restart_reads_every_cursor_in_one_query() -> None:
     rig = rig_with(30)
     burst(rig, range(30))
     run(rig)
-    rig.scheduler = FerryScheduler(
-        rig.store, rig.traits, rig.scheduler._batches, BOT, "hs1", fences=rig.gate
-    )
+    rig.restart()
     rig.store.reads.clear()
 
     assert run(rig) is PassOutcome.IDLE

@@ -8,7 +8,7 @@ import asyncio
 from synapse.events import EventBase
 
 from synapse_room_connect.constants import CONNECTION_EVENT_TYPE
-from synapse_room_connect.ferry.crossing import HOLD, PastFence, first_fence, split
+from synapse_room_connect.ferry.crossing import HOLD, Passage, PastFence, Verdict, first_fence
 from synapse_room_connect.ferry.scheduler import PassOutcome
 from synapse_room_connect.store import TimelineRow
 
@@ -108,11 +108,19 @@ def test_first_fence_looks_at_both_rooms_after_the_cursor_only() -> None:
     assert first_fence(fences, (SOURCE, TARGET), 0, 10) == 3
 
 
-def test_split_never_skips_beyond_what_was_read() -> None:
+def test_a_passage_never_skips_beyond_what_was_read() -> None:
     rows = [TimelineRow(s, f"$e{s}") for s in (1, 2, 4, 6)]
-    held = split(rows, 3, HOLD, 6)
-    assert (held.before, held.skip_to, held.after) == (rows[:2], None, [])
-    resumed = split(rows, 3, PastFence(carry=True, resume_after=5), 6)
-    assert (resumed.skip_to, resumed.after) == (5, rows[3:])
-    capped = split(rows, 3, PastFence(carry=True, resume_after=50), 6)
-    assert (capped.skip_to, capped.after) == (6, [])
+
+    def split(past: PastFence) -> tuple[list[TimelineRow], int | None, list[TimelineRow]]:
+        passage = Passage(fence=3, past=past, upto=6)
+        crossing = [row for row in rows if passage.at(row.stream) is None]
+        before = [row for row in crossing if row.stream < 3]
+        return before, passage.skip_to, [row for row in crossing if row.stream > 3]
+
+    held = split(HOLD)
+    assert held == (rows[:2], None, [])
+    assert Passage(fence=3, past=HOLD, upto=6).at(4) is Verdict.HOLD
+    resumed = split(PastFence(carry=True, resume_after=5))
+    assert (resumed[1], resumed[2]) == (5, rows[3:])
+    capped = split(PastFence(carry=True, resume_after=50))
+    assert (capped[1], capped[2]) == (6, [])
