@@ -26,7 +26,7 @@ logger = logging.getLogger(__name__)
 ACCEPT_INVITE_DELAY_MS = 500
 
 
-class Host(Protocol):
+class RouterHost(Protocol):
     """What the router needs of the homeserver (a ModuleApi fits)."""
 
     def run_as_background_process(
@@ -38,7 +38,7 @@ class Host(Protocol):
     ) -> object: ...
 
 
-class Bot(Protocol):
+class RouterBot(Protocol):
     @property
     def user_id(self) -> str: ...
 
@@ -69,8 +69,8 @@ FetchEvents = Callable[[Sequence[str]], Awaitable[Mapping[str, EventBase]]]
 
 @attrs.define
 class EventRouter:
-    _host: Host
-    _bot: Bot
+    _host: RouterHost
+    _bot: RouterBot
     _ferry: FerryTrigger
     _reconciler: Reconciliation
     _commands: Commands

@@ -17,7 +17,7 @@ from synapse.module_api.errors import Codes, SynapseError
 
 from synapse_room_connect import synapse_compat
 from synapse_room_connect.connections.rooms import RoomReader
-from synapse_room_connect.store.admin import AdminQueries, Direction, PointerTally, RoomPair
+from synapse_room_connect.store.admin import AdminQueries, DirectionRow, PointerTally, RoomPair
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
@@ -91,7 +91,7 @@ class ConnectionDirectory:
     async def _entry(
         self,
         pair: RoomPair,
-        directions: dict[tuple[str, str], Direction],
+        directions: dict[tuple[str, str], DirectionRow],
         tallies: dict[tuple[str, str], PointerTally],
     ) -> dict[str, Any]:
         a, b = pair.room_a, pair.room_b
@@ -119,7 +119,7 @@ class ConnectionDirectory:
         self,
         room_id: str,
         other_room_id: str,
-        direction: Direction | None,
+        direction: DirectionRow | None,
         into: PointerTally | None,
     ) -> dict[str, Any]:
         """One side: its names, its status as it sees it, who consented, what it received."""

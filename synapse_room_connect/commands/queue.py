@@ -30,7 +30,7 @@ LOOKBACK_MS: Final = 24 * 60 * 60 * 1000
 LOOKBACK_COMMANDS: Final = 100
 
 
-class Host(Protocol):
+class CommandQueueHost(Protocol):
     def get_current_time_msec(self) -> int: ...
 
     def run_as_background_process(
@@ -58,7 +58,7 @@ StreamOf = Callable[[EventBase], int | None]
 
 @attrs.define
 class CommandQueue:
-    _host: Host
+    _host: CommandQueueHost
     _store: CursorStore
     _runner: Runner
     _fetch_events: FetchEvents

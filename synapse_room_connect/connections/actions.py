@@ -18,9 +18,39 @@ from synapse_room_connect.bot.ferry_bot import FerryBot
 from synapse_room_connect.bot.notices import Misread
 from synapse_room_connect.connections.rooms import RoomReader, check_power
 from synapse_room_connect.connections.status import ConnectionStatus, ConnectionView
-from synapse_room_connect.constants import CONNECTION_EVENT_TYPE
+from synapse_room_connect.constants import ACK_ENCRYPTION, ACK_VISIBILITY, CONNECTION_EVENT_TYPE
 from synapse_room_connect.core.handshake import Status, is_empty_content
 from synapse_room_connect.core.ids import server_of
+
+
+# The body of a connect request, as the room admin's and the homeserver
+# admin's REST endpoints both take it; the request action's arguments.
+@attrs.frozen
+class ConnectBody:
+    room: str
+    via: tuple[str, ...] = ()
+    acknowledge: tuple[str, ...] = ()
+
+
+def parse_connect_body(body: dict[str, Any]) -> ConnectBody:
+    """Check ``{"room", "via"?, "acknowledge"?}``; a 400 naming the bad key otherwise."""
+    room = body.get("room")
+    if not isinstance(room, str) or not room:
+        raise SynapseError(400, "'room' must be a room alias or room ID", Codes.BAD_JSON)
+    via = body.get("via", [])
+    if not isinstance(via, list) or not all(isinstance(s, str) and s for s in via):
+        raise SynapseError(400, "'via' must be a list of server names", Codes.BAD_JSON)
+    acknowledge = body.get("acknowledge", [])
+    # Compare item by item: a set of the items would raise on a nested list.
+    if not isinstance(acknowledge, list) or not all(
+        a in (ACK_ENCRYPTION, ACK_VISIBILITY) for a in acknowledge
+    ):
+        raise SynapseError(
+            400,
+            f"'acknowledge' must be a list of {ACK_ENCRYPTION!r} and/or {ACK_VISIBILITY!r}",
+            Codes.BAD_JSON,
+        )
+    return ConnectBody(room, tuple(via), tuple(acknowledge))
 
 
 def _require_joined(state: Mapping[tuple[str, str], EventBase], room_id: str, user_id: str) -> None:

@@ -33,7 +33,7 @@ from synapse_room_connect.store import Previous, Store
 logger = logging.getLogger(__name__)
 
 
-class Bot(Protocol):
+class ReconcilerBot(Protocol):
     """The parts of bot.FerryBot that reconciliation drives."""
 
     @property
@@ -50,7 +50,7 @@ class Bot(Protocol):
     async def notice(self, room_id: str, text: str, reply_to: str | None = None) -> None: ...
 
 
-class Host(Protocol):
+class ReconcilerHost(Protocol):
     """What reconciliation needs of the homeserver (a ModuleApi fits)."""
 
     @property
@@ -81,10 +81,10 @@ async def _room_id(room_id: str) -> str:
 
 @attrs.define
 class Reconciler:
-    _host: Host
+    _host: ReconcilerHost
     _store: Store
     _reader: StateReader
-    _bot: Bot
+    _bot: ReconcilerBot
     _label: RoomNamer = attrs.field(kw_only=True)
     _activation_position: ActivationPosition = attrs.field(kw_only=True)
     _on_connections_changed: Callable[[], None] = attrs.field(kw_only=True)

@@ -92,7 +92,7 @@ class Api(Protocol):
     async def get_room_state(self, room_id: str, event_filter: Any = None) -> Any: ...
 
 
-class Bot(Protocol):
+class UpgradeBot(Protocol):
     @property
     def user_id(self) -> str: ...
 
@@ -107,7 +107,7 @@ class Bot(Protocol):
 class UpgradeFollower:
     _api: Api
     _reader: Reader
-    _bot: Bot
+    _bot: UpgradeBot
     _label: RoomNamer
 
     async def follow(self, old_room: str) -> None:

@@ -16,8 +16,7 @@ from synapse.module_api.errors import Codes, SynapseError
 from synapse_room_connect.admin.actions import AdminActions
 from synapse_room_connect.admin.view import ConnectionDirectory, parse_limit
 from synapse_room_connect.bot.ferry_bot import FerryBot
-from synapse_room_connect.connections.actions import ConnectionActions
-from synapse_room_connect.rest.connect_body import parse_connect_body
+from synapse_room_connect.connections.actions import ConnectionActions, parse_connect_body
 from synapse_room_connect.store import Store
 from synapse_room_connect.store.admin import AdminQueries
 

@@ -20,10 +20,9 @@ from synapse.module_api import (
 from synapse.module_api.errors import Codes, SynapseError
 
 from synapse_room_connect import __version__
-from synapse_room_connect.connections.actions import ConnectionActions
+from synapse_room_connect.connections.actions import ConnectionActions, parse_connect_body
 from synapse_room_connect.expansion.expander import Expander
 from synapse_room_connect.rest.admin import AdminRoutes
-from synapse_room_connect.rest.connect_body import parse_connect_body
 from synapse_room_connect.store import Store
 
 Response = tuple[int, Any]

@@ -16,7 +16,7 @@ from synapse_room_connect.store import Store
 from synapse_room_connect.store.records import PointerTally
 from synapse_room_connect.synapse_compat import sql
 
-__all__ = ["AdminQueries", "Direction", "PointerTally", "RoomPair"]
+__all__ = ["AdminQueries", "DirectionRow", "PointerTally", "RoomPair"]
 
 T = TypeVar("T")
 
@@ -30,7 +30,7 @@ class RoomPair:
 
 
 @attrs.frozen
-class Direction:
+class DirectionRow:
     """One room's cached view of its connection to another."""
 
     room_id: str
@@ -80,17 +80,17 @@ class AdminQueries:
 
         return await self._run("room_connect_admin_pairs", txn_fn)
 
-    async def directions(self, room_ids: Collection[str]) -> list[Direction]:
+    async def directions(self, room_ids: Collection[str]) -> list[DirectionRow]:
         """Every cached direction out of ``room_ids``."""
 
-        def txn_fn(txn: LoggingTransaction) -> list[Direction]:
+        def txn_fn(txn: LoggingTransaction) -> list[DirectionRow]:
             txn.execute(
                 "SELECT room_id, other_room_id, status, ferry, mode, updated_ts"
                 f" FROM room_connect_connections WHERE room_id IN ({_marks(room_ids)})",
                 tuple(room_ids),
             )
             return [
-                Direction(str(r[0]), str(r[1]), str(r[2]), r[3], r[4], int(r[5]))
+                DirectionRow(str(r[0]), str(r[1]), str(r[2]), r[3], r[4], int(r[5]))
                 for r in txn.fetchall()
             ]
 

@@ -16,8 +16,8 @@ from synapse_room_connect.admin.view import (
     encode_token,
     parse_limit,
 )
+from synapse_room_connect.connections.actions import ConnectBody, parse_connect_body
 from synapse_room_connect.constants import ACK_ENCRYPTION
-from synapse_room_connect.rest.connect_body import ConnectBody, parse_connect_body
 from synapse_room_connect.store.admin import RoomPair
 from synapse_room_connect.synapse_compat import power_in_state
 
