@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The project's whole check, runnable on a fresh Debian machine as root:
-# system packages the tests need, the virtualenv, lint, types, then the tests.
+# system packages the tests need, the virtualenv, lint, types, the layer
+# contract, then the tests.
 #
 #   scripts/test.sh [PYTEST_ARGS...]   everything; extra arguments go to pytest
 #   scripts/test.sh --lint             stop after ruff and mypy
@@ -95,6 +96,8 @@ log "ruff format --check"
 .venv/bin/ruff format --check .
 log "mypy --strict"
 .venv/bin/mypy --strict synapse_room_connect
+log "lint-imports (the layer contract in pyproject.toml)"
+.venv/bin/lint-imports
 
 if [[ $lint_only -eq 1 ]]; then
     exit 0

@@ -9,7 +9,7 @@ from typing import Any
 
 from synapse.module_api import ModuleApi
 
-from synapse_room_connect import synapse_compat
+from synapse_room_connect import __version__, synapse_compat
 from synapse_room_connect.bot.ferry_bot import FerryBot
 from synapse_room_connect.bot.room_names import room_address, room_label
 from synapse_room_connect.commands.queue import CommandQueue
@@ -105,7 +105,9 @@ class RoomConnectModule:
         admin_routes = build_admin_routes(api, self._store, bot, actions, level)
         api.register_web_resource(
             HTTP_ROOT,
-            RoomConnectResource(api, self._store, bot.user_id, actions, expander, admin_routes),
+            RoomConnectResource(
+                api, self._store, bot.user_id, actions, expander, admin_routes, __version__
+            ),
         )
         api.register_add_extra_fields_to_unsigned_client_event_callbacks(
             add_field_to_unsigned_callback=expander.unsigned_for

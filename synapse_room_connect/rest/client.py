@@ -19,7 +19,6 @@ from synapse.module_api import (
 )
 from synapse.module_api.errors import Codes, SynapseError
 
-from synapse_room_connect import __version__
 from synapse_room_connect.connections.actions import ConnectionActions, parse_connect_body
 from synapse_room_connect.expansion.expander import Expander
 from synapse_room_connect.rest.admin import AdminRoutes
@@ -43,9 +42,11 @@ class RoomConnectResource(DirectServeJsonResource):
         actions: ConnectionActions,
         expander: Expander,
         admin_routes: AdminRoutes,
+        version: str,
     ) -> None:
         super().__init__()
         self._api = api
+        self._version = version
         self._store = store
         self._bot_user_id = bot_user_id
         self._actions = actions
@@ -83,7 +84,7 @@ class RoomConnectResource(DirectServeJsonResource):
 
     async def _get_info(self, request: SynapseRequest, _: dict[str, str]) -> Response:
         return 200, {
-            "version": __version__,
+            "version": self._version,
             "bot_user_id": self._bot_user_id,
             "schema_version": await self._store.schema_version(),
         }
