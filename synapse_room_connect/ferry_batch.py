@@ -145,13 +145,26 @@ class BatchSender:
     # theirs can be in Synapse unrecorded, so no look-up before sending.
     # Empty after a start; a direction leaves it on any failure.
     _settled: set[tuple[str, str]] = attrs.field(init=False, factory=set)
-    # (event, target) -> when it was first held for RelationPendingError.
-    _held_since: dict[tuple[str, str], int] = attrs.field(init=False, factory=dict)
+    # Direction -> event -> when it was first held for RelationPendingError.
+    _held_since: dict[tuple[str, str], dict[str, int]] = attrs.field(init=False, factory=dict)
 
     def forget(self, direction: tuple[str, str]) -> None:
-        """The direction is no longer carried here: another process may send
-        for it, so look up before sending if it comes back."""
+        """What this process knows of the direction's sends is stale: another
+        process may have sent for it, so look up before sending again."""
         self._settled.discard(direction)
+
+    def drop(self, direction: tuple[str, str]) -> None:
+        """The direction is no longer carried here (revoked, or now another
+        process's): forget it, and its held events with it. If it comes back,
+        an event still waiting for its relation waits afresh, as after a
+        restart, rather than going without it at once."""
+        self.forget(direction)
+        if self._held_since.pop(direction, None) is not None:
+            self._held_changed()
+
+    def held_count(self) -> int:
+        """Events held back for a relation's counterpart still to come."""
+        return sum(len(held) for held in self._held_since.values())
 
     async def add(self, batch: Batch, row: TimelineRow) -> Outcome:
         """Queue one event's counterpart in ``batch``, sending the batch when
@@ -160,7 +173,7 @@ class BatchSender:
         and what follows it are not."""
         event = await self._events.get_event(row.event_id)
         if event is None or not self._preparer.should_ferry(event):
-            batch.skip(row.stream)
+            self._skip(batch, row)
             return Outcome.CONTINUE
         withheld = await self._moderation.withheld_by(event, batch.target)
         if withheld is not None:
@@ -172,39 +185,61 @@ class BatchSender:
                 batch.target,
                 withheld.value,
             )
-            batch.skip(row.stream)
+            self._skip(batch, row)
             return Outcome.CONTINUE
         # A relation to a pointer still in the batch: Synapse checks a relation
         # against the persisted event, so send those first.
         related = batch.items and not batch.sources.isdisjoint(references(event))
         if related and await self.flush_one(batch) is Outcome.RETRY_LATER:
             return Outcome.RETRY_LATER
-        key = (event.event_id, batch.target)
-        held_since = self._held_since.get(key)
+        direction = (batch.room_id, batch.target)
+        held_since = self._held_since.get(direction, {}).get(event.event_id)
         wait = held_since is None or self._clock_ms() - held_since < RELATION_WAIT_MS
         try:
             counterpart = await self._preparer.prepare(event, batch.target, wait_for_relations=wait)
         except RelationPendingError as e:
             # Not a failure: order per direction holds it and what follows.
-            self._held_since.setdefault(key, self._clock_ms())
+            if held_since is None:
+                self._held_since.setdefault(direction, {})[event.event_id] = self._clock_ms()
+                self._held_changed()
             logger.info("Holding %s back from %s: %s", event.event_id, batch.target, e)
             await self.flush_one(batch)
             return Outcome.RETRY_LATER
         except Exception as e:
             if self._failed(event, batch.target, e) is Outcome.GAVE_UP:
-                batch.skip(row.stream)
+                self._skip(batch, row)
                 return Outcome.CONTINUE
             await self.flush_one(batch)
             return Outcome.RETRY_LATER
-        if self._held_since.pop(key, None) is not None and not wait:
+        if self._release(direction, event.event_id) and not wait:
             logger.warning(
-                "%s goes into %s without waiting longer for its relation", event.event_id, key[1]
+                "%s goes into %s without waiting longer for its relation",
+                event.event_id,
+                batch.target,
             )
         if counterpart is None or not batch.add(Item(event, row.stream, counterpart)):
             batch.skip(row.stream)
         elif len(batch.items) >= MAX_BATCH:
             return await self.flush_one(batch)
         return Outcome.CONTINUE
+
+    def _skip(self, batch: Batch, row: TimelineRow) -> None:
+        """Pass over the event: if it was held, it waits no longer."""
+        self._release((batch.room_id, batch.target), row.event_id)
+        batch.skip(row.stream)
+
+    def _release(self, direction: tuple[str, str], event_id: str) -> bool:
+        """Whether the event was held; it is not any more."""
+        held = self._held_since.get(direction)
+        if held is None or held.pop(event_id, None) is None:
+            return False
+        if not held:
+            del self._held_since[direction]
+        self._held_changed()
+        return True
+
+    def _held_changed(self) -> None:
+        metrics.ferry_held_events.labels(self._server_name).set(self.held_count())
 
     async def flush_one(self, batch: Batch) -> Outcome:
         return (await self.flush([batch]))[0]

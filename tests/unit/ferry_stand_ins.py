@@ -4,7 +4,7 @@ build real Synapse events for them."""
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -307,18 +307,32 @@ class FerryRig:
     scheduler: FerryScheduler
     stream: int = 0
     clock: Clock = attrs.field(factory=Clock)
+    batches: BatchSender = attrs.field(kw_only=True)
 
     @classmethod
-    def build(cls, since: int = 0) -> FerryRig:
+    def build(cls, since: int = 0, owns: Callable[[str, str], bool] | None = None) -> FerryRig:
+        """``owns``: which directions this process carries (all by default)."""
         store, events, sender = MemoryFerryStore(), MemoryEvents(), MemorySender()
         preparer, moderation, traits = StandInPreparer(store), StandInModeration(), StandInTraits()
         clock = Clock()
         batches = BatchSender(events, preparer, moderation, sender, store, "hs1", clock_ms=clock)
         store.targets[SOURCE] = [ActiveTarget(TARGET, since)]
         gate = StandInGate()
-        scheduler = FerryScheduler(store, traits, batches, BOT, "hs1", fences=gate)
+        scheduler = FerryScheduler(
+            store, traits, batches, BOT, "hs1", owns=owns or (lambda _r, _t: True), fences=gate
+        )
         return cls(
-            store, events, sender, preparer, moderation, traits, gate, scheduler, since, clock
+            store,
+            events,
+            sender,
+            preparer,
+            moderation,
+            traits,
+            gate,
+            scheduler,
+            since,
+            clock,
+            batches=batches,
         )
 
     def persist(self, *evs: EventBase) -> list[int]:
