@@ -1,8 +1,10 @@
 """A local homeserver with the module, two connected rooms, messages crossing.
 
 Run with ``make demo``. Everything lives in a temporary directory that is
-removed on Ctrl-C. With ``DEMO_ONCE=1`` it stops by itself once the messages
-have crossed (exit 0), or as soon as one did not (exit 1): what CI runs.
+removed on Ctrl-C or SIGTERM, after which it exits 0: stopping the demo is how
+it ends, not an error. With ``DEMO_ONCE=1`` it stops by itself once the
+messages have crossed (exit 0), or as soon as one did not or it was stopped
+before they had (exit 1): what CI runs.
 """
 
 from __future__ import annotations
@@ -11,9 +13,10 @@ import contextlib
 import os
 import signal
 import sys
-import threading
+import time
 from pathlib import Path
-from typing import Any
+from types import FrameType
+from typing import Any, NoReturn
 
 import synapse_room_connect
 from harness.client import JsonDict, MatrixClient, MatrixError, register_with_shared_secret
@@ -51,6 +54,12 @@ def once() -> bool:
     return os.environ.get("DEMO_ONCE", "") not in ("", "0")
 
 
+def interrupt(signum: int, frame: FrameType | None) -> NoReturn:
+    """SIGTERM ends the demo as Ctrl-C does, at whatever step it is in:
+    waiting for a message to cross can take a while."""
+    raise KeyboardInterrupt
+
+
 def main() -> int:
     base = Path(".demo").resolve()
     base.mkdir(exist_ok=True)
@@ -60,8 +69,7 @@ def main() -> int:
         f" from {synapse_room_connect.__file__} (SQLite)..."
     )
     hs = Homeserver(base, name="demo", module_config={"bot_displayname": "Room connections"})
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGTERM, interrupt)
     # Also when started from a shell that ignores SIGINT for background jobs.
     signal.signal(signal.SIGINT, signal.default_int_handler)
     status = 0
@@ -94,8 +102,8 @@ def main() -> int:
         print("\nConnections as the module reports them:")
         for client, room, name in ((alice, lobby, "lobby"), (bob, annex, "annex")):
             for other, view in connections(client, room).items():
-                status, via, mode = view["status"], view["via"], view["mode"]
-                print(f"  {alias(name)} -> {other}: {status} via {via} ({mode})")
+                state, via, mode = view["status"], view["via"], view["mode"]
+                print(f"  {alias(name)} -> {other}: {state} via {via} ({mode})")
 
         show(f"{alias('lobby')} timeline:", timeline(alice, lobby))
         show(f"{alias('annex')} timeline:", timeline(bob, annex))
@@ -117,10 +125,15 @@ Log in with any Matrix client (e.g. Element):
 
 Press Ctrl-C to stop."""
         )
-        while not stop.is_set() and hs.running:
-            stop.wait(1)
+        while hs.running:
+            time.sleep(1)
     except KeyboardInterrupt:
-        pass
+        if once():
+            # DEMO_ONCE promises exit 0 only if the messages crossed; they
+            # had not yet (or it would have returned), so a CI job stopped by
+            # its timeout fails.
+            print("\nDEMO STOPPED before the messages crossed", file=sys.stderr)
+            status = 1
     except (TimeoutError, MatrixError, ProcessStartError) as exc:
         # The demo's one promise is that messages cross; say plainly that they did not.
         print(f"\nDEMO FAILED: {exc}", file=sys.stderr)
@@ -128,6 +141,10 @@ Press Ctrl-C to stop."""
         print(hs.process.failure_report(40), file=sys.stderr)
         status = 1
     finally:
+        # A second Ctrl-C must not cut the clean-up short and leave Synapse's
+        # files behind; stopping it is bounded (SIGKILL after 30 s).
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         print("\nStopping Synapse...")
         hs.destroy()
         # Only if empty: never delete what someone else put there.

@@ -12,7 +12,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 log() { printf '\n==> %s\n' "$*" >&2; }
 
-oldest="$(sed -n 's/^ *"matrix-synapse>=\([0-9][0-9.]*\),.*/\1/p' pyproject.toml | head -n 1)"
+oldest="$(sed -n 's/^ *"matrix-synapse>=\([0-9][0-9.]*\)[",].*/\1/p' pyproject.toml | head -n 1)"
 if [[ -z "$oldest" ]]; then
     echo "could not read the oldest supported Synapse from pyproject.toml" >&2
     exit 1

@@ -62,6 +62,13 @@ ferry_queue_depth = Gauge(
     labelnames=[SERVER_NAME_LABEL],
 )
 
+ferry_held_events = Gauge(
+    "synapse_room_connect_ferry_held_events",
+    "Events the ferry holds back until a relation's counterpart, which another"
+    " direction is still to send, exists (60 s at most each)",
+    labelnames=[SERVER_NAME_LABEL],
+)
+
 ferry_latency = Histogram(
     "synapse_room_connect_ferry_latency_seconds",
     "Time from an original's origin_server_ts to its pointer being sent",

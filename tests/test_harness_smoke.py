@@ -11,6 +11,7 @@ from __future__ import annotations
 import secrets
 import urllib.request
 from collections.abc import Callable
+from importlib.metadata import version
 from typing import Any
 
 import pytest
@@ -26,8 +27,10 @@ from harness import (
     WorkerDeployment,
 )
 from harness.client import JsonDict
+from synapse_room_connect.synapse_compat import newer_than_tested
 
 LOADED_LINE = "synapse_room_connect loaded"
+UNTESTED_LINE = "newer than the newest release it was tested with"
 
 
 def unique(localpart: str) -> str:
@@ -53,7 +56,11 @@ def is_message(event_id: str, body: str) -> Callable[[JsonDict], bool]:
 
 def test_module_loads_on_sqlite(homeserver: Homeserver) -> None:
     assert_module_info(homeserver.info(), homeserver.server_name)
-    assert LOADED_LINE in homeserver.log_text()
+    log = homeserver.log_text()
+    assert LOADED_LINE in log
+    # Only a release newer than the newest tested starts with the warning.
+    installed = version("matrix-synapse")
+    assert (UNTESTED_LINE in log) is newer_than_tested(installed), installed
 
 
 def test_metrics_listener_serves_synapse_metrics(homeserver: Homeserver) -> None:

@@ -160,8 +160,20 @@ class BatchSender:
     _clock_ms: Callable[[], int]
     # (event, target) -> failed attempts so far, for events still pending.
     _attempts: dict[tuple[str, str], int] = attrs.field(init=False, factory=dict)
-    # (event, target) -> when it was first held for RelationPendingError.
-    _held_since: dict[tuple[str, str], int] = attrs.field(init=False, factory=dict)
+    # Direction -> event -> when it was first held for RelationPendingError.
+    _held_since: dict[tuple[str, str], dict[str, int]] = attrs.field(init=False, factory=dict)
+
+    def drop(self, direction: tuple[str, str]) -> None:
+        """The direction is no longer carried here (revoked, or now another
+        process's): forget its held events. If it comes back, an event still
+        waiting for its relation waits afresh, as after a restart, rather
+        than going without it at once."""
+        if self._held_since.pop(direction, None) is not None:
+            self._held_changed()
+
+    def held_count(self) -> int:
+        """Events held back for a relation's counterpart still to come."""
+        return sum(len(held) for held in self._held_since.values())
 
     async def add(self, batch: Batch, row: TimelineRow, passage: Passage) -> Outcome:
         """Queue one event's counterpart in ``batch`` if it crosses, sending
@@ -174,7 +186,7 @@ class BatchSender:
             return Outcome.HELD
         event = None if verdict is not None else await self._events.get_event(row.event_id)
         if event is None:
-            batch.skip(row.stream)
+            self._skip(batch, row)
             return Outcome.CONTINUE
         verdict = await self._crossing.crosses(event, row.stream, batch.target, passage)
         if verdict is not Verdict.CROSSES:
@@ -188,39 +200,61 @@ class BatchSender:
                     batch.target,
                     withheld.value,
                 )
-            batch.skip(row.stream)
+            self._skip(batch, row)
             return Outcome.CONTINUE
         # A relation to a pointer still in the batch: Synapse checks a relation
         # against the persisted event, so send those first.
         related = batch.items and not batch.sources.isdisjoint(references(event))
         if related and await self.flush_one(batch) is Outcome.RETRY_LATER:
             return Outcome.RETRY_LATER
-        key = (event.event_id, batch.target)
-        held_since = self._held_since.get(key)
+        direction = (batch.room_id, batch.target)
+        held_since = self._held_since.get(direction, {}).get(event.event_id)
         wait = held_since is None or self._clock_ms() - held_since < RELATION_WAIT_MS
         try:
             counterpart = await self._preparer.prepare(event, batch.target, wait_for_relations=wait)
         except RelationPendingError as e:
             # Not a failure: order per direction holds it and what follows.
-            self._held_since.setdefault(key, self._clock_ms())
+            if held_since is None:
+                self._held_since.setdefault(direction, {})[event.event_id] = self._clock_ms()
+                self._held_changed()
             logger.info("Holding %s back from %s: %s", event.event_id, batch.target, e)
             await self.flush_one(batch)
             return Outcome.RETRY_LATER
         except Exception as e:
             if self._failed(event, batch.target, e) is Outcome.GAVE_UP:
-                batch.skip(row.stream)
+                self._skip(batch, row)
                 return Outcome.CONTINUE
             await self.flush_one(batch)
             return Outcome.RETRY_LATER
-        if self._held_since.pop(key, None) is not None and not wait:
+        if self._release(direction, event.event_id) and not wait:
             logger.warning(
-                "%s goes into %s without waiting longer for its relation", event.event_id, key[1]
+                "%s goes into %s without waiting longer for its relation",
+                event.event_id,
+                batch.target,
             )
         if counterpart is None or not batch.add(Item(event, row.stream, counterpart)):
             batch.skip(row.stream)
         elif len(batch.items) >= MAX_BATCH:
             return await self.flush_one(batch)
         return Outcome.CONTINUE
+
+    def _skip(self, batch: Batch, row: TimelineRow) -> None:
+        """Pass over the event: if it was held, it waits no longer."""
+        self._release((batch.room_id, batch.target), row.event_id)
+        batch.skip(row.stream)
+
+    def _release(self, direction: tuple[str, str], event_id: str) -> bool:
+        """Whether the event was held; it is not any more."""
+        held = self._held_since.get(direction)
+        if held is None or held.pop(event_id, None) is None:
+            return False
+        if not held:
+            del self._held_since[direction]
+        self._held_changed()
+        return True
+
+    def _held_changed(self) -> None:
+        metrics.ferry_held_events.labels(self._server_name).set(self.held_count())
 
     async def flush_one(self, batch: Batch) -> Outcome:
         return (await self.flush([batch]))[0]

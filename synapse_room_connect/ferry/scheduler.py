@@ -133,6 +133,7 @@ class FerryScheduler:
             # Revoked, or now carried by another process: what this one
             # knows of it goes stale, so it is read again if it comes back.
             self._cursors.forget(direction)
+            self._batches.drop(direction)
         fresh = {r for r, ts in targets.items() if set(ts) - set(self._targets.get(r, ()))}
         # New directions, and those whose cursor a failed pass dropped.
         unknown = {

@@ -3,9 +3,11 @@
 the SQL on Synapse's own tables.
 
 Every function here was checked against Synapse 1.150.0 and 1.163.2, the ends
-of the supported window (``pyproject.toml``). Where the two differ a function
-says how it copes; what cannot work on a release fails at start-up naming it
-(``require_supported_synapse``, and ``require_synapse_tables`` for the SQL).
+of the supported window (the oldest is ``pyproject.toml``'s lower bound, the
+newest ``support.NEWEST_TESTED``). Where the two differ a function says how it
+copes; what cannot work on a release fails at start-up naming it
+(``require_supported_synapse``, and ``require_synapse_tables`` for the SQL);
+a newer release than the newest tested starts with a warning naming both.
 On a Synapse upgrade, this package is what to check.
 
 - ``support``: the start-up check.
@@ -21,7 +23,9 @@ On a Synapse upgrade, this package is what to check.
 from __future__ import annotations
 
 from synapse_room_connect.synapse_compat.support import (
+    NEWEST_TESTED_LABEL,
     UnsupportedSynapseError,
+    newer_than_tested,
     require_supported_synapse,
     unsupported,
 )
@@ -63,6 +67,7 @@ except ImportError as e:
 
 
 __all__ = [
+    "NEWEST_TESTED_LABEL",
     "Items",
     "UnsupportedSynapseError",
     "add_replication_callback",
@@ -78,6 +83,7 @@ __all__ = [
     "is_soft_failed",
     "latest_edits",
     "messages_page",
+    "newer_than_tested",
     "power_in_state",
     "require_supported_synapse",
     "require_synapse_tables",

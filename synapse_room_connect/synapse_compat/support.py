@@ -1,15 +1,29 @@
 """Start-up check: a Synapse release that lacks an internal this package
 reaches for stops the homeserver at start-up, naming itself, instead of
-failing at the first message."""
+failing at the first message; one newer than any tested starts with a
+warning."""
 
 from __future__ import annotations
 
+import logging
+import re
 from typing import Final
 
 import synapse
 from synapse.module_api import ModuleApi
 
-SUPPORTED: Final = "1.150.0 to 1.163.x"
+logger = logging.getLogger(__name__)
+
+# The newest Synapse release series CI has run the integration tests against,
+# and the one place it is written down: pyproject.toml sets no upper bound, so
+# installing this package never moves Synapse to an older release.
+NEWEST_TESTED: Final = (1, 163)
+NEWEST_TESTED_LABEL: Final = f"{NEWEST_TESTED[0]}.{NEWEST_TESTED[1]}.x"
+SUPPORTED: Final = f"1.150.0 to {NEWEST_TESTED_LABEL}"
+
+# The release at the start of synapse.__version__, which run from a git
+# checkout appends the branch and commit.
+_RELEASE = re.compile(r"(\d+)\.(\d+)")
 
 
 class UnsupportedSynapseError(RuntimeError):
@@ -45,9 +59,34 @@ _STORE_INTERNALS: tuple[str, ...] = (
 )
 
 
+def newer_than_tested(version: str) -> bool:
+    """Whether ``version`` is a release series after ``NEWEST_TESTED``;
+    its release candidates count as newer. False if it names no release."""
+    found = _RELEASE.match(version)
+    if found is None:
+        return False
+    return (int(found[1]), int(found[2])) > NEWEST_TESTED
+
+
+def warn_if_newer_than_tested(version: str) -> None:
+    """Log a warning naming ``version`` if it is newer than any release the
+    package was tested with: the start-up check passed, but an internal may
+    still behave differently."""
+    if newer_than_tested(version):
+        logger.warning(
+            "synapse_room_connect runs on Synapse %s, newer than the newest release it "
+            "was tested with (%s). Its start-up check found every Synapse internal it "
+            "uses, but one may behave differently: look for a newer synapse-room-connect "
+            "and watch the ferry's metrics and logs.",
+            version,
+            NEWEST_TESTED_LABEL,
+        )
+
+
 def require_supported_synapse(api: ModuleApi) -> None:
     """Fail start-up, naming the Synapse version, if an internal this module
-    uses is missing. Checked against 1.150.0 and 1.163.2 (both pass)."""
+    uses is missing; warn if the release is newer than any tested. Checked
+    against 1.150.0 and 1.163.2 (both pass, neither warns)."""
     # Imported here, not at the top: this module must load on any release so
     # that a missing internal is reported, not an ImportError.
     from synapse.events.snapshot import UnpersistedEventContext
@@ -62,3 +101,4 @@ def require_supported_synapse(api: ModuleApi) -> None:
         missing.append("Notifier.add_replication_callback")
     if missing:
         raise unsupported(", ".join(missing))
+    warn_if_newer_than_tested(synapse.__version__)

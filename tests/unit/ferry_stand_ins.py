@@ -4,7 +4,7 @@ build real Synapse events for them."""
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -310,22 +310,28 @@ class FerryRig:
     scheduler: FerryScheduler = attrs.field(init=False)
     stream: int = 0
     clock: Clock = attrs.field(factory=Clock)
+    batches: BatchSender = attrs.field(init=False)
+    # Which directions this process carries (all by default).
+    owns: Callable[[str, str], bool] = lambda _r, _t: True
 
     @classmethod
-    def build(cls, since: int = 0) -> FerryRig:
+    def build(cls, since: int = 0, owns: Callable[[str, str], bool] | None = None) -> FerryRig:
+        """``owns``: which directions this process carries (all by default)."""
         store, events, sender = MemoryFerryStore(), MemoryEvents(), MemorySender()
         preparer, moderation, traits = StandInPreparer(store), StandInModeration(), StandInTraits()
         store.targets[SOURCE] = [ActiveTarget(TARGET, since)]
         rig = cls(store, events, sender, preparer, moderation, traits, StandInGate(), since)
+        if owns is not None:
+            rig.owns = owns
         rig.restart()
         return rig
 
-    def restart(self, **scheduler_options: Any) -> None:
+    def restart(self) -> None:
         """A fresh ferry process: nothing in memory, the same store and
         homeserver."""
         cursors = DirectionCursors()
         crossing = Crossing(carried, self.traits, self.moderation, self.gate)
-        batches = BatchSender(
+        self.batches = BatchSender(
             self.events,
             self.preparer,
             crossing,
@@ -336,7 +342,13 @@ class FerryRig:
             clock_ms=self.clock,
         )
         self.scheduler = FerryScheduler(
-            self.store, crossing, batches, cursors, BOT, "hs1", **scheduler_options
+            self.store,
+            crossing,
+            self.batches,
+            cursors,
+            BOT,
+            "hs1",
+            owns=lambda room_id, target: self.owns(room_id, target),
         )
 
     def persist(self, *evs: EventBase) -> list[int]:
