@@ -12,7 +12,7 @@ TRAIT_EVENT_TYPES: Final = frozenset(
 )
 
 # State changes the ferry must not carry events past before it knows their
-# effect on the connection (ferry_fence.py).
+# effect on the connection (ferry/crossing.py).
 FENCE_EVENT_TYPES: Final = frozenset({CONNECTION_EVENT_TYPE, *TRAIT_EVENT_TYPES})
 
 # Module HTTP resources live under /_synapse/client: modules may not register

@@ -32,7 +32,6 @@ from synapse_room_connect.rest.admin import build_admin_routes
 from synapse_room_connect.rest.client import RoomConnectResource
 from synapse_room_connect.router import EventRouter
 from synapse_room_connect.store import Store
-from synapse_room_connect.store.commands import CommandCursorStore
 
 logger = logging.getLogger(__name__)
 
@@ -53,7 +52,7 @@ class RoomConnectModule:
         instances = config.ferry_instances
         self._instances = instances
         # Every listed process ferries its share; the first alone also
-        # reconciles, accepts invites and answers commands (sharding.py).
+        # reconciles, accepts invites and answers commands (core/sharding.py).
         self._is_acting_process = instances.is_coordinator(api.worker_name)
         self._ferries = instances.ferries(api.worker_name)
         self._ferry = FerryRunner(
@@ -86,7 +85,7 @@ class RoomConnectModule:
         fetch_events = functools.partial(synapse_compat.get_events, api)
         self._commands = CommandQueue(
             api,
-            CommandCursorStore(api),
+            self._store,
             CommandRunner(api, bot, actions, label, level),
             fetch_events,
             bot.user_id,
@@ -160,7 +159,7 @@ class RoomConnectModule:
             self._ferry.wake()
 
     def _connections_changed(self) -> None:
-        """The coordinator changed the connections cache (reconcile.py)."""
+        """The coordinator changed the connections cache (connections/reconcile.py)."""
         self._ferry.scheduler.connections_changed()
         if self._instances.sharded:
             # The other ferry processes cannot see this process's memory, and

@@ -75,7 +75,7 @@ class EventRouter:
     _reconciler: Reconciliation
     _commands: Commands
     _fetch_events: FetchEvents
-    # False on a ferry process other than the first listed (sharding.py):
+    # False on a ferry process other than the first listed (core/sharding.py):
     # it only ferries; reconciliation, invites and commands happen once, on
     # the coordinator.
     _coordinator: bool = attrs.field(kw_only=True, default=True)

@@ -17,7 +17,7 @@ from synapse.module_api.errors import Codes, SynapseError
 
 from synapse_room_connect import synapse_compat
 from synapse_room_connect.connections.rooms import RoomReader
-from synapse_room_connect.store.admin import AdminQueries, DirectionRow, PointerTally, RoomPair
+from synapse_room_connect.store.admin import AdminQueriesStore, DirectionRow, PointerTally, RoomPair
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
@@ -67,7 +67,7 @@ def parse_limit(raw: str | None) -> int:
 
 
 class ConnectionDirectory:
-    def __init__(self, api: ModuleApi, queries: AdminQueries, threshold: int) -> None:
+    def __init__(self, api: ModuleApi, queries: AdminQueriesStore, threshold: int) -> None:
         self._api = api
         self._queries = queries
         self._reader = RoomReader(api, threshold)

@@ -262,7 +262,7 @@ def misread(kind: Misread, detail: str) -> str:
 
 
 # ----------------------------------------------------------------------
-# A homeserver admin acting for a room (admin.py)
+# A homeserver admin acting for a room (admin/actions.py)
 
 
 def admin_connecting(admin: str, server_name: str, member: str, label: str) -> str:

@@ -3,7 +3,7 @@ across restarts of the acting process.
 
 The feed starts at the newest position when the process starts, so commands
 sent while it was down would never reach the router. The last command
-answered is kept as a position (store_commands.py); at start-up the commands
+answered is kept as a position (store/commands.py); at start-up the commands
 after it are answered first, bounded to the last ``LOOKBACK_MS`` and at most
 ``LOOKBACK_COMMANDS`` of them, so a long outage does not replay old commands.
 The position moves after each answer: a crash between an answer and that

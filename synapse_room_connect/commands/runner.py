@@ -1,7 +1,7 @@
 """``!connect`` chat commands: reading one from a message, and carrying it out.
 
 Parsing is pure; ``CommandRunner`` answers in the room with the bot's reply
-(texts in notices.py) and acts through the same actions as the REST API.
+(texts in bot/notices.py) and acts through the same actions as the REST API.
 """
 
 from __future__ import annotations

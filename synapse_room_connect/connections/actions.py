@@ -1,7 +1,7 @@
 """Actions a local room admin takes on a connection, shared by REST and chat.
 
 Every action ends in a connection state event sent as the acting admin; what
-follows from it (bot joins, notices, the status cache) is reconcile.py's job.
+follows from it (bot joins, notices, the status cache) is connections/reconcile.py's job.
 """
 
 from __future__ import annotations

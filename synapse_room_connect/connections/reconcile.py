@@ -34,7 +34,7 @@ logger = logging.getLogger(__name__)
 
 
 class ReconcilerBot(Protocol):
-    """The parts of bot.FerryBot that reconciliation drives."""
+    """The parts of bot/ferry_bot.FerryBot that reconciliation drives."""
 
     @property
     def user_id(self) -> str: ...
@@ -91,7 +91,7 @@ class Reconciler:
     _approve_power_level: int = attrs.field(kw_only=True)
     _upgrades: Upgrades | None = attrs.field(kw_only=True, default=None)
     _request_notice: RequestNotice | None = attrs.field(kw_only=True, default=None)
-    # A room as commands name it: its alias, else its ID (room_names.room_address).
+    # A room as commands name it: its alias, else its ID (bot/room_names.room_address).
     _address: RoomNamer = attrs.field(kw_only=True, default=_room_id)
     _pending: set[str] = attrs.field(init=False, factory=set)
     # Tombstoned rooms being followed now: a live tombstone and start-up's

@@ -1,7 +1,7 @@
 """Building pointer events: what the ferry bot sends into a connected room.
 
 Pure functions over plain JSON, so every rendering and relation rule is
-testable without a homeserver. ``ferry.py`` feeds them events and sends what
+testable without a homeserver. ``ferry/prepare.py`` feeds them events and sends what
 they return.
 """
 

@@ -1,6 +1,6 @@
 """The homeserver admin's REST endpoints, under ``admin/`` of the module's root.
 
-Returned as route entries for the module's one resource (see http.py), so
+Returned as route entries for the module's one resource (see rest/client.py), so
 they share its path decoding and error handling. Server admins only.
 """
 
@@ -18,7 +18,6 @@ from synapse_room_connect.admin.view import ConnectionDirectory, parse_limit
 from synapse_room_connect.bot.ferry_bot import FerryBot
 from synapse_room_connect.connections.actions import ConnectionActions, parse_connect_body
 from synapse_room_connect.store import Store
-from synapse_room_connect.store.admin import AdminQueries
 
 Response = tuple[int, Any]
 Handler = Callable[[SynapseRequest, dict[str, str]], Awaitable[Response]]
@@ -87,5 +86,5 @@ def build_admin_routes(
     return AdminRoutes(
         api,
         AdminActions(api, actions, bot, approve_power_level),
-        ConnectionDirectory(api, AdminQueries(api, store), approve_power_level),
+        ConnectionDirectory(api, store, approve_power_level),
     )

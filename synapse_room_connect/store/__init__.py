@@ -1,14 +1,19 @@
 """The module's store: one object over its own tables and the reads of
 Synapse's, composed from one part per job.
 
-- ``store_schema``: creating and migrating the tables, and running queries.
-- ``store_connections``: the connection cache.
-- ``store_ferry``: the ferry's cursors and pointer mappings.
-- ``store_events``: reads of Synapse's events and transaction IDs.
+- ``schema``: creating and migrating the tables, and running queries.
+- ``connections``: the connection cache.
+- ``ferry``: the ferry's cursors and pointer mappings.
+- ``events``: reads of Synapse's events and transaction IDs.
+- ``commands``: how far ``!connect`` commands have been answered.
+- ``admin``: the homeserver admin's whole-server reads.
+- ``records``: the records of Synapse's events the store returns.
 """
 
 from __future__ import annotations
 
+from synapse_room_connect.store.admin import AdminQueriesStore
+from synapse_room_connect.store.commands import CommandCursorStore
 from synapse_room_connect.store.connections import (
     ActiveTarget,
     CachedConnection,
@@ -45,5 +50,11 @@ __all__ = [
 ]
 
 
-class Store(ConnectionCacheStore, FerryRecordsStore, SynapseEventsStore):
+class Store(
+    ConnectionCacheStore,
+    FerryRecordsStore,
+    SynapseEventsStore,
+    CommandCursorStore,
+    AdminQueriesStore,
+):
     """Typed access to the module's tables. Every method waits for migrations."""

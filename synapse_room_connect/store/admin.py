@@ -1,24 +1,18 @@
-"""Read-only queries over the module's tables for the homeserver admin's view.
-
-Kept apart from ``store.py``: nothing here writes, and nothing else needs
-these whole-server reads.
-"""
+"""Read-only queries over the module's tables for the homeserver admin's
+view: whole-server reads that nothing else needs."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection
-from typing import TypeVar
+from collections.abc import Collection
 
 import attrs
-from synapse.module_api import LoggingTransaction, ModuleApi
+from synapse.module_api import LoggingTransaction
 
-from synapse_room_connect.store import Store
 from synapse_room_connect.store.records import PointerTally
+from synapse_room_connect.store.schema import StoreBase
 from synapse_room_connect.synapse_compat import sql
 
-__all__ = ["AdminQueries", "DirectionRow", "PointerTally", "RoomPair"]
-
-T = TypeVar("T")
+__all__ = ["AdminQueriesStore", "DirectionRow", "PointerTally", "RoomPair"]
 
 
 @attrs.frozen(order=True)
@@ -45,15 +39,7 @@ def _marks(values: Collection[str]) -> str:
     return ", ".join("?" for _ in values)
 
 
-class AdminQueries:
-    def __init__(self, api: ModuleApi, store: Store) -> None:
-        self._api = api
-        self._store = store
-
-    async def _run(self, desc: str, func: Callable[[LoggingTransaction], T]) -> T:
-        await self._store.migrate()
-        return await self._api.run_db_interaction(desc, func)
-
+class AdminQueriesStore(StoreBase):
     async def pairs_after(self, after: RoomPair | None, limit: int) -> list[RoomPair]:
         """Up to ``limit`` connections ordered by their pair, after ``after``."""
         start = after or RoomPair("", "")

@@ -41,7 +41,7 @@ class TimelineRead:
     upto: int
     full: bool
     # Room -> stream positions of its connection and room-trait state events
-    # up to ``upto`` (ferry_fence.py), for the rooms asked about.
+    # up to ``upto`` (ferry/crossing.py), for the rooms asked about.
     fences: Mapping[str, tuple[int, ...]] = attrs.field(factory=dict)
 
 

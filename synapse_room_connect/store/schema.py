@@ -82,7 +82,7 @@ MIGRATIONS: Final[Sequence[Sequence[str]]] = (
     (
         # The stream position of the last `!connect` command answered, so
         # commands sent while the acting process was down are answered once
-        # after it restarts (store_commands.py).
+        # after it restarts (store/commands.py).
         """
         CREATE TABLE room_connect_command_cursor (
             singleton CHAR(1) NOT NULL DEFAULT 'X' UNIQUE CHECK (singleton = 'X'),
