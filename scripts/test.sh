@@ -98,6 +98,14 @@ log "upgrading Synapse to the newest release"
 .venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade \
     'matrix-synapse[postgres,redis]'
 
+# matrix-js-sdk for tests/test_js_sdk_client.py, pinned by its package-lock.json.
+if [[ $lint_only -eq 0 ]]; then
+    if [[ ! -d tests/js/node_modules || tests/js/package-lock.json -nt tests/js/node_modules ]]; then
+        log "installing matrix-js-sdk (npm ci in tests/js)"
+        (cd tests/js && npm ci --no-audit --no-fund --loglevel=error)
+    fi
+fi
+
 log "ruff check"
 .venv/bin/ruff check .
 log "ruff format --check"
