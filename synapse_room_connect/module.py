@@ -26,6 +26,7 @@ from synapse_room_connect.http import RoomConnectResource
 from synapse_room_connect.http_admin import build_admin_routes
 from synapse_room_connect.reconcile import Reconciler, activation_position
 from synapse_room_connect.replicated_signal import replicated_signal
+from synapse_room_connect.request_announcements import RequestAnnouncements
 from synapse_room_connect.room_names import alias_or_id
 from synapse_room_connect.rooms import RoomReader, room_label
 from synapse_room_connect.router import EventRouter
@@ -82,6 +83,7 @@ class RoomConnectModule:
             upgrades=UpgradeFollower(api, reader, bot, label),
             request_notice=RequestDelivery(api, bot.user_id).requested_notice,
             ref=pointer_label,
+            announcements=RequestAnnouncements(api, bot.user_id),
         )
         fetch_events = functools.partial(synapse_compat.get_events, api)
         self._commands = CommandQueue(
