@@ -19,6 +19,7 @@ from synapse_room_connect.connection_status import ConnectionStatus, ConnectionV
 from synapse_room_connect.constants import CONNECTION_EVENT_TYPE
 from synapse_room_connect.handshake import Status, is_empty_content
 from synapse_room_connect.notices import Misread
+from synapse_room_connect.power_refusal import power_refusal
 from synapse_room_connect.rooms import RoomReader, server_of
 
 
@@ -50,7 +51,10 @@ class ConnectionActions:
             [("m.room.create", ""), ("m.room.power_levels", ""), ("m.room.member", user_id)],
         )
         _require_joined(state, room_id, user_id)
-        check_power(state, user_id, self._threshold)
+        power = synapse_compat.power_in_state(dict(state), user_id)
+        if power < self._threshold:
+            text = await power_refusal(self._api, room_id, user_id, power, self._threshold)
+            raise SynapseError(403, text, Codes.FORBIDDEN)
 
     async def require_member(self, room_id: str, user_id: str) -> None:
         state = await self._api.get_room_state(room_id, [("m.room.member", user_id)])
