@@ -307,6 +307,14 @@ def no_connection(room: str, other: str) -> str:
     return f"{room} has no connection to {other}."
 
 
+def room_was_upgraded(room: str, successor: str) -> str:
+    """An action on a room that an upgrade replaced: its connections moved on."""
+    return (
+        f"{room} was upgraded to {successor} and has no live connections; its "
+        f"connections carry on in {successor}: act on that room."
+    )
+
+
 class Misread(enum.Enum):
     """Ways a command's wording is wrong; each value is the reply, given one detail."""
 
