@@ -19,6 +19,7 @@ from synapse_room_connect.connections.actions import ConnectionActions
 from synapse_room_connect.connections.delivery import RequestDelivery
 from synapse_room_connect.connections.guard import ConnectionEventGuard
 from synapse_room_connect.connections.reconcile import Reconciler
+from synapse_room_connect.connections.request_announcements import RequestAnnouncements
 from synapse_room_connect.connections.rooms import RoomReader
 from synapse_room_connect.connections.status import ConnectionStatus, activation_position
 from synapse_room_connect.connections.upgrade_follow import UpgradeFollower
@@ -81,6 +82,7 @@ class RoomConnectModule:
             upgrades=UpgradeFollower(api, reader, bot, label),
             request_notice=RequestDelivery(api, bot.user_id).requested_notice,
             address=room_address_of,
+            announcements=RequestAnnouncements(api, bot.user_id),
         )
         fetch_events = functools.partial(synapse_compat.get_events, api)
         self._commands = CommandQueue(

@@ -15,14 +15,16 @@ import pytest
 
 from harness import Homeserver, MatrixClient, MatrixError, WorkerDeployment
 from harness.appservice import AppService, appservice_client, register_appservice
-from harness.client import JsonDict
+from harness.client import CLIENT_V3, JsonDict
 from harness.connect_api import (
     ROOT,
     connect,
     connections,
     metric_value,
+    notices_from,
     revoke,
     unique,
+    wait_for_membership,
     wait_for_notice,
 )
 from harness.ferry_helpers import connected_pair, wait_for_pointer
@@ -281,3 +283,176 @@ def test_admin_connects_from_a_client_worker(workers: WorkerDeployment) -> None:
     wait_for_notice(alice, room_a, ferry, "now connected", timeout=60)
     original = alice.send_message(room_a, "through the workers")
     wait_for_pointer(bob, room_b, original)
+
+
+def test_a_refusal_names_who_can_act_and_for_a_portal_both_routes(bridge: Bridge) -> None:
+    portal = portal_room(bridge)
+    owner, native = native_room(bridge)
+    # The bridge names its bot in this room, as bridges do.
+    member = {"membership": "join", "displayname": "IRC Bridge"}
+    bridge.client().send_state(portal.room_id, "m.room.member", bridge.bot, member)
+
+    text = str(forbidden(lambda: connect(portal.user, portal.room_id, native)).error)
+    assert f"needs power level 100; {portal.user.user_id} has 0. " in text
+    assert f"Members who have it: IRC Bridge ({bridge.bot}). " in text
+    assert text.endswith(
+        f"Room {portal.room_id} is run by the bridge (application service) "
+        f"{bridge.service.id}, through its user {bridge.bot}, so its connections can be "
+        f"changed by the bridge's operator with the bridge's as_token on "
+        f"{ROOT}/rooms/{portal.room_id}/connections, or by an admin of "
+        f"{bridge.hs.server_name} with {ROOT}/admin/rooms/{portal.room_id}/connections "
+        "(docs/msc2923.md, section 11)."
+    )
+
+    # The chat reply is the same refusal.
+    portal.user.invite(portal.room_id, bridge.ferry)
+    wait_for_membership(portal.user, portal.room_id, bridge.ferry, "join")
+    portal.user.send_message(portal.room_id, f"!connect request {native}")
+    reply = wait_for_notice(portal.user, portal.room_id, bridge.ferry, "Could not request")
+    assert reply["content"]["body"] == f"Could not request: {text}"
+
+    # A room of people: its admins are named, and no bridge is mentioned.
+    guest = bridge.hs.register(unique("guest"), displayname="Guest")
+    owner.invite(native, str(guest.user_id))
+    guest.join(native)
+    text = str(forbidden(lambda: connect(guest, native, portal.room_id)).error)
+    assert text.endswith(f"{guest.user_id} has 0. Members who have it: Owner ({owner.user_id}).")
+
+
+def reconciled(bridge: Bridge) -> None:
+    """Returns once reconciliation has finished what it was doing: it works
+    through one queue, and a new request's notice comes from that queue."""
+    user = bridge.hs.register(unique("barrier"))
+    room_a = user.create_room(preset="public_chat")
+    room_b = user.create_room(preset="public_chat")
+    connect(user, room_a, room_b)
+    wait_for_notice(user, room_a, bridge.ferry, "Requested a connection")
+
+
+def test_an_invite_only_room_that_lets_the_bot_in_later_hears_of_the_request_once(
+    bridge: Bridge,
+) -> None:
+    """The portal's notice asks the other room's admin to invite the bot;
+    doing so brings the request, with its approve command, into that room,
+    once, also across a restart."""
+    portal = portal_room(bridge)
+    owner, native = native_room(bridge)
+    admin_connect(bridge.admin, portal.room_id, native)
+    wait_for_notice(portal.user, portal.room_id, bridge.ferry, "it is invite-only")
+    # The invite comes after the bot was refused, not during its attempt.
+    reconciled(bridge)
+    assert notices_from(owner, native, bridge.ferry) == []
+
+    owner.invite(native, bridge.ferry)
+    asks = wait_for_notice(owner, native, bridge.ferry, "asks to connect")["content"]["body"]
+    approve = f"!connect approve {portal.room_id}"
+    assert asks.endswith(f"can approve with `{approve}`.")
+
+    done = "Start-up reconciliation done"
+    before = bridge.hs.log_text().count(done)
+    bridge.hs.restart()
+    deadline = time.monotonic() + 60
+    while bridge.hs.log_text().count(done) == before:
+        assert time.monotonic() < deadline, "start-up reconciliation did not finish"
+        time.sleep(0.2)
+    assert [n for n in notices_from(owner, native, bridge.ferry) if "asks to" in n] == [asks]
+
+    # The command it names connects the rooms.
+    owner.send_message(native, approve)
+    wait_for_notice(portal.user, portal.room_id, bridge.ferry, "now connected")
+    assert [n for n in notices_from(owner, native, bridge.ferry) if "asks to" in n] == [asks]
+
+
+UPGRADE_TIMEOUT = 90
+
+
+def upgrade(client: MatrixClient, room_id: str) -> str:
+    path = f"{CLIENT_V3}/rooms/{_q(room_id)}/upgrade"
+    replacement: str = client.request("POST", path, {"new_version": "12"})["replacement_room"]
+    return replacement
+
+
+def connected_portal(bridge: Bridge) -> tuple[Portal, MatrixClient, str]:
+    """A portal connected by the homeserver admin to a native room; returns
+    (portal, the native room's owner, the native room)."""
+    portal = portal_room(bridge)
+    owner, native = native_room(bridge)
+    admin_connect(bridge.admin, portal.room_id, native)
+    connect(owner, native, portal.room_id)
+    wait_for_notice(portal.user, portal.room_id, bridge.ferry, "now connected")
+    return portal, owner, native
+
+
+def upgrade_native(bridge: Bridge, portal: Portal, owner: MatrixClient, room: str) -> str:
+    """The native room's owner upgrades it; returns the successor once the
+    connection has moved there."""
+    new = upgrade(owner, room)
+    wait_for_notice(owner, new, bridge.ferry, "now connected", timeout=UPGRADE_TIMEOUT)
+    moved = f"({new}): the connection to the old room has ended"
+    wait_for_notice(portal.user, portal.room_id, bridge.ferry, moved, timeout=UPGRADE_TIMEOUT)
+    return new
+
+
+def listed(client: MatrixClient, room_a: str, room_b: str) -> JsonDict:
+    (entry,) = [
+        e
+        for e in admin_list_all(client, limit=100)
+        if {r["room_id"] for r in e["rooms"]} == {room_a, room_b}
+    ]
+    return entry
+
+
+def check_listing_after_upgrades(
+    bridge: Bridge, portal: Portal, owner: MatrixClient, chain: list[str]
+) -> None:
+    """The native room went through ``chain`` (oldest first): the portal's
+    consent, given to the first, counts for the last and says so."""
+    current = chain[-1]
+    entry = listed(bridge.admin, portal.room_id, current)
+    assert entry["status"] == "active"
+    rooms = {r["room_id"]: r for r in entry["rooms"]}
+    portal_side, native_side = rooms[portal.room_id], rooms[current]
+    assert portal_side["consent"]["sender"] == bridge.bot
+    assert portal_side["consent"]["inherited_from"] == chain[0]
+    assert portal_side["consent"]["ts"] > 0
+    assert portal_side["predecessors"] == []
+    assert portal_side["upgraded_to"] is None
+    assert native_side["consent"]["sender"] == owner.user_id
+    assert native_side["consent"]["inherited_from"] is None
+    assert native_side["predecessors"] == chain[-2::-1]
+    assert native_side["upgraded_to"] is None
+
+    old = listed(bridge.admin, portal.room_id, chain[0])
+    assert old["status"] == "revoked"
+    first = {r["room_id"]: r for r in old["rooms"]}[chain[0]]
+    assert first["upgraded_to"] == current
+    assert first["consent"] is None  # a tombstoned room consents to nothing
+
+
+def test_admin_api_follows_one_upgrade(bridge: Bridge) -> None:
+    portal, owner, native = connected_portal(bridge)
+    native2 = upgrade_native(bridge, portal, owner, native)
+    check_listing_after_upgrades(bridge, portal, owner, [native, native2])
+
+    # The old room is no longer where the connection lives, and says so.
+    with pytest.raises(MatrixError) as raised:
+        admin_revoke(bridge.admin, native, portal.room_id)
+    assert raised.value.status == 404
+    assert f"{native} was upgraded to {native2}" in str(raised.value.error)
+
+    assert admin_revoke(bridge.admin, portal.room_id, native2)["status"] == "revoked"
+    wait_for_notice(owner, native2, bridge.ferry, "has ended", timeout=UPGRADE_TIMEOUT)
+    assert listed(bridge.admin, portal.room_id, native2)["status"] == "revoked"
+
+
+def test_admin_api_follows_two_upgrades(bridge: Bridge) -> None:
+    portal, owner, native = connected_portal(bridge)
+    native2 = upgrade_native(bridge, portal, owner, native)
+    native3 = upgrade_native(bridge, portal, owner, native2)
+    check_listing_after_upgrades(bridge, portal, owner, [native, native2, native3])
+
+    assert admin_revoke(bridge.admin, portal.room_id, native3)["status"] == "revoked"
+    wait_for_notice(owner, native3, bridge.ferry, "has ended", timeout=UPGRADE_TIMEOUT)
+    entry = listed(bridge.admin, portal.room_id, native3)
+    assert entry["status"] == "revoked"
+    assert {r["room_id"]: r for r in entry["rooms"]}[portal.room_id]["consent"] is None

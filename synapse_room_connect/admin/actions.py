@@ -24,9 +24,8 @@ from synapse_room_connect.bot import notices
 from synapse_room_connect.bot.ferry_bot import FerryBot
 from synapse_room_connect.bot.room_names import room_label
 from synapse_room_connect.connections.actions import ConnectionActions
-from synapse_room_connect.connections.status import ConnectionView
-from synapse_room_connect.constants import CONNECTION_EVENT_TYPE
-from synapse_room_connect.core.handshake import is_empty_content
+from synapse_room_connect.connections.rooms import RoomReader
+from synapse_room_connect.connections.status import ConnectionView, side_toward, upgraded_to
 
 logger = logging.getLogger(__name__)
 
@@ -83,6 +82,7 @@ class AdminActions:
         self._actions = actions
         self._bot = bot
         self._threshold = threshold
+        self._reader = RoomReader(api, threshold)
 
     async def acting_member(self, room_id: str) -> Member:
         """The member the admin acts as; a clear error when none may consent."""
@@ -154,11 +154,18 @@ class AdminActions:
         return view
 
     async def _require_connection(self, room_id: str, other_room_id: str) -> None:
-        state = await self._api.get_room_state(room_id, [(CONNECTION_EVENT_TYPE, other_room_id)])
-        existing = state.get((CONNECTION_EVENT_TYPE, other_room_id))
-        if existing is None or is_empty_content(existing.content):
-            text = notices.no_connection(room_id, other_room_id)
-            raise SynapseError(404, text, Codes.NOT_FOUND)
+        # After an upgrade of the other room its current room is named, while
+        # the consent here still names the room it was given to: it counts
+        # for that room's successors (docs/msc2923.md, section 12).
+        if (await side_toward(self._reader, room_id, other_room_id)).consent is not None:
+            return
+        successor = await upgraded_to(self._reader, room_id)
+        text = (
+            notices.no_connection(room_id, other_room_id)
+            if successor is None
+            else notices.room_was_upgraded(room_id, successor)
+        )
+        raise SynapseError(404, text, Codes.NOT_FOUND)
 
     async def _notify(self, room_id: str, text: str) -> None:
         if await self._bot.membership(room_id) == "join":

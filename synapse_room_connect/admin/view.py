@@ -1,7 +1,8 @@
 """Every connection this server knows, for the homeserver admin, a page at a time.
 
 The cache table says which pairs exist and their status; room state says who
-consented and when; the pointer table says how much crossed.
+consented and when, and which rooms an upgrade replaced; the pointer table
+says how much crossed.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from synapse.module_api.errors import Codes, SynapseError
 
 from synapse_room_connect import synapse_compat
 from synapse_room_connect.connections.rooms import RoomReader
+from synapse_room_connect.connections.status import side_toward, upgraded_to
+from synapse_room_connect.core.upgrades import predecessors
 from synapse_room_connect.store.admin import AdminQueriesStore, DirectionRow, PointerTally, RoomPair
 
 DEFAULT_LIMIT = 100
@@ -122,10 +125,13 @@ class ConnectionDirectory:
         direction: DirectionRow | None,
         into: PointerTally | None,
     ) -> dict[str, Any]:
-        """One side: its names, its status as it sees it, who consented, what it received."""
+        """One side: its names, its status as it sees it, who consented, what it
+        received, and its place in an upgrade chain."""
         alias: str | None = None
         name: str | None = None
         consent: dict[str, Any] | None = None
+        previous: list[str] = []
+        successor: str | None = None
         visible = await self._reader.visible(room_id)
         if visible:
             found = await self._api.get_canonical_room_alias(RoomID.from_string(room_id))
@@ -133,14 +139,21 @@ class ConnectionDirectory:
             state = await self._api.get_room_state(room_id, [("m.room.name", "")])
             name_event = state.get(("m.room.name", ""))
             name = name_event.content.get("name") if name_event is not None else None
-            side = await self._reader.side(room_id, other_room_id)
+            # As status derivation reads it: a consent given to one of the
+            # other room's predecessors counts for it (an upgrade moved it).
+            side = await side_toward(self._reader, room_id, other_room_id)
             if side.consent is not None:
+                given_to = side.consent.other_room_id
                 event = await synapse_compat.get_event(self._api, side.consent.event_id)
                 consent = {
                     "sender": side.consent.sender,
                     "event_id": side.consent.event_id,
                     "ts": event.origin_server_ts if event is not None else None,
+                    "inherited_from": given_to if given_to != other_room_id else None,
                 }
+            # The IDs this room went by: what older consents, and people, name.
+            previous = await predecessors(room_id, self._reader.link)
+            successor = await upgraded_to(self._reader, room_id)
         return {
             "room_id": room_id,
             "alias": alias,
@@ -150,4 +163,6 @@ class ConnectionDirectory:
             "visible": visible,
             "consent": consent,
             "pointers_received": into.count if into is not None else 0,
+            "predecessors": previous,
+            "upgraded_to": successor,
         }

@@ -10,7 +10,12 @@ import enum
 import json
 from collections.abc import Iterable, Sequence
 
-from synapse_room_connect.constants import ACK_ENCRYPTION, ACK_VISIBILITY, CONNECTION_EVENT_TYPE
+from synapse_room_connect.constants import (
+    ACK_ENCRYPTION,
+    ACK_VISIBILITY,
+    CONNECTION_EVENT_TYPE,
+    HTTP_ROOT,
+)
 from synapse_room_connect.core.handshake import Mode
 
 ACK_REASONS = {
@@ -218,6 +223,52 @@ def power_too_low(threshold: int, user_id: str, power: int) -> str:
     return f"Changing this room's connections needs power level {threshold}; {user_id} has {power}."
 
 
+# Enough names to find one who is around; a big room lists the rest as a count.
+MAX_NAMED_HOLDERS = 5
+
+
+def member_name(displayname: str | None, user_id: str) -> str:
+    """A member for people: display name with user ID, since names are not unique."""
+    return f"{displayname} ({user_id})" if displayname and displayname != user_id else user_id
+
+
+def power_holders(threshold: int, holders: Sequence[tuple[str | None, str]]) -> str:
+    """Who can act instead: ``holders`` are (display name, user ID), most powerful first."""
+    if not holders:
+        return f"No member of this room has power level {threshold}."
+    names = ", ".join(member_name(d, u) for d, u in holders[:MAX_NAMED_HOLDERS])
+    rest = len(holders) - MAX_NAMED_HOLDERS
+    more = f" and {rest} more" if rest > 0 else ""
+    return f"Members who have it: {names}{more}."
+
+
+def bridge_routes(room_id: str, service: str, owner: str, server_name: str) -> str:
+    """For a room an application service runs: the two routes that act for
+    it, in one sentence a member can forward to their server admin."""
+    return (
+        f"Room {room_id} is run by the bridge (application service) {service}, through "
+        f"its user {owner}, so its connections can be changed by the "
+        f"bridge's operator with the bridge's as_token on {HTTP_ROOT}/rooms/{room_id}/"
+        f"connections, or by an admin of {server_name} with {HTTP_ROOT}/admin/rooms/"
+        f"{room_id}/connections (docs/msc2923.md, section 11)."
+    )
+
+
+def power_refused(
+    threshold: int,
+    user_id: str,
+    power: int,
+    holders: Sequence[tuple[str | None, str]],
+    bridge: str | None = None,
+) -> str:
+    """A refusal that says who can act: ``bridge`` is ``bridge_routes``' sentence
+    when an application service runs the room."""
+    parts = [power_too_low(threshold, user_id, power), power_holders(threshold, holders)]
+    if bridge is not None:
+        parts.append(bridge)
+    return " ".join(parts)
+
+
 def not_joined(user_id: str, room_id: str) -> str:
     return f"{user_id} is not joined to {room_id}."
 
@@ -244,6 +295,14 @@ def not_asked(other: str, server_name: str, visible: bool) -> str:
 def no_connection(room: str, other: str) -> str:
     """``room``: "This room" in a room's own command, its ID elsewhere."""
     return f"{room} has no connection to {other}."
+
+
+def room_was_upgraded(room: str, successor: str) -> str:
+    """An action on a room that an upgrade replaced: its connections moved on."""
+    return (
+        f"{room} was upgraded to {successor} and has no live connections; its "
+        f"connections carry on in {successor}: act on that room."
+    )
 
 
 class Misread(enum.Enum):

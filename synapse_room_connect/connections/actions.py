@@ -13,10 +13,12 @@ import attrs
 from synapse.module_api import EventBase, ModuleApi, RoomID
 from synapse.module_api.errors import Codes, SynapseError
 
+from synapse_room_connect import synapse_compat
 from synapse_room_connect.bot import notices
 from synapse_room_connect.bot.ferry_bot import FerryBot
 from synapse_room_connect.bot.notices import Misread
-from synapse_room_connect.connections.rooms import RoomReader, check_power
+from synapse_room_connect.connections.power_refusal import power_refusal
+from synapse_room_connect.connections.rooms import RoomReader
 from synapse_room_connect.connections.status import ConnectionStatus, ConnectionView
 from synapse_room_connect.constants import ACK_ENCRYPTION, ACK_VISIBILITY, CONNECTION_EVENT_TYPE
 from synapse_room_connect.core.handshake import Status, is_empty_content
@@ -74,7 +76,10 @@ class ConnectionActions:
             [("m.room.create", ""), ("m.room.power_levels", ""), ("m.room.member", user_id)],
         )
         _require_joined(state, room_id, user_id)
-        check_power(state, user_id, self._threshold)
+        power = synapse_compat.power_in_state(dict(state), user_id)
+        if power < self._threshold:
+            text = await power_refusal(self._api, room_id, user_id, power, self._threshold)
+            raise SynapseError(403, text, Codes.FORBIDDEN)
 
     async def require_member(self, room_id: str, user_id: str) -> None:
         state = await self._api.get_room_state(room_id, [("m.room.member", user_id)])

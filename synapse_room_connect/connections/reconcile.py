@@ -69,6 +69,14 @@ class Upgrades(Protocol):
     async def follow(self, old_room: str) -> None: ...
 
 
+class Announcements(Protocol):
+    """Which requests the asked room was told of (connections/request_announcements.py)."""
+
+    async def announced(self, room_id: str, other_room_id: str, request_event_id: str) -> bool: ...
+
+    async def record(self, room_id: str, other_room_id: str, request_event_id: str) -> None: ...
+
+
 # The requester's notice for (here, other, via, blocked_by): whether the bot
 # could reach the other room, and what its admins must do if not
 # (delivery.RequestDelivery.requested_notice).
@@ -93,11 +101,16 @@ class Reconciler:
     _request_notice: RequestNotice | None = attrs.field(kw_only=True, default=None)
     # A room as commands name it: its alias, else its ID (bot/room_names.room_address).
     _address: RoomNamer = attrs.field(kw_only=True, default=_room_id)
+    # Without it, a request is announced only when it appears, so a room
+    # that lets the bot in later never hears of it.
+    _announcements: Announcements | None = attrs.field(kw_only=True, default=None)
     _pending: set[str] = attrs.field(init=False, factory=set)
     # Tombstoned rooms being followed now: a live tombstone and start-up's
     # pass must not follow one room twice at once.
     _following: set[str] = attrs.field(init=False, factory=set)
     _draining: bool = attrs.field(init=False, default=False)
+    # Rooms start-up queued, until the queue first runs dry after it.
+    _startup_rooms: int | None = attrs.field(init=False, default=None)
 
     def room_changed(self, room_id: str) -> None:
         """Queue ``room_id`` for reconciliation; cheap, safe from the feed."""
@@ -131,8 +144,11 @@ class Reconciler:
         follow-ups of upgrades a restart cut short (upgrade_follow.py)."""
         rooms = {row.room_id for row in await self._store.cached_connections()}
         rooms.update(await self._bot.joined_rooms())
+        self._startup_rooms = len(rooms)
         for room_id in rooms:
             self.room_changed(room_id)
+        if not rooms:
+            self._startup_done()
         if self._upgrades is None:
             return
         for room_id in sorted(rooms):
@@ -154,8 +170,16 @@ class Reconciler:
                     await self._reconcile_room(room_id)
                 except Exception:
                     logger.exception("Failed to reconcile connections of %s", room_id)
+            self._startup_done()
         finally:
             self._draining = False
+
+    def _startup_done(self) -> None:
+        # Until this line, notices a restart owes (requests a room let the
+        # bot in for while this process was down) may still be coming.
+        if self._startup_rooms is not None:
+            logger.info("Start-up reconciliation done: %d room(s)", self._startup_rooms)
+            self._startup_rooms = None
 
     async def _reconcile_room(self, room_id: str) -> None:
         for other in await connected_rooms(self._reader, self._store, room_id):
@@ -236,15 +260,7 @@ class Reconciler:
                 text = notices.requested(label, here, self._bot.user_id, verdict.blocked_by)
                 await self._bot.notice(here, text)
         elif status is Status.INCOMING:
-            if not changed:
-                return
-            # Only rooms that let the bot in (public, or it was invited) hear
-            # about a request; nobody can make the bot enter a private room.
-            if not await self._bot.join(here, via, None) or _inherited(direction):
-                return
-            label = await self._label(other)
-            text = notices.incoming(label, await self._address(other), self._approve_power_level)
-            await self._bot.notice(here, text)
+            await self._announce_request(direction, via, changed)
         elif status is Status.REVOKED:
             was_live = old in (Status.ACTIVE, Status.REQUESTED, Status.INCOMING)
             if direction.here_upgraded_to is not None:
@@ -263,6 +279,32 @@ class Reconciler:
             if direction.there_upgraded_to is None:
                 # Otherwise the bot stays for the connection with the successor.
                 await self._leave_if_unneeded(here)
+
+    async def _announce_request(self, direction: Direction, via: list[str], changed: bool) -> None:
+        """Tell the asked room of a request, with the command that approves it.
+
+        Only rooms that let the bot in (public, or it was invited) hear about
+        a request; nobody can make the bot enter a private room. An admin
+        there who invites the bot later (the requester's notice asks them
+        to) hears of it then: the bot's join reconciles the room again, and
+        the request, not yet announced there, is announced once."""
+        here, other = direction.room_id, direction.other_room_id
+        request = direction.there.consent
+        inherited = _inherited(direction)
+        announcements = self._announcements
+        if request is None or (not changed and (announcements is None or inherited)):
+            return
+        if announcements is not None and await announcements.announced(
+            here, other, request.event_id
+        ):
+            return
+        if not await self._bot.join(here, via, None) or inherited:
+            return  # inherited: a room was upgraded, upgrade_follow.py tells the rooms
+        label = await self._label(other)
+        text = notices.incoming(label, await self._address(other), self._approve_power_level)
+        await self._bot.notice(here, text)
+        if announcements is not None:
+            await announcements.record(here, other, request.event_id)
 
     async def _announce_mode_switch(self, pair: PairStatus, prev_a: Previous) -> None:
         stayed_active = pair.a.verdict.status is Status.ACTIVE and prev_a.status is Status.ACTIVE

@@ -17,6 +17,7 @@ On a Synapse upgrade, this package is what to check.
 - ``caches``: in-memory stream caches and positions.
 - ``client``: events serialised and filtered as a client gets them.
 - ``sql``: queries on Synapse's tables.
+- ``appservices``: which application service a user belongs to.
 - ``storage``: the database engine and shared Deferreds.
 """
 
@@ -33,6 +34,7 @@ from synapse_room_connect.synapse_compat.support import (
 # A release that moved one of these names fails to load the module with an
 # error naming that release, not a bare ImportError.
 try:
+    from synapse_room_connect.synapse_compat.appservices import appservice_of
     from synapse_room_connect.synapse_compat.caches import (
         add_replication_callback,
         cached_version,
@@ -71,6 +73,7 @@ __all__ = [
     "Items",
     "UnsupportedSynapseError",
     "add_replication_callback",
+    "appservice_of",
     "cached_version",
     "current_stream_position",
     "ensure_device",

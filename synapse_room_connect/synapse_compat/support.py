@@ -56,6 +56,7 @@ _STORE_INTERNALS: tuple[str, ...] = (
     "_events_stream_cache",
     "_curr_state_delta_stream_cache",
     "_get_event_cache",
+    "get_app_services",
 )
 
 

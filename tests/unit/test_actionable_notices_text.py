@@ -94,3 +94,37 @@ def test_the_detail_keeps_synapses_words() -> None:
     assert classify_join_error(SynapseError(502, "no way")) == Undeliverable(
         JoinRefusal.UNREACHABLE, "502: no way"
     )
+
+
+def test_a_power_refusal_names_who_has_the_power() -> None:
+    holders = [("Owner", "@owner:hs"), (None, "@mod:hs"), ("@x:hs", "@x:hs")]
+    assert notices.power_refused(100, "@bob:hs", 0, holders) == (
+        "Changing this room's connections needs power level 100; @bob:hs has 0. "
+        "Members who have it: Owner (@owner:hs), @mod:hs, @x:hs."
+    )
+    assert notices.power_refused(50, "@bob:hs", 0, []) == (
+        "Changing this room's connections needs power level 50; @bob:hs has 0. "
+        "No member of this room has power level 50."
+    )
+
+
+def test_a_long_list_of_holders_is_cut_with_a_count() -> None:
+    holders = [(f"Mod {i}", f"@mod{i}:hs") for i in range(notices.MAX_NAMED_HOLDERS + 2)]
+    text = notices.power_holders(100, holders)
+    assert text.startswith("Members who have it: Mod 0 (@mod0:hs), ")
+    assert f"@mod{notices.MAX_NAMED_HOLDERS - 1}:hs) and 2 more." in text
+    assert f"@mod{notices.MAX_NAMED_HOLDERS}:hs" not in text
+
+
+def test_a_bridge_portal_refusal_gives_both_routes_in_one_forwardable_sentence() -> None:
+    bridge = notices.bridge_routes("!p:hs", "irc", "@ircbot:hs", "hs")
+    assert bridge == (
+        "Room !p:hs is run by the bridge (application service) irc, through its user "
+        "@ircbot:hs, so its connections can be changed by the bridge's operator with the "
+        "bridge's as_token on /_synapse/client/org.matrix.msc2923/rooms/!p:hs/connections, "
+        "or by an admin of hs with "
+        "/_synapse/client/org.matrix.msc2923/admin/rooms/!p:hs/connections "
+        "(docs/msc2923.md, section 11)."
+    )
+    text = notices.power_refused(100, "@bob:hs", 0, [("IRC Bridge", "@ircbot:hs")], bridge)
+    assert text.endswith("Members who have it: IRC Bridge (@ircbot:hs). " + bridge)

@@ -107,3 +107,10 @@ def test_refusals_say_what_is_missing() -> None:
         "(hs is not in that room and cannot see its state)."
     )
     assert notices.no_connection("This room", "#b:hs") == "This room has no connection to #b:hs."
+
+
+def test_an_action_on_an_upgraded_room_points_to_its_successor() -> None:
+    assert notices.room_was_upgraded("!old:hs", "!new:hs") == (
+        "!old:hs was upgraded to !new:hs and has no live connections; its connections "
+        "carry on in !new:hs: act on that room."
+    )
