@@ -8,12 +8,13 @@ send never holds up the feed.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
 from typing import Any, Literal, Protocol
 
 import attrs
 from synapse.module_api import EventBase
 
+from synapse_room_connect.commands.queue import FetchEvents
 from synapse_room_connect.commands.runner import is_command
 from synapse_room_connect.constants import CONNECTION_EVENT_TYPE, TRAIT_EVENT_TYPES
 from synapse_room_connect.store import NewEvent
@@ -62,9 +63,6 @@ class Reconciliation(Protocol):
 
 class Commands(Protocol):
     async def handle(self, event: EventBase) -> None: ...
-
-
-FetchEvents = Callable[[Sequence[str]], Awaitable[Mapping[str, EventBase]]]
 
 
 @attrs.define

@@ -3,19 +3,29 @@
 from __future__ import annotations
 
 import logging
-from typing import Any, Final
+from collections.abc import Mapping
+from typing import Any, Final, Protocol
 
 from synapse.module_api import ModuleApi
 from synapse.module_api.errors import SynapseError
 
 from synapse_room_connect import synapse_compat
-from synapse_room_connect.core.ids import server_of
+from synapse_room_connect.core.matrix import server_of
 
 logger = logging.getLogger(__name__)
 
 
 _JOIN_ATTEMPTS: Final = 3
 _JOIN_RETRY_SECONDS: Final = 0.5
+
+
+class AccountDataManager(Protocol):
+    """ModuleApi.account_data_manager: where the bot keeps, in its global
+    account data, what it must remember across restarts."""
+
+    async def get_global(self, user_id: str, data_type: str) -> Mapping[str, Any] | None: ...
+
+    async def put_global(self, user_id: str, data_type: str, new_data: dict[str, Any]) -> None: ...
 
 
 class FerryBot:

@@ -47,7 +47,7 @@ class CommandError(ValueError):
     pass
 
 
-class Outcome(enum.Enum):
+class CommandOutcome(enum.Enum):
     OK = "ok"
     REFUSED = "refused"
     INVALID = "invalid"
@@ -57,7 +57,7 @@ class Outcome(enum.Enum):
 @attrs.frozen
 class Reply:
     text: str
-    outcome: Outcome
+    outcome: CommandOutcome
     # The verb's name, or "unknown" when the command could not be read.
     verb: str
 
@@ -123,18 +123,18 @@ class CommandRunner:
         try:
             command = parse_command(str(event.content.get("body", "")))
         except CommandError as e:
-            return Reply(str(e), Outcome.INVALID, "unknown")
+            return Reply(str(e), CommandOutcome.INVALID, "unknown")
         verb = command.verb.value
         if command.verb is Verb.HELP:
-            return Reply(notices.help_text(self._level), Outcome.OK, verb)
+            return Reply(notices.help_text(self._level), CommandOutcome.OK, verb)
         if command.verb is Verb.LIST:
-            return Reply(await self._listing(event.room_id), Outcome.OK, verb)
+            return Reply(await self._listing(event.room_id), CommandOutcome.OK, verb)
         if not self._api.is_mine(event.sender):
-            return Reply(self._remote_sender_help(command), Outcome.REMOTE_SENDER, verb)
+            return Reply(self._remote_sender_help(command), CommandOutcome.REMOTE_SENDER, verb)
         try:
-            return Reply(await self._act(event, command), Outcome.OK, verb)
+            return Reply(await self._act(event, command), CommandOutcome.OK, verb)
         except SynapseError as e:
-            return Reply(notices.command_refused(verb, e.msg), Outcome.REFUSED, verb)
+            return Reply(notices.command_refused(verb, e.msg), CommandOutcome.REFUSED, verb)
 
     async def _listing(self, room_id: str) -> str:
         views = await self._actions.list_for(room_id)

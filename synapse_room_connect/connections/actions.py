@@ -22,7 +22,7 @@ from synapse_room_connect.connections.rooms import RoomReader
 from synapse_room_connect.connections.status import ConnectionStatus, ConnectionView
 from synapse_room_connect.constants import ACK_ENCRYPTION, ACK_VISIBILITY, CONNECTION_EVENT_TYPE
 from synapse_room_connect.core.handshake import Status, is_empty_content
-from synapse_room_connect.core.ids import server_of
+from synapse_room_connect.core.matrix import server_of
 
 
 # The body of a connect request, as the room admin's and the homeserver

@@ -17,7 +17,7 @@ from synapse.module_api.errors import SynapseError
 from synapse_room_connect.bot import notices
 from synapse_room_connect.bot.notices import JoinRefusal
 from synapse_room_connect.bot.room_names import room_names
-from synapse_room_connect.core.ids import server_of
+from synapse_room_connect.core.matrix import server_of
 
 logger = logging.getLogger(__name__)
 

@@ -19,13 +19,13 @@ from synapse_room_connect.connections.rooms import (
     traits_from_state,
 )
 from synapse_room_connect.constants import CONNECTION_EVENT_TYPE
-from synapse_room_connect.core.frozen_json import unfreeze
 from synapse_room_connect.core.handshake import (
     ContentError,
     is_empty_content,
     traits_mismatch,
     validate_content,
 )
+from synapse_room_connect.core.matrix import unfreeze
 
 logger = logging.getLogger(__name__)
 

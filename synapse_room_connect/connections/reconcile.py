@@ -27,7 +27,7 @@ from synapse_room_connect.connections.status import (
     derive_pair,
 )
 from synapse_room_connect.core.handshake import Mode, Status
-from synapse_room_connect.core.ids import server_of
+from synapse_room_connect.core.matrix import server_of
 from synapse_room_connect.store import Previous, Store
 
 logger = logging.getLogger(__name__)

@@ -13,31 +13,25 @@ recording it is the only way one is posted twice.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Final, Protocol
+from typing import Final, Protocol
 
 import attrs
+
+from synapse_room_connect.bot.ferry_bot import AccountDataManager
 
 # Global account data of the bot, one type per asked room:
 # {"requests": {asking room ID: event ID of the announced request}}.
 ANNOUNCED_TYPE_PREFIX: Final = "org.matrix.msc2923.request_announced."
 
 
-class AccountData(Protocol):
-    """ModuleApi.account_data_manager."""
-
-    async def get_global(self, user_id: str, data_type: str) -> Mapping[str, Any] | None: ...
-
-    async def put_global(self, user_id: str, data_type: str, new_data: dict[str, Any]) -> None: ...
-
-
-class Api(Protocol):
+class AnnouncementsApi(Protocol):
     @property
-    def account_data_manager(self) -> AccountData: ...
+    def account_data_manager(self) -> AccountDataManager: ...
 
 
 @attrs.define
 class RequestAnnouncements:
-    _api: Api
+    _api: AnnouncementsApi
     _bot_user_id: str
 
     async def _requests(self, room_id: str) -> dict[str, str]:

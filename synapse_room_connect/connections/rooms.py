@@ -12,7 +12,6 @@ from synapse.module_api.errors import Codes, SynapseError
 from synapse_room_connect import metrics, synapse_compat
 from synapse_room_connect.bot import notices
 from synapse_room_connect.constants import CONNECTION_EVENT_TYPE, TRAIT_EVENT_TYPES
-from synapse_room_connect.core.frozen_json import unfreeze
 from synapse_room_connect.core.handshake import (
     Consent,
     ContentError,
@@ -21,6 +20,7 @@ from synapse_room_connect.core.handshake import (
     is_empty_content,
     validate_content,
 )
+from synapse_room_connect.core.matrix import unfreeze
 from synapse_room_connect.core.upgrades import Link, predecessor_in, replacement_in
 
 logger = logging.getLogger(__name__)

@@ -18,7 +18,7 @@ from synapse_room_connect.core.handshake import (
     derive,
     mode_for,
 )
-from synapse_room_connect.core.ids import server_of
+from synapse_room_connect.core.matrix import server_of
 from synapse_room_connect.core.upgrades import Link, latest, predecessors
 from synapse_room_connect.store import CachedConnection
 

@@ -19,7 +19,6 @@ is the only way one is posted twice.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
 from typing import Any, Final, Protocol
 
 import attrs
@@ -27,11 +26,12 @@ from synapse.module_api import EventBase
 from synapse.module_api.errors import SynapseError
 
 from synapse_room_connect.bot import notices
+from synapse_room_connect.bot.ferry_bot import AccountDataManager
 from synapse_room_connect.bot.room_names import RoomNamer
 from synapse_room_connect.connections.status import side_toward
 from synapse_room_connect.constants import CONNECTION_EVENT_TYPE
 from synapse_room_connect.core.handshake import Consent, Side
-from synapse_room_connect.core.ids import server_of
+from synapse_room_connect.core.matrix import server_of
 from synapse_room_connect.core.upgrades import Link, carried_content, confirmed, latest
 
 logger = logging.getLogger(__name__)
@@ -44,7 +44,7 @@ GRACE_SECONDS: Final = 10.0
 FERRY_JOIN_ATTEMPTS: Final = 30
 
 
-class Reader(Protocol):
+class UpgradeReader(Protocol):
     """What following an upgrade reads (rooms.RoomReader)."""
 
     async def visible(self, room_id: str) -> bool: ...
@@ -65,19 +65,11 @@ class Reader(Protocol):
 SETTLED_TYPE_PREFIX: Final = "org.matrix.msc2923.upgrade_settled."
 
 
-class AccountData(Protocol):
-    """ModuleApi.account_data_manager."""
-
-    async def get_global(self, user_id: str, data_type: str) -> Mapping[str, Any] | None: ...
-
-    async def put_global(self, user_id: str, data_type: str, new_data: dict[str, Any]) -> None: ...
-
-
-class Api(Protocol):
+class UpgradeApi(Protocol):
     """The homeserver calls following an upgrade makes (a ModuleApi fits)."""
 
     @property
-    def account_data_manager(self) -> AccountData: ...
+    def account_data_manager(self) -> AccountDataManager: ...
 
     def is_mine(self, user_id: str) -> bool: ...
 
@@ -105,8 +97,8 @@ class UpgradeBot(Protocol):
 
 @attrs.define
 class UpgradeFollower:
-    _api: Api
-    _reader: Reader
+    _api: UpgradeApi
+    _reader: UpgradeReader
     _bot: UpgradeBot
     _label: RoomNamer
 

@@ -20,8 +20,8 @@ from synapse.module_api import EventBase, ModuleApi, Requester, SynapseRequest
 
 from synapse_room_connect import metrics, synapse_compat
 from synapse_room_connect.constants import ORIGINAL_KEY, POINTER_KEY
-from synapse_room_connect.core.frozen_json import unfreeze
 from synapse_room_connect.core.handshake import Status
+from synapse_room_connect.core.matrix import unfreeze
 from synapse_room_connect.store import SourceEvent, Store
 
 logger = logging.getLogger(__name__)

@@ -19,7 +19,7 @@ import attrs
 from synapse.module_api import EventBase
 
 from synapse_room_connect import metrics
-from synapse_room_connect.ferry.crossing import Crossing, Passage, Verdict
+from synapse_room_connect.ferry.crossing import Crossing, CrossingVerdict, Passage
 from synapse_room_connect.ferry.cursors import DirectionCursors
 from synapse_room_connect.ferry.interfaces import (
     Counterpart,
@@ -182,14 +182,14 @@ class BatchSender:
         event and what follows it are not; ``HELD``: nothing from the event on
         crosses."""
         verdict = passage.at(row.stream)
-        if verdict is Verdict.HOLD:
+        if verdict is CrossingVerdict.HOLD:
             return Outcome.HELD
         event = None if verdict is not None else await self._events.get_event(row.event_id)
         if event is None:
             self._skip(batch, row)
             return Outcome.CONTINUE
         verdict = await self._crossing.crosses(event, row.stream, batch.target, passage)
-        if verdict is not Verdict.CROSSES:
+        if verdict is not CrossingVerdict.CROSSES:
             withheld = verdict.withheld
             if withheld is not None:
                 metrics.ferry_withheld.labels(self._server_name, withheld.value).inc()

@@ -44,13 +44,13 @@ from synapse_room_connect.config import RoomConnectConfig
 from synapse_room_connect.connections.status import ActivationPosition, StateReader, derive_pair
 from synapse_room_connect.constants import POINTER_KEY
 from synapse_room_connect.core.handshake import Status
-from synapse_room_connect.core.ids import server_of
+from synapse_room_connect.core.matrix import server_of
 from synapse_room_connect.ferry.interfaces import Moderation, TraitsReader, Withheld
 
 _FERRIED_TYPES: Final = frozenset({"m.room.message", "m.sticker", "m.reaction", "m.room.redaction"})
 
 
-class Verdict(enum.Enum):
+class CrossingVerdict(enum.Enum):
     """Whether an event crosses, and if not, why; the value is the log word."""
 
     CROSSES = "crosses"
@@ -64,7 +64,10 @@ class Verdict(enum.Enum):
     @property
     def withheld(self) -> Withheld | None:
         """The target room's moderation that kept the event out, if any."""
-        return {Verdict.BAN: Withheld.BAN, Verdict.SERVER_ACL: Withheld.SERVER_ACL}.get(self)
+        return {
+            CrossingVerdict.BAN: Withheld.BAN,
+            CrossingVerdict.SERVER_ACL: Withheld.SERVER_ACL,
+        }.get(self)
 
 
 @attrs.frozen
@@ -112,18 +115,18 @@ class Passage:
             return None
         return min(max(self.fence, self.past.resume_after), self.upto)
 
-    def at(self, stream: int) -> Verdict | None:
+    def at(self, stream: int) -> CrossingVerdict | None:
         """The direction's verdict on an event at ``stream``; None when the
         event's own facts decide."""
         if self.encrypted:
-            return Verdict.ENCRYPTED
+            return CrossingVerdict.ENCRYPTED
         if self.fence is None or stream < self.fence:
             return None
         if not self.past.carry:
-            return Verdict.HOLD
+            return CrossingVerdict.HOLD
         skip_to = self.skip_to
         if skip_to is not None and stream <= skip_to:
-            return Verdict.BEFORE_CONSENT
+            return CrossingVerdict.BEFORE_CONSENT
         return None
 
 
@@ -169,19 +172,19 @@ class Crossing:
 
     async def crosses(
         self, event: EventBase, stream: int, target: str, passage: Passage
-    ) -> Verdict:
+    ) -> CrossingVerdict:
         """Whether ``event``, at ``stream`` in its room, crosses into ``target``."""
         verdict = passage.at(stream)
         if verdict is not None:
             return verdict
         if not self._carried(event):
-            return Verdict.NOT_CARRIED
+            return CrossingVerdict.NOT_CARRIED
         withheld = await self._moderation.withheld_by(event, target)
         if withheld is Withheld.BAN:
-            return Verdict.BAN
+            return CrossingVerdict.BAN
         if withheld is Withheld.SERVER_ACL:
-            return Verdict.SERVER_ACL
-        return Verdict.CROSSES
+            return CrossingVerdict.SERVER_ACL
+        return CrossingVerdict.CROSSES
 
 
 class TargetModeration:

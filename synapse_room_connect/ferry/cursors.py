@@ -14,49 +14,49 @@ from collections.abc import Mapping
 
 import attrs
 
-Direction = tuple[str, str]
+DirectionKey = tuple[str, str]
 
 
 @attrs.define
 class DirectionCursors:
-    # Direction -> the store's cursor: how far the direction was read and
+    # DirectionKey -> the store's cursor: how far the direction was read and
     # recorded.
-    _positions: dict[Direction, int] = attrs.field(init=False, factory=dict)
+    _positions: dict[DirectionKey, int] = attrs.field(init=False, factory=dict)
     # Directions whose every send this process made was recorded: nothing of
     # theirs can be in Synapse unrecorded, so no look-up before sending.
     # Empty after a start; a direction leaves it on any failure.
-    _settled: set[Direction] = attrs.field(init=False, factory=set)
+    _settled: set[DirectionKey] = attrs.field(init=False, factory=set)
 
-    def get(self, direction: Direction) -> int | None:
+    def get(self, direction: DirectionKey) -> int | None:
         return self._positions.get(direction)
 
-    def known(self, direction: Direction) -> bool:
+    def known(self, direction: DirectionKey) -> bool:
         return direction in self._positions
 
-    def load(self, positions: Mapping[Direction, int]) -> None:
+    def load(self, positions: Mapping[DirectionKey, int]) -> None:
         """The store's cursors, as just read."""
         self._positions.update(positions)
 
-    def reads_from(self, direction: Direction, since: int) -> int:
+    def reads_from(self, direction: DirectionKey, since: int) -> int:
         """Where the direction reads from: its cursor, never before ``since``
         (a connection activated again starts from its new consent: what was
         said while it was revoked stays on its side)."""
         return max(self._positions.get(direction, since), since)
 
-    def recorded(self, direction: Direction, position: int) -> None:
+    def recorded(self, direction: DirectionKey, position: int) -> None:
         """The store now holds ``position`` for the direction."""
         self._positions[direction] = max(self._positions.get(direction, position), position)
 
-    def is_settled(self, direction: Direction) -> bool:
+    def is_settled(self, direction: DirectionKey) -> bool:
         return direction in self._settled
 
-    def settle(self, direction: Direction, settled: bool) -> None:
+    def settle(self, direction: DirectionKey, settled: bool) -> None:
         if settled:
             self._settled.add(direction)
         else:
             self._settled.discard(direction)
 
-    def forget(self, direction: Direction) -> None:
+    def forget(self, direction: DirectionKey) -> None:
         """Another process may write this direction now (revoked, carried
         elsewhere, or a pass failed mid-way): read it from the store again and
         look up before sending."""

@@ -12,7 +12,7 @@ from synapse.module_api import EventBase, ModuleApi
 
 from synapse_room_connect import synapse_compat
 from synapse_room_connect.config import RoomConnectConfig
-from synapse_room_connect.core.frozen_json import unfreeze
+from synapse_room_connect.core.matrix import unfreeze
 from synapse_room_connect.core.upgrades import predecessor_in
 from synapse_room_connect.ferry.interfaces import (
     Counterpart,

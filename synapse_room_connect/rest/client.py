@@ -7,7 +7,6 @@ segments, so the routes read as a table rather than a tree of resources.
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import unquote
 
@@ -21,11 +20,10 @@ from synapse.module_api.errors import Codes, SynapseError
 
 from synapse_room_connect.connections.actions import ConnectionActions, parse_connect_body
 from synapse_room_connect.expansion.expander import Expander
-from synapse_room_connect.rest.admin import AdminRoutes
+from synapse_room_connect.rest.admin import AdminRoutes, Handler
 from synapse_room_connect.store import Store
 
 Response = tuple[int, Any]
-Handler = Callable[[SynapseRequest, dict[str, str]], Awaitable[Response]]
 
 _ROOM = r"(?P<room_id>![^/]+)"
 

@@ -8,7 +8,13 @@ import asyncio
 from synapse.events import EventBase
 
 from synapse_room_connect.constants import CONNECTION_EVENT_TYPE
-from synapse_room_connect.ferry.crossing import HOLD, Passage, PastFence, Verdict, first_fence
+from synapse_room_connect.ferry.crossing import (
+    HOLD,
+    CrossingVerdict,
+    Passage,
+    PastFence,
+    first_fence,
+)
 from synapse_room_connect.ferry.scheduler import PassOutcome
 from synapse_room_connect.store import TimelineRow
 
@@ -119,7 +125,7 @@ def test_a_passage_never_skips_beyond_what_was_read() -> None:
 
     held = split(HOLD)
     assert held == (rows[:2], None, [])
-    assert Passage(fence=3, past=HOLD, upto=6).at(4) is Verdict.HOLD
+    assert Passage(fence=3, past=HOLD, upto=6).at(4) is CrossingVerdict.HOLD
     resumed = split(PastFence(carry=True, resume_after=5))
     assert (resumed[1], resumed[2]) == (5, rows[3:])
     capped = split(PastFence(carry=True, resume_after=50))

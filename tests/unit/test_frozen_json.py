@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from types import MappingProxyType
 
-from synapse_room_connect.core.frozen_json import unfreeze
+from synapse_room_connect.core.matrix import unfreeze
 
 
 def test_nested_mappings_and_tuples_become_dicts_and_lists() -> None:

@@ -1,4 +1,5 @@
-"""Plain, mutable copies of an event's frozen JSON.
+"""Matrix data as the pure rules take it: the server in an ID, and plain
+copies of an event's frozen JSON.
 
 Synapse hands modules event content as immutable mappings and tuples; what the
 module edits or serialises again needs ordinary dicts and lists. Our own
@@ -9,6 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
+
+
+def server_of(user_or_room_id: str) -> str | None:
+    """The server part of a user or room ID, or None if it has none."""
+    _, sep, server = user_or_room_id.partition(":")
+    return server if sep else None
 
 
 def unfreeze(value: Any) -> Any:
