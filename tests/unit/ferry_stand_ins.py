@@ -287,9 +287,12 @@ class MemorySender:
                 for sent in self.persisted.values()
             ):
                 return "Can't send same reaction twice"
-        elif relation["rel_type"] == "m.thread" and parent in self.persisted:
-            if self._relation(self.persisted[parent].counterpart.content) is not None:
-                return "Cannot start threads from an event with a relation"
+        elif (
+            relation["rel_type"] == "m.thread"
+            and parent in self.persisted
+            and self._relation(self.persisted[parent].counterpart.content) is not None
+        ):
+            return "Cannot start threads from an event with a relation"
         return None
 
 

@@ -8,6 +8,7 @@ Uses Synapse internals (``synapse.storage``); checked against Synapse 1.163.2.
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 import sqlite3
@@ -123,3 +124,116 @@ class SqliteModuleApi:
                 return None
 
         return defer.ensureDeferred(run())
+
+
+class SynapseRows:
+    """Rows in Synapse's own tables, as ``PersistEventsStore`` writes them for
+    an event (``events`` and ``event_json``; ``room_memberships`` for a member
+    event; ``rejections`` for a rejected one), and the other tables the
+    module's SQL reads. Column lists checked against Synapse 1.163.2's schema."""
+
+    def __init__(self, txn: LoggingTransaction) -> None:
+        self._txn = txn
+
+    def event(
+        self,
+        stream: int,
+        event_id: str,
+        room_id: str,
+        *,
+        type: str = "m.room.message",
+        sender: str = "@alice:hs1",
+        state_key: str | None = None,
+        content: dict[str, Any] | None = None,
+        ts: int = 1000,
+        outlier: bool = False,
+        membership: str | None = None,
+        rejected: bool = False,
+    ) -> None:
+        body = content if content is not None else {"body": event_id}
+        event = {
+            "event_id": event_id,
+            "room_id": room_id,
+            "type": type,
+            "sender": sender,
+            "content": body,
+            "origin_server_ts": ts,
+        }
+        if state_key is not None:
+            event["state_key"] = state_key
+        self._txn.execute(
+            "INSERT INTO events (stream_ordering, topological_ordering, event_id, type,"
+            " room_id, content, processed, outlier, depth, origin_server_ts, received_ts,"
+            " sender, contains_url, instance_name, state_key, rejection_reason)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                stream,
+                stream,
+                event_id,
+                type,
+                room_id,
+                json.dumps(body),
+                True,
+                outlier,
+                stream,
+                ts,
+                ts,
+                sender,
+                False,
+                "master",
+                state_key,
+                "auth" if rejected else None,
+            ),
+        )
+        self._txn.execute(
+            "INSERT INTO event_json (event_id, room_id, internal_metadata, json, format_version)"
+            " VALUES (?, ?, ?, ?, ?)",
+            (event_id, room_id, "{}", json.dumps(event), 3),
+        )
+        if membership is not None:
+            assert state_key is not None
+            self._txn.execute(
+                "INSERT INTO room_memberships (event_id, user_id, sender, room_id, membership,"
+                " event_stream_ordering) VALUES (?, ?, ?, ?, ?, ?)",
+                (event_id, state_key, sender, room_id, membership, stream),
+            )
+        if rejected:
+            self._txn.execute(
+                "INSERT INTO rejections (event_id, reason, last_check) VALUES (?, ?, ?)",
+                (event_id, "auth", "0"),
+            )
+
+    def local_membership(
+        self, stream: int, event_id: str, room_id: str, user_id: str, membership: str
+    ) -> None:
+        """A local user's current membership, as the member event ``event_id``
+        at ``stream`` (persisted by ``event``) made it."""
+        self._txn.execute(
+            "INSERT INTO local_current_membership"
+            " (room_id, user_id, event_id, membership, event_stream_ordering)"
+            " VALUES (?, ?, ?, ?, ?)",
+            (room_id, user_id, event_id, membership, stream),
+        )
+
+    def device(self, user_id: str, device_id: str) -> None:
+        self._txn.execute(
+            "INSERT INTO devices (user_id, device_id) VALUES (?, ?)", (user_id, device_id)
+        )
+
+    def transaction_id(
+        self, room_id: str, txn_id: str, event_id: str, user_id: str, device_id: str
+    ) -> None:
+        """What Synapse keeps of a client's transaction ID (for a day)."""
+        self._txn.execute(
+            "INSERT INTO event_txn_id_device_id"
+            " (event_id, room_id, user_id, device_id, txn_id, inserted_ts)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (event_id, room_id, user_id, device_id, txn_id, 1000),
+        )
+
+
+@contextmanager
+def rows(path: Path) -> Iterator[SynapseRows]:
+    """Rows written into Synapse's tables in one committed transaction."""
+    with transaction(path) as txn:
+        yield SynapseRows(txn)

@@ -26,8 +26,9 @@ def _drop_column(path: Path, table: str, column: str) -> None:
     would leave it (SQLite cannot drop an indexed column in place)."""
     with transaction(path) as txn:
         txn.execute(f"SELECT * FROM {table} LIMIT 0")
-        kept = [d[0] for d in txn.description if d[0] != column]
-        assert len(kept) == len(txn.description) - 1, f"{table} has no column {column}"
+        columns = [d[0] for d in txn.description or ()]
+        kept = [c for c in columns if c != column]
+        assert len(kept) == len(columns) - 1, f"{table} has no column {column}"
         txn.execute(f"CREATE TABLE {table}_kept AS SELECT {', '.join(kept)} FROM {table}")
         txn.execute(f"DROP TABLE {table}")
         txn.execute(f"ALTER TABLE {table}_kept RENAME TO {table}")
@@ -38,9 +39,8 @@ def test_a_missing_column_fails_naming_the_table_and_the_synapse_version(
 ) -> None:
     # A release of Synapse whose table lacks one column the module reads.
     _drop_column(synapse_db, "event_txn_id_device_id", "device_id")
-    with pytest.raises(UnsupportedSynapseError) as raised:
-        with transaction(synapse_db) as txn:
-            sql.require_synapse_tables(txn)
+    with pytest.raises(UnsupportedSynapseError) as raised, transaction(synapse_db) as txn:
+        sql.require_synapse_tables(txn)
     message = str(raised.value)
     assert "event_txn_id_device_id" in message
     assert f"Synapse {synapse.__version__}" in message
