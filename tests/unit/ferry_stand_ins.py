@@ -1,6 +1,9 @@
 """In-memory stand-ins for what the ferry reads, writes and sends through
 (the protocols in ``synapse_room_connect.ferry.interfaces``), and a way to
-build real Synapse events for them."""
+build real Synapse events for them.
+
+Where a stand-in imitates Synapse, its docstring names the Synapse code it
+imitates; each was checked against Synapse 1.163.2's source."""
 
 from __future__ import annotations
 
@@ -71,6 +74,15 @@ def event(
 def reply(event_id: str, to: str) -> EventBase:
     return event(
         event_id, content={"body": event_id, "m.relates_to": {"m.in_reply_to": {"event_id": to}}}
+    )
+
+
+def in_thread(event_id: str, root: str) -> EventBase:
+    """A message in the thread of ``root``: a relation (``rel_type``) that
+    Synapse checks against the events it has, unlike a plain reply."""
+    return event(
+        event_id,
+        content={"body": event_id, "m.relates_to": {"rel_type": "m.thread", "event_id": root}},
     )
 
 
@@ -175,6 +187,10 @@ class MemoryFerryStore:
 
 
 class MemoryEvents:
+    """The event source: None for an event not held, as Synapse's
+    ``get_event(event_id, allow_none=True)`` gives it (checked against
+    Synapse 1.163.2)."""
+
     def __init__(self) -> None:
         self.events: dict[str, EventBase] = {}
 
@@ -184,12 +200,25 @@ class MemoryEvents:
 
 class MemorySender:
     """Rooms that keep transaction IDs as Synapse does (a second send with a
-    known ID persists nothing), and refuse, as Synapse does, a room's whole
-    chain in which a relation names an event it lacks."""
+    known ID persists nothing), and that refuse a room's whole chain when one
+    of its events has a relation Synapse refuses.
+
+    The refusals are those of ``EventCreationHandler._validate_event_relation``
+    (synapse/handlers/message.py, Synapse 1.163.2), which only looks at a
+    relation with a ``rel_type`` (``synapse.events.relation_from_event``), so a
+    plain reply (``m.in_reply_to`` alone) is never refused. For the others:
+    the related event must be known (persisted before the chain: Synapse
+    checks each event of a chain as it is created, before any is persisted)
+    or already the target of some relation, and in the same room; an
+    annotation needs a key of at most 500 characters, once per key and
+    sender (here every event is the bot's); a thread cannot start from an
+    event that itself has a relation. The chain fails whole, as
+    ``handle_new_client_event`` persists a batch or nothing."""
 
     def __init__(self) -> None:
         self.by_txn: dict[tuple[str, str], str] = {}
-        self.persisted: set[str] = set()
+        self.persisted: dict[str, Outgoing] = {}  # event ID -> what was sent as it
+        self.rooms: dict[str, str] = {}  # event ID -> its room
         self.sends: list[list[str]] = []  # transaction IDs of each chain persisted
         self.calls: list[dict[str, list[str]]] = []  # each send call: room -> transaction IDs
         self.lookups = 0  # already_sent calls
@@ -211,22 +240,65 @@ class MemorySender:
         for item in items:
             if item.txn_id in self.refuse:
                 return RuntimeError(f"refused {item.txn_id}")
-            relates = item.counterpart.content.get("m.relates_to") or {}
-            related = (relates.get("m.in_reply_to") or {}).get("event_id")
-            if related is not None and related not in self.persisted:
-                return RuntimeError(f"relation to unknown event {related}")
+            refusal = self._refused_relation(room_id, item.counterpart)
+            if refusal is not None:
+                return RuntimeError(refusal)
         for item in items:
             if (room_id, item.txn_id) in self.by_txn:
                 continue  # deduplicated by transaction ID: nothing new persisted
             event_id = f"$p{len(self.by_txn)}-{item.txn_id}"
             self.by_txn[(room_id, item.txn_id)] = event_id
-            self.persisted.add(event_id)
+            self.persisted[event_id] = item
+            self.rooms[event_id] = room_id
         self.sends.append([item.txn_id for item in items])
+        return None
+
+    def _relation(self, content: Mapping[str, Any]) -> Mapping[str, Any] | None:
+        """``relation_from_event``: a relation has a string rel_type and event_id."""
+        relates = content.get("m.relates_to")
+        if not isinstance(relates, Mapping):
+            return None
+        if not isinstance(relates.get("rel_type"), str):
+            return None
+        return relates if isinstance(relates.get("event_id"), str) else None
+
+    def _refused_relation(self, room_id: str, counterpart: Counterpart) -> str | None:
+        relation = self._relation(counterpart.content)
+        if relation is None:
+            return None
+        parent = relation["event_id"]
+        if parent in self.persisted:
+            if self.rooms[parent] != room_id:
+                return "Relations must be in the same room"
+        elif not any(
+            (r := self._relation(sent.counterpart.content)) is not None and r["event_id"] == parent
+            for sent in self.persisted.values()
+        ):
+            return f"Can't send relation to unknown event {parent}"
+        if relation["rel_type"] == "m.annotation":
+            key = relation.get("key")
+            if not isinstance(key, str):
+                return "Missing aggregation key"
+            if len(key) > 500:
+                return "Aggregation key is too long"
+            if any(
+                sent.counterpart.type == counterpart.type
+                and sent.counterpart.content.get("m.relates_to") == relation
+                for sent in self.persisted.values()
+            ):
+                return "Can't send same reaction twice"
+        elif (
+            relation["rel_type"] == "m.thread"
+            and parent in self.persisted
+            and self._relation(self.persisted[parent].counterpart.content) is not None
+        ):
+            return "Cannot start threads from an event with a relation"
         return None
 
 
 class StandInPreparer:
-    """Messages only: a pointer naming the original, its reply mapped."""
+    """Messages only: a pointer naming the original, its reply or other
+    relation (``rel_type``) mapped."""
 
     def __init__(self, lookup: MemoryFerryStore) -> None:
         self._lookup = lookup
@@ -244,12 +316,18 @@ class StandInPreparer:
         if event.event_id in self.relation_pending and wait_for_relations:
             raise RelationPendingError(f"{event.event_id}'s relation is still to come")
         content: dict[str, Any] = {"body": f"pointer to {event.event_id}"}
-        replied = (event.content.get("m.relates_to") or {}).get("m.in_reply_to")
+        relates = event.content.get("m.relates_to") or {}
+        replied = relates.get("m.in_reply_to")
         if replied is not None:
             mapped = await counterpart_of(self._lookup, replied["event_id"], target)
             if mapped is None:
                 return None
             content["m.relates_to"] = {"m.in_reply_to": {"event_id": mapped}}
+        elif "rel_type" in relates:
+            mapped = await counterpart_of(self._lookup, relates["event_id"], target)
+            if mapped is None:
+                return None
+            content["m.relates_to"] = {"rel_type": relates["rel_type"], "event_id": mapped}
         return Counterpart("m.room.message", content, CounterpartKind.MESSAGE)
 
 

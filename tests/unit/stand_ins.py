@@ -1,5 +1,9 @@
 """Small in-memory stand-ins for the store, the room reader, the bot and the
-homeserver, for unit tests of the logic that drives them."""
+homeserver, for unit tests of the logic that drives them.
+
+The store, the room reader and the bot are the module's own; where a
+stand-in imitates Synapse (``MemoryAccountData``, ``Host``), its docstring
+names the module API calls it imitates, checked against Synapse 1.163.2."""
 
 from __future__ import annotations
 
@@ -154,8 +158,10 @@ class RecordingBot:
 
 
 class MemoryAccountData:
-    """Global account data (ModuleApi.account_data_manager), kept across the
-    restarts a test plays by building its objects again."""
+    """Global account data (ModuleApi.account_data_manager's get_global and
+    put_global), kept across the restarts a test plays by building its
+    objects again. Read back frozen, as ``AccountDataManager.get_global``
+    returns it (synapse/module_api/__init__.py, Synapse 1.163.2)."""
 
     def __init__(self) -> None:
         self.data: dict[tuple[str, str], dict[str, Any]] = {}
@@ -171,7 +177,10 @@ class MemoryAccountData:
 
 
 class Host:
-    """The homeserver's scheduling: background work is kept until run."""
+    """The homeserver's scheduling, as ModuleApi's get_current_time_msec,
+    run_as_background_process and delayed_background_call are called
+    (signatures checked against Synapse 1.163.2); unlike Synapse, background
+    work is kept until the test runs it, and delayed calls are only listed."""
 
     server_name = "hs"
 

@@ -9,7 +9,7 @@ from synapse_room_connect.ferry.batch import MAX_ATTEMPTS, MAX_BATCH, transactio
 from synapse_room_connect.ferry.scheduler import BATCH_SIZE, PassOutcome
 from synapse_room_connect.store import ActiveTarget
 
-from .ferry_stand_ins import BOT, SOURCE, TARGET, FerryRig, event, reply
+from .ferry_stand_ins import BOT, SOURCE, TARGET, FerryRig, event, in_thread, reply
 
 
 def run(rig: FerryRig) -> PassOutcome:
@@ -51,11 +51,12 @@ def test_a_full_batch_is_sent_before_the_next_one_fills() -> None:
 
 def test_a_relation_to_a_pointer_still_in_the_batch_sends_the_batch_first() -> None:
     rig = FerryRig.build()
-    rig.persist(event("$m1"), reply("$r2", to="$m1"), event("$m3"))
+    rig.persist(event("$m1"), in_thread("$r2", root="$m1"), event("$m3"))
 
     assert run(rig) is PassOutcome.IDLE
-    # The stand-in sender, like Synapse, refuses a relation to an event it
-    # has not persisted: the reply could only go once $m1's pointer had.
+    # The stand-in sender, like Synapse, refuses a relation (a thread, not a
+    # plain reply) to an event it has not persisted: the thread message could
+    # only go once $m1's pointer had.
     assert rig.sender.sends == [[txn("$m1")], [txn("$r2"), txn("$m3")]]
     assert [r.stream for r in rig.store.recorded] == [1, 3]
     assert rig.pointer("$r2") is not None
