@@ -12,6 +12,7 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import Any, Final, TypeVar
 
+import attrs
 from synapse.module_api import LoggingTransaction, ModuleApi, make_deferred_yieldable
 from twisted.internet.defer import Deferred
 
@@ -139,28 +140,49 @@ def _migrate_txn(txn: LoggingTransaction) -> tuple[int, int]:
     return current, SCHEMA_VERSION
 
 
+@attrs.frozen
+class _Migrated:
+    """The schema version reached, or why the migration was refused."""
+
+    version: int | None
+    error: Exception = attrs.field(factory=lambda: RuntimeError("schema migration failed"))
+
+
 class StoreBase:
     """Runs queries once the schema is current. Every method waits for migrations."""
 
     def __init__(self, api: ModuleApi) -> None:
         self._api = api
         self._migrated = False
-        self._migration: Callable[[], Deferred[int | None]] | None = None
+        self._migration: Callable[[], Deferred[_Migrated | None]] | None = None
 
     async def migrate(self) -> int:
         """Bring the schema up to date, once per process; every caller waits
-        for the same run, so an early request cannot race the start-up one."""
+        for the same run, so an early request cannot race the start-up one.
+        A refusal (a schema from a newer release, a Synapse without a column
+        the module reads) is raised to every caller, naming its reason."""
         if self._migration is None:
             self._migration = synapse_compat.shared(
-                self._api.run_as_background_process("room_connect_migrate", self._migrate)
+                self._api.run_as_background_process("room_connect_migrate", self._migrate_outcome)
             )
         try:
-            version = await make_deferred_yieldable(self._migration())
+            outcome = await make_deferred_yieldable(self._migration())
         except Exception:
             self._migration = None  # let a later caller try again
             raise
-        assert version is not None
-        return version
+        if outcome is None or outcome.version is None:
+            self._migration = None
+            raise RuntimeError("schema migration failed") if outcome is None else outcome.error
+        return outcome.version
+
+    async def _migrate_outcome(self) -> _Migrated:
+        # A background process logs what its function raises and returns None,
+        # which would leave every caller without the reason: hand it back.
+        try:
+            return _Migrated(await self._migrate())
+        except Exception as e:
+            logger.error("synapse_room_connect cannot use the database: %s", e)
+            return _Migrated(None, e)
 
     async def _migrate(self) -> int:
         # Several processes may migrate at once. They serialise on an advisory

@@ -38,11 +38,10 @@ from .synapse_db import SqliteModuleApi, rows, transaction
 
 T = TypeVar("T")
 
-# How a refused migration ends for the caller. The migration runs as a
-# Synapse background process, which logs what its function raised and gives
-# None instead (as ModuleApi.run_as_background_process documents), so today
-# the caller gets the store's assertion and the reason is only in the log.
-REFUSED = (SchemaTooNewError, UnsupportedSynapseError, AssertionError)
+# How a refused migration ends for the caller: the refusal itself, naming
+# its reason, although the migration runs as a Synapse background process
+# (which would log what its function raised and give None instead).
+REFUSED = (SchemaTooNewError, UnsupportedSynapseError)
 
 BOT = "@room-connect:hs1"
 ALICE = "@alice:hs1"
