@@ -8,6 +8,7 @@ This file wires the parts and runs them in the background; the feed
 - ``ferry_prepare``: one original's counterpart for one target room.
 - ``ferry_moderation``: the target room's bans and server ACL.
 - ``ferry_fence``: what crosses after a connection change not yet reconciled.
+- ``ferry_lease``: which process may send for a connection right now.
 - ``ferry_interfaces``: the protocols between them.
 """
 
@@ -25,6 +26,7 @@ from synapse_room_connect.bot import FerryBot
 from synapse_room_connect.config import RoomConnectConfig
 from synapse_room_connect.ferry_batch import BatchSender
 from synapse_room_connect.ferry_fence import CurrentStateGate
+from synapse_room_connect.ferry_lease import FerryLeases, LeaseLostError, lease_owner
 from synapse_room_connect.ferry_moderation import TargetModeration
 from synapse_room_connect.ferry_prepare import CounterpartPreparer
 from synapse_room_connect.ferry_scheduler import FerryScheduler, PassOutcome
@@ -53,6 +55,10 @@ class Ferry:
         self._api = api
         self._bot = bot
         self._preparer = CounterpartPreparer(api, config, store, bot.user_id, label)
+        leases = FerryLeases(store, lease_owner(api.worker_name), sleep=api.sleep)
+        # Whoever takes this process's connections over need not wait for
+        # its leases to expire after a clean stop.
+        synapse_compat.before_shutdown(api, "room_connect_release_leases", leases.close)
         batches = BatchSender(
             events=SynapseEvents(api),
             preparer=self._preparer,
@@ -61,10 +67,18 @@ class Ferry:
             records=store,
             server_name=api.server_name,
             clock_ms=api.get_current_time_msec,
+            leases=leases,
         )
         fences = CurrentStateGate(reader, functools.partial(activation_position, api), bot.user_id)
         self._scheduler = FerryScheduler(
-            store, reader, batches, bot.user_id, api.server_name, owns=owns, fences=fences
+            store,
+            reader,
+            batches,
+            bot.user_id,
+            api.server_name,
+            owns=owns,
+            fences=fences,
+            leases=leases,
         )
         self._running = False
         self._woken = False
@@ -113,6 +127,9 @@ class Ferry:
                 # not slip in unnoticed.
                 if outcome is not PassOutcome.MORE and not self._woken:
                     return
+        except LeaseLostError as e:
+            logger.warning("Ferry pass stopped: %s; retrying in %d ms", e, RETRY_DELAY_MS)
+            self._retry_later()
         except Exception:
             # The scheduler keeps the failed pass's rooms dirty.
             logger.exception("Ferry pass failed; retrying in %d ms", RETRY_DELAY_MS)

@@ -5,6 +5,7 @@ Synapse's, composed from one part per job.
 - ``store_connections``: the connection cache.
 - ``store_ferry``: the ferry's cursors and pointer mappings.
 - ``store_events``: reads of Synapse's events and transaction IDs.
+- ``store_leases``: which ferry process may send for which connection.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from synapse_room_connect.store_ferry import (
     FerryRecordsStore,
     SourceEvent,
 )
+from synapse_room_connect.store_leases import FerryLeaseStore, LeaseRow
 from synapse_room_connect.store_schema import SCHEMA_VERSION, SchemaTooNewError
 
 __all__ = [
@@ -35,6 +37,7 @@ __all__ = [
     "CachedConnection",
     "FerriedPointer",
     "FerryRecord",
+    "LeaseRow",
     "NewEvent",
     "Previous",
     "SchemaTooNewError",
@@ -45,5 +48,5 @@ __all__ = [
 ]
 
 
-class Store(ConnectionCacheStore, FerryRecordsStore, SynapseEventsStore):
+class Store(ConnectionCacheStore, FerryRecordsStore, SynapseEventsStore, FerryLeaseStore):
     """Typed access to the module's tables. Every method waits for migrations."""

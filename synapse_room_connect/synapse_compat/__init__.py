@@ -47,6 +47,7 @@ try:
         latest_edits,
         stream_ordering_of,
     )
+    from synapse_room_connect.synapse_compat.lifecycle import before_shutdown
     from synapse_room_connect.synapse_compat.sending import Items, ensure_device, send_chains
     from synapse_room_connect.synapse_compat.sql import require_synapse_tables
     from synapse_room_connect.synapse_compat.state import (
@@ -66,6 +67,7 @@ __all__ = [
     "Items",
     "UnsupportedSynapseError",
     "add_replication_callback",
+    "before_shutdown",
     "cached_version",
     "current_stream_position",
     "ensure_device",
