@@ -231,6 +231,9 @@ class FerryLeases:
         started = self._clock_ms()
         rows = {row.key: row for row in await self._store.claim_leases(self.owner, keys, LEASE_MS)}
         changed = set()
+        taken: list[str] = []
+        # Owner -> the keys newly found held by it, and the longest wait.
+        waits: dict[str, tuple[list[str], int]] = {}
         for key in keys:
             row = rows.get(key)
             if row is not None and row.owner == self.owner:
@@ -240,16 +243,32 @@ class FerryLeases:
                 self._held[key] = _Held(row.epoch, started + LEASE_MS)
                 self._ask_after.pop(key, None)
                 if self._waiting_on.pop(key, None) is not None:
-                    logger.info("Took over the ferry's lease on %s", key.replace("\n", " <-> "))
+                    taken.append(key)
                 continue
             self._held.pop(key, None)
             self._ask_after[key] = started + ASK_AGAIN_MS
             if row is not None and self._waiting_on.get(key) != row.owner:
                 self._waiting_on[key] = row.owner
-                logger.info(
-                    "Waiting for %s to let go of the connection %s (lease ends in %d ms)",
-                    row.owner,
-                    key.replace("\n", " <-> "),
-                    max(row.remaining_ms, 0),
-                )
+                found, longest = waits.get(row.owner, ([], 0))
+                waits[row.owner] = ([*found, key], max(longest, row.remaining_ms))
+        # One line per owner and claim, not per connection: a restart moves
+        # many connections at once.
+        for owner, (found, longest) in waits.items():
+            logger.info(
+                "Waiting for %s to let go of %d connection(s), such as %s (lease ends in %d ms)",
+                owner,
+                len(found),
+                _label(found[0]),
+                max(longest, 0),
+            )
+        if taken:
+            logger.info(
+                "Took over the ferry's lease on %d connection(s), such as %s",
+                len(taken),
+                _label(taken[0]),
+            )
         return changed
+
+
+def _label(key: str) -> str:
+    return key.replace("\n", " <-> ")

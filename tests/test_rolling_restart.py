@@ -279,7 +279,7 @@ def test_a_rolling_restart_from_two_ferry_workers_to_three_and_back_under_a_burs
         f" pointers recorded: {recorded}; events in the rooms B: {events_in_b};"
         f" doubled: {doubled}; missing: {missing}; reactions misplaced: {misplaced};"
         f" events naming a predecessor never stored: {len(holes)};"
-        f" lease waits logged: {log_count(rolling, 'to let go of the connection')};"
+        f" lease waits logged: {log_count(rolling, 'to let go of')};"
         f" take-overs logged: {log_count(rolling, 'Took over the ferry')};"
         f" passes stopped for a lost lease: {log_count(rolling, 'Ferry pass stopped')};"
         f" sends that outlasted their lease: {log_count(rolling, 'after its lease did')};"
