@@ -13,10 +13,11 @@ database (store_leases.py):
 - It takes the lease when it is free, expired or already its own; a new
   owner waits out the old one's lease (``LEASE_MS`` after its last renewal,
   or until it releases it when it shuts down).
-- A send renews the leases it needs, in one write for all of them, once less
-  than ``RENEW_BELOW_MS`` is left, so every send starts at least that long
-  before another process may take over: a send (build, persist, record)
-  taking longer is the case this does not cover, and it is logged.
+- A pass renews the leases of the directions it reads, in one write for all
+  of them, once less than ``RENEW_BELOW_MS`` is left (as does a send, for
+  its own), so every send starts at least that long before another process
+  may take over; a lease no pass needs lapses. A send (build, persist,
+  record) taking longer is the case this does not cover, and it is logged.
 - The owner is one run of one process (its name and a random token): a
   process restarted after a crash waits out its earlier run's lease too, as
   that run's last persist may still be under way on the event persister.
@@ -170,10 +171,11 @@ class FerryLeases:
         if self._closing:
             raise LeaseLostError("shutting down")
         now = self._clock_ms()
-        if any(self._needs_claim(k, now) for k in keys):
-            # Every lease near its end with them: one write for all.
-            due = keys | {k for k in self._held if self._needs_claim(k, now)}
-            changed = await self._claim(due) & keys
+        due = {k for k in keys if self._needs_claim(k, now)}
+        if due:
+            # Only these: a lease this process no longer uses lapses, so the
+            # next owner need not wait for this process to stop.
+            changed = await self._claim(due)
             if changed:
                 for key in changed:
                     # So the next admission takes it again and reports it regained.

@@ -138,11 +138,11 @@ def test_a_lease_another_process_held_in_between_is_read_again() -> None:
     assert admit(first, DIRECTION) == ({SOURCE}, {SOURCE})
 
 
-def test_a_send_renews_only_when_little_is_left_and_all_leases_at_once() -> None:
+def test_a_send_renews_only_when_little_is_left_and_only_its_own_leases() -> None:
     store = MemoryLeaseStore(Clock())
-    process = leases(store)
-    third = ("!third:hs1", TARGET)
-    admit(process, DIRECTION, third)
+    process, other = leases(store, "ferry1"), leases(store, "ferry3")
+    idle = ("!idle:hs1", TARGET)
+    admit(process, DIRECTION, idle)
     claims = store.claims
 
     asyncio.run(send(process, DIRECTION))
@@ -150,9 +150,11 @@ def test_a_send_renews_only_when_little_is_left_and_all_leases_at_once() -> None
     store.clock.ms += LEASE_MS - RENEW_BELOW_MS + 1
     asyncio.run(send(process, DIRECTION))
     assert store.claims == claims + 1
-    # The other lease was renewed with it.
-    assert admit(process, third) == ({"!third:hs1"}, set())
-    assert store.claims == claims + 1
+    # A lease this process no longer uses lapses: the next owner need not
+    # wait for this process to stop.
+    store.clock.ms += RENEW_BELOW_MS
+    assert admit(other, idle) == ({"!idle:hs1"}, {"!idle:hs1"})
+    assert admit(other, DIRECTION) == (set(), set())
 
 
 def test_a_send_whose_lease_went_elsewhere_raises_and_sends_nothing() -> None:
