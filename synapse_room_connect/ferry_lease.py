@@ -22,9 +22,11 @@ database (store_leases.py):
   process restarted after a crash waits out its earlier run's lease too, as
   that run's last persist may still be under way on the event persister.
 - The lease's epoch changes with each change of owner. A process that takes
-  a lease and finds another epoch than it last held (always, the first time)
-  re-reads the connection's cursors and looks up transaction IDs before
-  sending: another process may have sent for it meanwhile.
+  a lease and finds another epoch than it last held re-reads the
+  connection's cursors and looks up transaction IDs before sending: another
+  process may have sent for it meanwhile. A lease nobody held before needs
+  no re-read; a release that took no leases is stopped before this one
+  starts (docs/admin.md, Upgrading).
 
 A lease is one key for both directions of a connection, as the worker list
 assigns them together. Two connections into one target room need no common
@@ -239,7 +241,10 @@ class FerryLeases:
         for key in keys:
             row = rows.get(key)
             if row is not None and row.owner == self.owner:
-                if self._epochs.get(key) != row.epoch:
+                # Epoch 1 at the first claim: this run created the row, so no
+                # process has ever sent for the connection under a lease.
+                first = key not in self._epochs and row.epoch == 1
+                if self._epochs.get(key) != row.epoch and not first:
                     changed.add(key)
                 self._epochs[key] = row.epoch
                 self._held[key] = _Held(row.epoch, started + LEASE_MS)
