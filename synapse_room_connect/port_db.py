@@ -39,6 +39,8 @@ TABLES: Final = (
     "room_connect_cursors",
     "room_connect_pointers",
     "room_connect_command_cursor",
+    # Not room_connect_ferry_leases: a lease means something only while the
+    # process that took it runs.
 )
 _ROWS_PER_INSERT: Final = 1000
 

@@ -12,10 +12,12 @@ default): creating a pair of rooms and connecting them costs Synapse 2.5-5 s
 on this busy two-core machine (this test took 7 minutes at N = 60 with a load
 average of 16), so N = 200 would spend 15-25 minutes in set-up alone;
 ``bench/scale.py`` counts the same per burst at 200 or 1000 pairs. Measured
-here, identical at N = 10 and N = 60: 10 connections set up cost the ferry 1
-read of the directions and 1 read of cursors each, and 29 timeline reads in
-all; a burst over 10 rooms cost 3 passes of 3 transactions each (timelines,
-read-back of the stored IDs, record), 10 timeline rows read.
+here, identical at N = 10 and N = 60 (at N = 10 and N = 20 since the ferry
+takes leases): 10 connections set up cost the ferry 1 read of the
+directions, 1 read of cursors and 1 lease claim each, and 29 timeline reads
+in all; a burst over 10 rooms cost 3 passes of 4 transactions
+each (the leases, lapsed since set-up; timelines; read-back of the stored IDs;
+record), 10 timeline rows read.
 """
 
 from __future__ import annotations
@@ -54,7 +56,8 @@ FERRY_DESCS: Final = frozenset(
 # Per pointer in a burst across rooms, everything the module did: the feed's
 # reads (the originals' and the pointers' notifications), the ferry's read,
 # its read-back of what Synapse stored and its record, and the expansion of
-# each pointer for the /sync reader. Measured 2-4 here.
+# each pointer for the /sync reader. Measured 2-5 here (4.7 with the lease
+# claims, one per pass, at N = 20).
 MAX_TXNS_PER_POINTER: Final = 6.0
 # A cost that grew with N would be LARGE / SMALL times higher; the margin
 # absorbs how wake-ups happen to coalesce, which depends on timing.

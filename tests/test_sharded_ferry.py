@@ -261,10 +261,11 @@ def test_a_reaction_in_a_mesh_waits_for_the_pointer_the_other_worker_carries(
 def test_changing_the_list_moves_connections_with_nothing_lost_or_doubled(
     sharded: WorkerDeployment, pairs: list[Pair]
 ) -> None:
-    """From two ferry workers to one, to two again and back to one, as docs/admin.md
-    says: stop every ferry process, change the list, start them all. The
-    messages of each phase are sent while the ferry is stopped, so the new
-    owner carries what the old one never saw."""
+    """From two ferry workers to one, to two again and back to one, with a
+    full stop: stop every ferry process, change the list, start them all (a
+    rolling restart: test_rolling_restart.py). The messages of each phase are
+    sent while the ferry is stopped, so the new owner carries what the old one
+    never saw."""
     per_pair = 4
     labels = []
     for worker in ([FERRY1], [FERRY1, FERRY2], [FERRY1]):

@@ -12,19 +12,16 @@ instances. The key is the *unordered* room pair, so both directions of a
 connection stay on one process: a reply travelling back across a connection
 then finds the pointer row its own process wrote, in the order it wrote it.
 
-No hand-over fencing between old and new owners is needed for a change of
-the list with a restart of the listed processes: an instance reads each
-direction from the cursor the previous owner recorded with its pointers, and
-checks Synapse's transaction IDs (one per original and target, shared across
-processes because every instance sends as the same bot device) before
-sending, so whatever the old owner sent but did not record is not sent again.
-Two owners running *at the same time* are not made safe by transaction IDs
-alone: both may pass that check, and Synapse then drops the second copy of an
-event at persist time while the rest of that copy's chain (sent in one batch)
-still names the dropped event as its predecessor. So a list is changed by
-stopping every listed process and starting them with the new list, not by a
-rolling restart (docs/admin.md); a lock per connection would buy rolling
-restarts at the price of renewals and a hand-over delay, which this does not.
+A new owner reads each direction from the cursor the previous owner
+recorded with its pointers, and checks Synapse's transaction IDs (one per
+original and target, shared across processes because every instance sends as
+the same bot device) before sending, so whatever the old owner sent but did
+not record is not sent again. Two owners running *at the same time*, as in a
+rolling restart, are not made safe by transaction IDs alone: both may pass
+that check, and Synapse then drops the second copy of an event at persist
+time while the rest of that copy's chain still names the dropped event as its
+predecessor. So the hash only says which process *wants* a connection; it
+sends for it only while it holds the connection's lease (ferry_lease.py).
 """
 
 from __future__ import annotations

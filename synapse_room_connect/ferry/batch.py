@@ -30,6 +30,7 @@ from synapse_room_connect.ferry.interfaces import (
     RecordsWriter,
     RelationPendingError,
 )
+from synapse_room_connect.ferry.lease import LeaseGate, NoLeases
 from synapse_room_connect.ferry.prepare import references
 from synapse_room_connect.store import FerriedPointer, FerryRecord, TimelineRow
 
@@ -158,6 +159,8 @@ class BatchSender:
     _cursors: DirectionCursors
     _server_name: str
     _clock_ms: Callable[[], int]
+    # Which connections this process may send for right now (ferry_lease.py).
+    _leases: LeaseGate = attrs.field(kw_only=True, factory=NoLeases)
     # (event, target) -> failed attempts so far, for events still pending.
     _attempts: dict[tuple[str, str], int] = attrs.field(init=False, factory=dict)
     # Direction -> event -> when it was first held for RelationPendingError.
@@ -339,6 +342,14 @@ class BatchSender:
         return Outcome.RETRY_LATER
 
     async def _send(self, jobs: Sequence[_Job]) -> dict[int, Exception]:
+        """``_send_held`` while holding the jobs' leases; ``LeaseLostError``
+        when one is gone, before anything is sent."""
+        if not jobs:
+            return {}
+        async with self._leases.sending([job.direction for job in jobs]):
+            return await self._send_held(jobs)
+
+    async def _send_held(self, jobs: Sequence[_Job]) -> dict[int, Exception]:
         """Send the jobs' items, one chain per target room in job order, and
         record those that went with their cursors in one write; the error of
         each job (by ``id``) that did not."""

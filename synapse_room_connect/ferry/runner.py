@@ -9,6 +9,7 @@ The parts, one job each:
   ``pointers``;
 - ``batch``: sending counterparts together, exactly once, and recording them;
 - ``cursors``: how far each direction is recorded (the one copy in memory);
+- ``lease``: which process may send for a connection right now;
 - ``interfaces``: the protocols and records between them.
 
 The router tells the scheduler which rooms have new events and
@@ -39,6 +40,7 @@ from synapse_room_connect.ferry.crossing import (
 )
 from synapse_room_connect.ferry.cursors import DirectionCursors
 from synapse_room_connect.ferry.interfaces import Outgoing
+from synapse_room_connect.ferry.lease import FerryLeases, LeaseLostError, lease_owner
 from synapse_room_connect.ferry.prepare import CounterpartPreparer
 from synapse_room_connect.ferry.scheduler import FerryScheduler, PassOutcome
 from synapse_room_connect.store import Store
@@ -96,6 +98,10 @@ class FerryRunner:
         self._api = api
         self._bot = bot
         cursors = DirectionCursors()
+        leases = FerryLeases(store, lease_owner(api.worker_name), sleep=api.sleep)
+        # Whoever takes this process's connections over need not wait for
+        # its leases to expire after a clean stop.
+        synapse_compat.before_shutdown(api, "room_connect_release_leases", leases.close)
         crossing = Crossing(
             functools.partial(is_carried, config, bot.user_id),
             reader,
@@ -111,6 +117,7 @@ class FerryRunner:
             cursors=cursors,
             server_name=api.server_name,
             clock_ms=api.get_current_time_msec,
+            leases=leases,
         )
         self.scheduler = FerryScheduler(
             store,
@@ -121,6 +128,7 @@ class FerryRunner:
             api.server_name,
             owns=owns,
             on_work=self.wake,
+            leases=leases,
         )
         self._running = False
         self._woken = False
@@ -151,6 +159,9 @@ class FerryRunner:
                 # not slip in unnoticed.
                 if outcome is not PassOutcome.MORE and not self._woken:
                     return
+        except LeaseLostError as e:
+            logger.warning("Ferry pass stopped: %s; retrying in %d ms", e, RETRY_DELAY_MS)
+            self._retry_later()
         except Exception:
             # The scheduler keeps the failed pass's rooms dirty.
             logger.exception("Ferry pass failed; retrying in %d ms", RETRY_DELAY_MS)

@@ -28,6 +28,7 @@ from synapse_room_connect.ferry.batch import Batch, BatchSender, Outcome
 from synapse_room_connect.ferry.crossing import Crossing, Passage
 from synapse_room_connect.ferry.cursors import DirectionCursors
 from synapse_room_connect.ferry.interfaces import SchedulerStore
+from synapse_room_connect.ferry.lease import LeaseGate, NoLeases
 from synapse_room_connect.store import ActiveTarget, TimelineRow
 from synapse_room_connect.store.events import MAX_ROOMS_PER_READ
 
@@ -71,6 +72,8 @@ class FerryScheduler:
     # Called when there is something to read: the runner (runner.py) then
     # makes sure a pass runs.
     _on_work: Callable[[], None] = attrs.field(kw_only=True, default=_nothing)
+    # Which connections this process may send for right now (ferry/lease.py).
+    _leases: LeaseGate = attrs.field(kw_only=True, factory=NoLeases)
     # Bumped on every connection change so a pass in progress notices a
     # revocation before its next event, not at the end of its batch.
     _generation: int = attrs.field(init=False, default=0)
@@ -83,6 +86,11 @@ class FerryScheduler:
     # Rooms that may have events the ferry has not read: those with new
     # events, and those with a direction new since the last load.
     _dirty: set[str] = attrs.field(init=False, factory=set)
+    # This pass's rooms -> their targets whose lease this process holds.
+    _admitted: dict[str, list[ActiveTarget]] = attrs.field(init=False, factory=dict)
+    # Rooms with a direction whose lease another process holds: asked for
+    # again after a delay rather than in a loop.
+    _waiting: set[str] = attrs.field(init=False, factory=set)
 
     def connections_changed(self) -> None:
         self._generation += 1
@@ -101,11 +109,13 @@ class FerryScheduler:
         generation = self._generation
         if self._reload:
             await self._load_targets()
+        self._dirty |= self._waiting
+        self._waiting.clear()
         self._dirty &= self._targets.keys()
         rooms = sorted(self._dirty)[:MAX_ROOMS_PER_READ]
         self._dirty.difference_update(rooms)
         try:
-            outcome = await self._pass(rooms, upto, generation)
+            outcome = await self._pass(await self._admit(rooms), upto, generation)
         except BaseException:
             # Batches sent and recorded mid-pass moved the store's cursors
             # but not these; what is in memory for these rooms is stale. Read
@@ -119,7 +129,30 @@ class FerryScheduler:
             raise
         if outcome is PassOutcome.IDLE and (self._dirty or self._reload):
             return PassOutcome.MORE
+        if outcome is PassOutcome.IDLE and self._waiting:
+            return PassOutcome.RETRY_LATER
         return outcome
+
+    async def _admit(self, rooms: Sequence[str]) -> list[str]:
+        """Those of ``rooms`` with a direction whose lease this process holds;
+        the others wait for a later pass."""
+        admission = await self._leases.admit(
+            [(r, t.room_id) for r in rooms for t in self._targets[r]]
+        )
+        if admission.regained:
+            # Another process may have ferried these since their cursors were
+            # read: read them again, and look up before sending.
+            for direction in admission.regained:
+                self._cursors.forget(direction)
+            stored = await self._store.cursors({r for r, _ in admission.regained})
+            self._cursors.load({d: c for d, c in stored.items() if d in admission.regained})
+        self._waiting.update(r for r, _ in admission.waiting)
+        self._admitted = {
+            r: held
+            for r in rooms
+            if (held := [t for t in self._targets[r] if (r, t.room_id) in admission.held])
+        }
+        return [r for r in rooms if r in self._admitted]
 
     async def _load_targets(self) -> None:
         """Load the directions; those new or changed since the last load
@@ -156,7 +189,7 @@ class FerryScheduler:
             # backlog for as long as the rooms stay quiet.
             metrics.ferry_queue_depth.labels(self._server_name).set(0)
             return PassOutcome.IDLE
-        targets = self._targets
+        targets = self._admitted
         after = {r: min(self._read_from(r, t) for t in targets[r]) for r in rooms}
         read = await self._store.timelines_after(
             after,
@@ -209,7 +242,7 @@ class FerryScheduler:
         direction it is in: a change before that is already dealt with."""
         since: dict[str, int] = {}
         for room_id in rooms:
-            for active in self._targets[room_id]:
+            for active in self._admitted[room_id]:
                 position = self._read_from(room_id, active)
                 for room in (room_id, active.room_id):
                     since[room] = min(since.get(room, position), position)

@@ -7,6 +7,7 @@ Synapse's, composed from one part per job.
 - ``events``: reads of Synapse's events and transaction IDs.
 - ``commands``: how far ``!connect`` commands have been answered.
 - ``admin``: the homeserver admin's whole-server reads.
+- ``leases``: which ferry process may send for which connection.
 - ``records``: the records of Synapse's events the store returns.
 """
 
@@ -32,6 +33,7 @@ from synapse_room_connect.store.ferry import (
     FerryRecordsStore,
     SourceEvent,
 )
+from synapse_room_connect.store.leases import FerryLeaseStore, LeaseRow
 from synapse_room_connect.store.schema import SCHEMA_VERSION, SchemaTooNewError
 
 __all__ = [
@@ -40,6 +42,7 @@ __all__ = [
     "CachedConnection",
     "FerriedPointer",
     "FerryRecord",
+    "LeaseRow",
     "NewEvent",
     "Previous",
     "SchemaTooNewError",
@@ -56,5 +59,6 @@ class Store(
     SynapseEventsStore,
     CommandCursorStore,
     AdminQueriesStore,
+    FerryLeaseStore,
 ):
     """Typed access to the module's tables. Every method waits for migrations."""

@@ -97,6 +97,19 @@ MIGRATIONS: Final[Sequence[Sequence[str]]] = (
         "CREATE INDEX room_connect_pointers_target"
         " ON room_connect_pointers (target_room_id, source_room_id)",
     ),
+    (
+        # Which ferry process may send for a connection (store_leases.py),
+        # so ownership passes through here when the worker list changes
+        # with processes restarted one at a time.
+        """
+        CREATE TABLE room_connect_ferry_leases (
+            lease_key TEXT NOT NULL PRIMARY KEY,
+            owner TEXT NOT NULL,
+            epoch BIGINT NOT NULL,
+            expires_ms BIGINT NOT NULL
+        )
+        """,
+    ),
 )
 
 SCHEMA_VERSION: Final = len(MIGRATIONS)

@@ -53,6 +53,7 @@ try:
         latest_edits,
         stream_ordering_of,
     )
+    from synapse_room_connect.synapse_compat.lifecycle import before_shutdown
     from synapse_room_connect.synapse_compat.sending import Items, ensure_device, send_chains
     from synapse_room_connect.synapse_compat.sql import require_synapse_tables
     from synapse_room_connect.synapse_compat.state import (
@@ -74,6 +75,7 @@ __all__ = [
     "UnsupportedSynapseError",
     "add_replication_callback",
     "appservice_of",
+    "before_shutdown",
     "cached_version",
     "current_stream_position",
     "ensure_device",
