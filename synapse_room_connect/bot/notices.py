@@ -1,14 +1,21 @@
 """Every text the ferry bot says in a room, and the refusals that name acknowledgements.
 
 Pure: plain values in, strings out, so wording is changed (and tested) here
-alone, without a homeserver.
+alone, without a homeserver. Commands in a text are marked `like this`;
+``rendered`` turns a text into the notice's plain body, without the marks,
+and its HTML, with them as ``<code>``.
 """
 
 from __future__ import annotations
 
 import enum
+import html
 import json
+import re
 from collections.abc import Iterable, Sequence
+from typing import Final
+
+import attrs
 
 from synapse_room_connect.constants import ACK_ENCRYPTION, ACK_VISIBILITY, CONNECTION_EVENT_TYPE
 from synapse_room_connect.core.handshake import Mode
@@ -20,19 +27,51 @@ ACK_REASONS = {
 
 _HELP_TEXT = """\
 Room connections (MSC2923) share one conversation between rooms.
-  !connect request <#alias or !room_id> [--ack-encryption] [--ack-visibility]
+  `!connect request <#alias or !room_id> [--ack-encryption] [--ack-visibility]`
       ask to connect this room to another; active once an admin there approves
-  !connect approve <#alias or !room_id> [--ack-encryption] [--ack-visibility]
+  `!connect approve <#alias or !room_id> [--ack-encryption] [--ack-visibility]`
       accept a request another room made to this one
-  !connect revoke <#alias or !room_id>
+  `!connect revoke <#alias or !room_id>`
       end a connection (either side may, at any time)
-  !connect list
+  `!connect list`
       show this room's connections and their status
-  !connect help
+  `!connect help`
       this text
 request, approve and revoke need power level {level} in this room.
-The --ack flags allow connecting an encrypted room to an unencrypted one, or a
+The `--ack` flags allow connecting an encrypted room to an unencrypted one, or a
 public room to an invite-only one; both rooms must set them."""
+
+# A command in a text: one line, between backticks.
+_COMMAND: Final = re.compile(r"`([^`\n]+)`")
+_LEADING_SPACES: Final = re.compile(r"^ +", re.MULTILINE)
+
+
+@attrs.frozen
+class Rendered:
+    """A notice as the bot posts it: ``body`` for plain-text readers and
+    bridges, ``html`` (``org.matrix.custom.html``) for clients."""
+
+    body: str
+    html: str
+
+
+def rendered(text: str) -> Rendered:
+    """``text`` without its command marks, and as HTML with each command in
+    ``<code>``; a stray backtick stays as it is in both."""
+    parts, last = [], 0
+    for match in _COMMAND.finditer(text):
+        parts.append(_html_of(text[last : match.start()]))
+        parts.append(f"<code>{html.escape(match.group(1), quote=False)}</code>")
+        last = match.end()
+    parts.append(_html_of(text[last:]))
+    return Rendered(_COMMAND.sub(r"\1", text), "".join(parts))
+
+
+def _html_of(text: str) -> str:
+    escaped = html.escape(text, quote=False)
+    # The help's indentation would collapse in HTML.
+    indented = _LEADING_SPACES.sub(lambda m: "&nbsp;" * len(m.group(0)), escaped)
+    return indented.replace("\n", "<br>")
 
 
 def _reasons(acks: Iterable[str], sep: str) -> str:
@@ -56,8 +95,8 @@ def paused(label: str, blocked_by: Sequence[str]) -> str:
     return (
         f"The connection to {label} is paused: "
         + _reasons(blocked_by, "; ")
-        + ". It resumes once both rooms acknowledge this (--ack-encryption / "
-        "--ack-visibility, or acknowledge in the connection state event)."
+        + ". It resumes once both rooms acknowledge this (`--ack-encryption` / "
+        "`--ack-visibility`, or acknowledge in the connection state event)."
     )
 
 
