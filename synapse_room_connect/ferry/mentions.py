@@ -57,7 +57,8 @@ def intended(content: Mapping[str, Any], ghost_owner: GhostOwner = no_ghosts) ->
         return Intended()
     users: list[str] = []
     raw = mentions.get("user_ids")
-    for user_id in raw if isinstance(raw, list) else ():
+    # A list in JSON; a tuple in an event Synapse froze.
+    for user_id in raw if isinstance(raw, list | tuple) else ():
         if not _looks_like_user_id(user_id):
             continue
         person = ghost_owner(user_id) or user_id

@@ -25,6 +25,8 @@ def test_malformed_mentions_are_ignored_not_fatal() -> None:
 def test_user_mentions_keep_their_order_once_each() -> None:
     content = {"m.mentions": {"user_ids": ["@b:hs", "@a:hs", "@b:hs"], "room": True}}
     assert intended(content) == Intended(("@b:hs", "@a:hs"), room=True)
+    frozen = {"m.mentions": {"user_ids": ("@b:hs",)}}
+    assert intended(frozen).user_ids == ("@b:hs",)
     many = {"m.mentions": {"user_ids": [f"@u{n}:hs" for n in range(200)]}}
     assert len(intended(many).user_ids) == MAX_USER_MENTIONS
 
