@@ -132,24 +132,35 @@ def redact(client: MatrixClient, room_id: str, event_id: str, reason: str | None
     )
 
 
-def live_reactions(client: MatrixClient, room_id: str, event_id: str, key: str) -> list[str]:
-    """Senders of the live (unredacted) reactions ``key`` to ``event_id``."""
+def reactions_by(client: MatrixClient, room_id: str, event_id: str, key: str) -> dict[str, str]:
+    """Sender -> event ID of the live (unredacted) reactions ``key`` to ``event_id``."""
     page = client.request(
         "GET",
         f"/_matrix/client/v1/rooms/{room_id}/relations/{event_id}/m.annotation/m.reaction",
         query={"limit": 100},
     )
-    return sorted(
-        e["sender"]
+    return {
+        e["sender"]: e["event_id"]
         for e in page["chunk"]
         if e.get("content", {}).get("m.relates_to", {}).get("key") == key
+    }
+
+
+def live_reactions(client: MatrixClient, room_id: str, event_id: str, key: str) -> list[str]:
+    """Senders of the live reactions ``key`` to ``event_id``."""
+    return sorted(reactions_by(client, room_id, event_id, key))
+
+
+def settled(pair: Pair, *, from_b: bool = False) -> None:
+    """Everything said in one room before now has crossed into the other:
+    each direction is ordered."""
+    sender, room, reader, target = (
+        (pair.bob, pair.room_b, pair.alice, pair.room_a)
+        if from_b
+        else (pair.alice, pair.room_a, pair.bob, pair.room_b)
     )
-
-
-def settled(pair: Pair) -> None:
-    """Everything A said before now has crossed into B: one direction is ordered."""
-    marker = pair.alice.send_message(pair.room_a, unique("marker"))
-    wait_for_pointer(pair.bob, pair.room_b, marker)
+    marker = sender.send_message(room, unique("marker"))
+    wait_for_pointer(reader, target, marker)
 
 
 def test_the_bot_s_reaction_stays_while_anyone_reacts_and_comes_back(
@@ -180,6 +191,20 @@ def test_the_bot_s_reaction_stays_while_anyone_reacts_and_comes_back(
     react(carol, pair.room_a, message, "👍")
     settled(pair)
     assert live_reactions(pair.bob, pair.room_b, pointer, "👍") == [pair.bot]
+
+    # Bob reacts in B: the bot reacts in A for him. B's admin removing the
+    # bot's reaction in B (which stands for A's reactors) leaves it alone.
+    react(pair.bob, pair.room_b, pointer, "👍")
+    settled(pair, from_b=True)
+    assert live_reactions(pair.alice, pair.room_a, message, "👍") == sorted(
+        [carol.user_id, pair.bot]
+    )
+    in_b = reactions_by(pair.bob, pair.room_b, pointer, "👍")[pair.bot]
+    redact(pair.bob, pair.room_b, in_b, reason="not here")
+    settled(pair, from_b=True)
+    assert live_reactions(pair.alice, pair.room_a, message, "👍") == sorted(
+        [carol.user_id, pair.bot]
+    )
 
 
 def test_a_redaction_carries_its_reason(homeserver: Homeserver) -> None:

@@ -43,7 +43,6 @@ public room to an invite-only one; both rooms must set them."""
 
 # A command in a text: one line, between backticks.
 _COMMAND: Final = re.compile(r"`([^`\n]+)`")
-_LEADING_SPACES: Final = re.compile(r"^ +", re.MULTILINE)
 
 
 @attrs.frozen
@@ -58,20 +57,19 @@ class Rendered:
 def rendered(text: str) -> Rendered:
     """``text`` without its command marks, and as HTML with each command in
     ``<code>``; a stray backtick stays as it is in both."""
-    parts, last = [], 0
-    for match in _COMMAND.finditer(text):
-        parts.append(_html_of(text[last : match.start()]))
-        parts.append(f"<code>{html.escape(match.group(1), quote=False)}</code>")
-        last = match.end()
-    parts.append(_html_of(text[last:]))
-    return Rendered(_COMMAND.sub(r"\1", text), "".join(parts))
-
-
-def _html_of(text: str) -> str:
-    escaped = html.escape(text, quote=False)
-    # The help's indentation would collapse in HTML.
-    indented = _LEADING_SPACES.sub(lambda m: "&nbsp;" * len(m.group(0)), escaped)
-    return indented.replace("\n", "<br>")
+    lines = []
+    for line in text.split("\n"):
+        stripped = line.lstrip(" ")
+        # The help's indentation would collapse in HTML.
+        indent = "&nbsp;" * (len(line) - len(stripped))
+        parts, last = [indent], 0
+        for match in _COMMAND.finditer(stripped):
+            parts.append(html.escape(stripped[last : match.start()], quote=False))
+            parts.append(f"<code>{html.escape(match.group(1), quote=False)}</code>")
+            last = match.end()
+        parts.append(html.escape(stripped[last:], quote=False))
+        lines.append("".join(parts))
+    return Rendered(_COMMAND.sub(r"\1", text), "<br>".join(lines))
 
 
 def _reasons(acks: Iterable[str], sep: str) -> str:

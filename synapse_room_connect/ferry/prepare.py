@@ -226,12 +226,16 @@ class CounterpartPreparer:
         return _redaction_of(pointer_id, reason)
 
     async def _reaction_of(self, event_id: str) -> tuple[str, str] | None:
-        """(reacted event, key) of a reaction, read as it was sent: by the
-        time its redaction crosses, Synapse shows it pruned. None for
+        """(reacted event, key) of a person's reaction, read as it was sent:
+        by the time its redaction crosses, Synapse shows it pruned. None for
         anything else, or a reaction Synapse has since censored (then its
         own counterpart, if any, is redacted as any pointer is)."""
         sent = await synapse_compat.unredacted(self._api, event_id)
         if sent is None or sent.type != "m.reaction":
+            return None
+        if sent.sender == self._bot_user_id or self._ghost_owner(sent.sender):
+            # A counterpart removed here (a moderator's choice) stands for
+            # the other room's reactors, whose own reactions stay.
             return None
         relates = sent.content.get("m.relates_to")
         if not isinstance(relates, Mapping) or relates.get("rel_type") != "m.annotation":

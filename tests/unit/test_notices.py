@@ -118,6 +118,9 @@ def test_rendered_notice_shows_commands_as_code_and_reads_plain_without_marks() 
     )
     assert "`" not in shown.body
     assert shown.html.endswith("can approve with <code>!connect approve #a&lt;b&gt;:hs</code>.")
+    # A space after a command is an ordinary space, not indentation.
+    after = notices.rendered(notices.requested("#b:hs", "!a:hs", "@bot:hs", ()))
+    assert "<code>!connect approve !a:hs</code> (@bot:hs must" in after.html
 
 
 def test_rendered_help_keeps_its_lines_and_marks_every_command() -> None:
