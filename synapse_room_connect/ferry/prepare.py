@@ -217,9 +217,7 @@ class CounterpartPreparer:
         reason = redaction_reason(event.content)
         withdrawn = await self._reaction_of(redacted)
         if withdrawn is not None:
-            return await self._reaction_withdrawn(
-                event.room_id, redacted, withdrawn, target, reason
-            )
+            return await self._reaction_withdrawn(redacted, withdrawn, target, reason)
         pointer_id = await self._lookup.pointer_for(redacted, target)
         if pointer_id is None:
             return None
@@ -246,7 +244,7 @@ class CounterpartPreparer:
         return reacted, key
 
     async def _reaction_withdrawn(
-        self, room_id: str, redacted: str, reaction: tuple[str, str], target: str, reason: str
+        self, redacted: str, reaction: tuple[str, str], target: str, reason: str
     ) -> Counterpart | None:
         """The bot's one reaction with a key stands for everyone here who
         reacts with it: it goes only when the last of them takes theirs
