@@ -123,7 +123,11 @@ def test_chat_commands(homeserver: Homeserver) -> None:
     wait_for_membership(alice.client, alice.room_id, bot, "join")
 
     alice.client.send_message(alice.room_id, "!connect help")
-    wait_for_notice(alice.client, alice.room_id, bot, "!connect request")
+    help_notice = wait_for_notice(alice.client, alice.room_id, bot, "!connect request")["content"]
+    # Commands show as code in HTML, and without backticks in the plain body.
+    assert "`" not in help_notice["body"]
+    assert help_notice["format"] == "org.matrix.custom.html"
+    assert "<code>!connect list</code>" in help_notice["formatted_body"]
     alice.client.send_message(alice.room_id, f"!connect request {bob_alias}")
     wait_for_notice(alice.client, alice.room_id, bot, f"Requested a connection to {bob_alias}")
 
@@ -351,5 +355,9 @@ def test_metrics_count_refusals_transitions_and_commands(homeserver: Homeserver)
     commands = "synapse_room_connect_commands_total"
     help_before = metric_value(homeserver, commands, verb="help", outcome="ok")
     alice.client.send_message(alice.room_id, "!connect help")
-    wait_for_notice(alice.client, alice.room_id, bot, "!connect request")
+    help_notice = wait_for_notice(alice.client, alice.room_id, bot, "!connect request")["content"]
+    # Commands show as code in HTML, and without backticks in the plain body.
+    assert "`" not in help_notice["body"]
+    assert help_notice["format"] == "org.matrix.custom.html"
+    assert "<code>!connect list</code>" in help_notice["formatted_body"]
     assert metric_value(homeserver, commands, verb="help", outcome="ok") == help_before + 1

@@ -32,7 +32,7 @@ def test_reply_and_edit_read_right_as_plain_text(homeserver: Homeserver) -> None
     assert reply["m.relates_to"] == {"m.in_reply_to": {"event_id": question}}
     assert reply["body"] == "Alice: yes, all day"
     assert as_text(reply["formatted_body"]) == "Alice: yes, all day"
-    assert as_text(reply["formatted_body"], emphasis=True) == "**Alice:** yes, **all** day"
+    assert as_text(reply["formatted_body"], emphasis=True) == "Alice: yes, **all** day"
 
     new_text = unique("yes, all day long")
     edit_id = send_edit(pair.alice, pair.room_a, answer, new_text)

@@ -10,6 +10,7 @@ from synapse.module_api import ModuleApi
 from synapse.module_api.errors import SynapseError
 
 from synapse_room_connect import synapse_compat
+from synapse_room_connect.bot import notices
 from synapse_room_connect.core.matrix import server_of
 
 logger = logging.getLogger(__name__)
@@ -118,7 +119,16 @@ class FerryBot:
             logger.info("Ferry bot could not leave %s: %s", room_id, e)
 
     async def notice(self, room_id: str, text: str, reply_to: str | None = None) -> None:
-        content: dict[str, Any] = {"msgtype": "m.notice", "body": text}
+        """Post ``text`` (a text of ``notices``, commands marked) as a notice."""
+        shown = notices.rendered(text)
+        content: dict[str, Any] = {
+            "msgtype": "m.notice",
+            "body": shown.body,
+            "format": "org.matrix.custom.html",
+            "formatted_body": shown.html,
+            # Names in the text (a room's, an admin's) notify nobody.
+            "m.mentions": {},
+        }
         if reply_to is not None:
             content["m.relates_to"] = {"m.in_reply_to": {"event_id": reply_to}}
         try:

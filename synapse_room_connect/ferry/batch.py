@@ -88,6 +88,9 @@ class Batch:
     sources: set[str] = attrs.field(factory=set)
     # (event, key) of the bot's reactions in the batch: Synapse allows one.
     reactions: set[tuple[str, str]] = attrs.field(factory=set)
+    # Events the batch redacts: the bot's one reaction with a key, which
+    # several reactors' redactions may each find standing, goes once.
+    redacting: set[str] = attrs.field(factory=set)
 
     def __attrs_post_init__(self) -> None:
         self.last = self.recorded
@@ -108,13 +111,19 @@ class Batch:
         self.last = stream
 
     def add(self, item: Item) -> bool:
-        """Queue ``item``; False if it would repeat a reaction already queued."""
+        """Queue ``item``; False if it would repeat a reaction or a redaction
+        already queued."""
         if item.counterpart.type == "m.reaction":
             relates = item.counterpart.content["m.relates_to"]
             reaction = (relates["event_id"], relates["key"])
             if reaction in self.reactions:
                 return False
             self.reactions.add(reaction)
+        redacts = item.counterpart.redacts
+        if redacts is not None:
+            if redacts in self.redacting:
+                return False
+            self.redacting.add(redacts)
         self.items.append(item)
         self.sources.add(item.original.event_id)
         self.last = item.stream
@@ -124,6 +133,7 @@ class Batch:
         items, self.items = self.items, []
         self.sources.clear()
         self.reactions.clear()
+        self.redacting.clear()
         return items
 
 
@@ -208,6 +218,9 @@ class BatchSender:
         # A relation to a pointer still in the batch: Synapse checks a relation
         # against the persisted event, so send those first.
         related = batch.items and not batch.sources.isdisjoint(references(event))
+        # A reaction after a queued redaction: whether the bot's reaction
+        # with its key still stands is only known once that redaction is sent.
+        related = related or (event.type == "m.reaction" and bool(batch.redacting))
         if related and await self.flush_one(batch) is Outcome.RETRY_LATER:
             return Outcome.RETRY_LATER
         direction = (batch.room_id, batch.target)

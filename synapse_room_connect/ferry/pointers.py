@@ -19,6 +19,9 @@ from synapse_room_connect.constants import POINTER_KEY
 
 # MSC4144 per-message profiles, under the prefix clients implement today.
 PROFILE_KEY: Final = "com.beeper.per_message_profile"
+# The element that holds the name's fallback (see ``_head``).
+FALLBACK_ELEMENT: Final = "span"
+FALLBACK_ATTRIBUTE: Final = "data-mx-profile-fallback"
 
 TEXT_MSGTYPES: Final = frozenset({"m.text", "m.notice", "m.emote"})
 MEDIA_MSGTYPES: Final = frozenset({"m.image", "m.file", "m.audio", "m.video"})
@@ -118,14 +121,17 @@ def strip_reply_fallback(
 def _head(name: str, msgtype: str) -> tuple[str, str]:
     """The sender's name before the text, as plain text and as marked HTML.
 
-    The separator sits outside the marked element: bridges that turn HTML into
-    text trim the whitespace at the end of an emphasis, which glued the name
-    to the text (``*alice:*hello``). MSC4144 clients remove the element and
-    the space left over is leading whitespace, which HTML does not show.
+    MSC4144's fallback is the name, a colon and a space, HTML-escaped in an
+    element carrying ``data-mx-profile-fallback`` and nothing else, so
+    clients showing the profile find and drop it. The element is a
+    ``<span>``, not the MSC's suggested ``<strong>``: bridges that turn HTML
+    into text write emphasis as asterisks (``*alice:*``), and the name must
+    read there as any speaker's does (``alice: text``). An emote keeps its
+    actor without the colon: "* alice waves".
     """
-    label = name if msgtype == "m.emote" else f"{name}:"
-    marked = f"<strong data-mx-profile-fallback>{html.escape(label, quote=False)}</strong> "
-    return f"{label} ", marked
+    label = f"{name} " if msgtype == "m.emote" else f"{name}: "
+    marked = html.escape(label, quote=False)
+    return label, f"<{FALLBACK_ELEMENT} {FALLBACK_ATTRIBUTE}>{marked}</{FALLBACK_ELEMENT}>"
 
 
 def _texts(content: Mapping[str, Any], reply: bool) -> tuple[str, str]:
@@ -211,6 +217,21 @@ def render_state(original: Original, mode: FallbackMode) -> dict[str, Any]:
         "formatted_body": f'<a href="{html.escape(link)}">{html.escape(body, quote=False)}</a>',
         POINTER_KEY: pointer_ref(original),
     }
+
+
+# The reason of a redaction whose original gave none.
+DEFAULT_REDACTION_REASON: Final = "The original was redacted"
+# Synapse takes any length; a reason past this is cut, as a body is.
+MAX_REASON_CHARS: Final = 1_000
+
+
+def redaction_reason(redaction: Mapping[str, Any]) -> str:
+    """The reason a redaction's counterpart gives: the original's own, so
+    the other room reads why, not only that, a message went."""
+    reason = redaction.get("reason")
+    if isinstance(reason, str) and reason.strip():
+        return reason if len(reason) <= MAX_REASON_CHARS else reason[:MAX_REASON_CHARS] + "…"
+    return DEFAULT_REDACTION_REASON
 
 
 def _html_of_text(text: str) -> str:
@@ -308,8 +329,6 @@ def _edit_fallback(new_content: Mapping[str, Any], name: str) -> tuple[str, str 
     if msgtype == "m.emote":
         # An emote reads only with its actor: "* Alice edited: Alice waves".
         body, formatted = plain_head + body, html.escape(plain_head, quote=False) + formatted
-    label = f"{name} edited:"
-    return (
-        f"* {label} {body}",
-        f"* <strong>{html.escape(label, quote=False)}</strong> {formatted}",
-    )
+    # Plain, like the pointer's own name: a bridge shows "* alice edited: ...".
+    label = f"{name} edited: "
+    return f"* {label}{body}", f"* {html.escape(label, quote=False)}{formatted}"

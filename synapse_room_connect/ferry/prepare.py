@@ -20,12 +20,21 @@ from synapse_room_connect.ferry.interfaces import (
     PointerLookup,
     RelationPendingError,
 )
+from synapse_room_connect.ferry.mentions import (
+    MENTIONS_KEY,
+    GhostOwner,
+    intended,
+    kept,
+    no_ghosts,
+    room_notification_level,
+)
 from synapse_room_connect.ferry.pointers import (
     Original,
     edit_content,
     is_ferriable_message,
     is_reply,
     map_relation,
+    redaction_reason,
     render,
     render_state,
 )
@@ -77,9 +86,20 @@ class CounterpartPreparer:
     _lookup: PointerLookup
     _bot_user_id: str
     _address: Callable[[str], Awaitable[str]]
+    # Which users stand for people of another room: a mention of one is a
+    # mention of its person, and a reaction of one counts for nobody here.
+    _ghost_owner: GhostOwner = no_ghosts
 
     async def prepare(
         self, event: EventBase, target: str, *, wait_for_relations: bool = True
+    ) -> Counterpart | None:
+        counterpart = await self._prepare(event, target, wait_for_relations)
+        if counterpart is None or counterpart.type != "m.room.message":
+            return counterpart
+        return await self._with_mentions(event, counterpart, target)
+
+    async def _prepare(
+        self, event: EventBase, target: str, wait_for_relations: bool
     ) -> Counterpart | None:
         content = unfreeze(event.content)
         if event.is_state():
@@ -184,19 +204,101 @@ class CounterpartPreparer:
             "m.relates_to": {"rel_type": "m.annotation", "event_id": mapped, "key": relates["key"]}
         }
         key = relates["key"]
-        if await synapse_compat.has_annotation(self._api, mapped, self._bot_user_id, key):
+        if await synapse_compat.annotation_by(self._api, mapped, self._bot_user_id, key):
             return None  # the bot already carries this key there for someone else
+        # Sent again after the last reactor took theirs back: each reaction
+        # has a transaction ID of its own, so this one is new to Synapse.
         return Counterpart("m.reaction", content, CounterpartKind.REACTION)
 
     async def _redaction(self, event: EventBase, target: str) -> Counterpart | None:
         redacted = event.redacts
-        pointer_id = await self._lookup.pointer_for(redacted, target) if redacted else None
+        if not redacted:
+            return None
+        reason = redaction_reason(event.content)
+        withdrawn = await self._reaction_of(redacted)
+        if withdrawn is not None:
+            return await self._reaction_withdrawn(redacted, withdrawn, target, reason)
+        pointer_id = await self._lookup.pointer_for(redacted, target)
         if pointer_id is None:
             return None
-        content = {"redacts": pointer_id, "reason": "The original was redacted"}
-        return Counterpart(
-            "m.room.redaction", content, CounterpartKind.REDACTION, redacts=pointer_id
-        )
+        return _redaction_of(pointer_id, reason)
+
+    async def _reaction_of(self, event_id: str) -> tuple[str, str] | None:
+        """(reacted event, key) of a person's reaction, read as it was sent:
+        by the time its redaction crosses, Synapse shows it pruned. None for
+        anything else, or a reaction Synapse has since censored (then its
+        own counterpart, if any, is redacted as any pointer is)."""
+        sent = await synapse_compat.unredacted(self._api, event_id)
+        if sent is None or sent.type != "m.reaction":
+            return None
+        if sent.sender == self._bot_user_id or self._ghost_owner(sent.sender):
+            # A counterpart removed here (a moderator's choice) stands for
+            # the other room's reactors, whose own reactions stay.
+            return None
+        relates = sent.content.get("m.relates_to")
+        if not isinstance(relates, Mapping) or relates.get("rel_type") != "m.annotation":
+            return None
+        reacted, key = relates.get("event_id"), relates.get("key")
+        if not isinstance(reacted, str) or not isinstance(key, str):
+            return None
+        return reacted, key
+
+    async def _reaction_withdrawn(
+        self, redacted: str, reaction: tuple[str, str], target: str, reason: str
+    ) -> Counterpart | None:
+        """The bot's one reaction with a key stands for everyone here who
+        reacts with it: it goes only when the last of them takes theirs
+        back. Counted from Synapse's live relations, so a reaction read
+        late, or twice, still counts exactly."""
+        reacted, key = reaction
+        mapped = await counterpart_of(self._lookup, reacted, target)
+        if mapped is None:
+            return None
+        standing = await synapse_compat.annotation_by(self._api, mapped, self._bot_user_id, key)
+        if standing is None:
+            return None
+        others = await synapse_compat.annotators(self._api, reacted, key, self._bot_user_id)
+        if any(event_id != redacted and not self._ghost_owner(who) for event_id, who in others):
+            return None
+        return _redaction_of(standing, reason)
+
+    async def _with_mentions(
+        self, event: EventBase, counterpart: Counterpart, target: str
+    ) -> Counterpart:
+        """The counterpart with the mentions its original intended, of
+        people in ``target``; an edit's replacement content too."""
+        content = dict(counterpart.content)
+        content[MENTIONS_KEY] = await self._mentions(event.sender, event.content, target)
+        new_content = content.get("m.new_content")
+        original_new = event.content.get("m.new_content")
+        if isinstance(new_content, dict) and isinstance(original_new, Mapping):
+            content["m.new_content"] = {
+                **new_content,
+                MENTIONS_KEY: await self._mentions(event.sender, original_new, target),
+            }
+        return attrs.evolve(counterpart, content=content)
+
+    async def _mentions(
+        self, sender: str, content: Mapping[str, Any], target: str
+    ) -> dict[str, Any]:
+        wanted = intended(content, self._ghost_owner)
+        if not wanted.anything:
+            return {}  # no state read: most messages mention nobody
+        keys = [("m.room.member", user_id) for user_id in wanted.user_ids]
+        if wanted.room:
+            keys += [("m.room.create", ""), ("m.room.power_levels", "")]
+        state = await self._api.get_room_state(target, keys)
+        members = {
+            key[1]
+            for key, member in state.items()
+            if key[0] == "m.room.member" and member.content.get("membership") == "join"
+        }
+        may_mention_room = False
+        if wanted.room:
+            levels = state.get(("m.room.power_levels", ""))
+            needed = room_notification_level(None if levels is None else levels.content)
+            may_mention_room = synapse_compat.power_in_state(dict(state), sender) >= needed
+        return kept(wanted, members, may_mention_room)
 
     async def _original(self, event: EventBase, content: Mapping[str, Any]) -> Original:
         member_key = ("m.room.member", event.sender)
@@ -215,3 +317,12 @@ class CounterpartPreparer:
             avatar_url=avatar if isinstance(avatar, str) else None,
             room_address=await self._address(event.room_id),
         )
+
+
+def _redaction_of(event_id: str, reason: str) -> Counterpart:
+    return Counterpart(
+        "m.room.redaction",
+        {"redacts": event_id, "reason": reason},
+        CounterpartKind.REDACTION,
+        redacts=event_id,
+    )

@@ -11,7 +11,7 @@ a newer release than the newest tested starts with a warning naming both.
 On a Synapse upgrade, this package is what to check.
 
 - ``support``: the start-up check.
-- ``events``: events by ID, edits, reactions, ``internal_metadata``.
+- ``events``: events by ID (as sent, too), edits, reactions, ``internal_metadata``.
 - ``state``: power levels, membership, server ACLs.
 - ``sending``: the bot's device and batched sends.
 - ``caches``: in-memory stream caches and positions.
@@ -44,14 +44,16 @@ try:
     )
     from synapse_room_connect.synapse_compat.client import messages_page, serialize_if_visible
     from synapse_room_connect.synapse_compat.events import (
+        annotation_by,
+        annotators,
         get_event,
         get_events,
-        has_annotation,
         is_outlier,
         is_redacted,
         is_soft_failed,
         latest_edits,
         stream_ordering_of,
+        unredacted,
     )
     from synapse_room_connect.synapse_compat.lifecycle import before_shutdown
     from synapse_room_connect.synapse_compat.sending import Items, ensure_device, send_chains
@@ -74,6 +76,8 @@ __all__ = [
     "Items",
     "UnsupportedSynapseError",
     "add_replication_callback",
+    "annotation_by",
+    "annotators",
     "appservice_of",
     "before_shutdown",
     "cached_version",
@@ -81,7 +85,6 @@ __all__ = [
     "ensure_device",
     "get_event",
     "get_events",
-    "has_annotation",
     "is_outlier",
     "is_postgres",
     "is_redacted",
@@ -103,4 +106,5 @@ __all__ = [
     "server_in_room",
     "shared",
     "stream_ordering_of",
+    "unredacted",
 ]

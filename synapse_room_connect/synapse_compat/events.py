@@ -8,6 +8,9 @@ from collections.abc import Iterable
 from typing import Any
 
 from synapse.module_api import EventBase, ModuleApi
+from synapse.storage.databases.main.events_worker import EventRedactBehaviour
+
+from synapse_room_connect.synapse_compat import sql
 
 
 async def get_events(api: ModuleApi, event_ids: Iterable[str]) -> dict[str, EventBase]:
@@ -45,12 +48,39 @@ def is_soft_failed(event: EventBase) -> bool:
     return bool(event.internal_metadata.is_soft_failed())
 
 
-async def has_annotation(api: ModuleApi, event_id: str, sender: str, key: str) -> bool:
-    """Whether ``sender`` already reacted to ``event_id`` with ``key``: Synapse
-    refuses a second one, which would fail a whole batch of sends.
+async def unredacted(api: ModuleApi, event_id: str) -> EventBase | None:
+    """An event as it was sent, even when redacted since, until Synapse
+    censors it (``redaction_retention_period``, 7 days by default); None if
+    unknown. Checked against 1.150.0 and 1.163.2."""
+    return await api._store.get_event(
+        event_id, allow_none=True, redact_behaviour=EventRedactBehaviour.as_is
+    )
+
+
+async def annotation_by(api: ModuleApi, event_id: str, sender: str, key: str) -> str | None:
+    """The live reaction of ``sender`` to ``event_id`` with ``key``, if any:
+    Synapse refuses a second one, which would fail a whole batch of sends.
     Checked against 1.150.0 and 1.163.2."""
-    store: Any = api._store
-    return bool(await store.has_user_annotated_event(event_id, "m.reaction", key, sender))
+    found = await api.run_db_interaction(
+        "room_connect_annotation_by", sql.live_annotations, event_id, key, sender=sender, limit=1
+    )
+    return found[0][0] if found else None
+
+
+async def annotators(
+    api: ModuleApi, event_id: str, key: str, exclude_sender: str, limit: int = 100
+) -> list[tuple[str, str]]:
+    """(reaction, sender) of the live reactions to ``event_id`` with ``key``
+    by anyone but ``exclude_sender``, oldest first. Checked against 1.150.0
+    and 1.163.2."""
+    return await api.run_db_interaction(
+        "room_connect_annotators",
+        sql.live_annotations,
+        event_id,
+        key,
+        exclude_sender=exclude_sender,
+        limit=limit,
+    )
 
 
 async def latest_edits(api: ModuleApi, event_ids: Iterable[str]) -> dict[str, EventBase]:

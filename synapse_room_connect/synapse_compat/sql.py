@@ -27,6 +27,8 @@ _COLUMNS: Final[Mapping[str, str]] = {
     "event_json": "event_id, json",
     "local_current_membership": "room_id, user_id, membership",
     "event_txn_id_device_id": "room_id, txn_id, event_id, user_id, device_id",
+    "event_relations": "event_id, relates_to_id, relation_type, aggregation_key",
+    "redactions": "redacts",
 }
 
 
@@ -225,3 +227,40 @@ def pointer_tallies(txn: LoggingTransaction, room_ids: Collection[str]) -> list[
         (str(r[0]), str(r[1]), int(r[2]), None if r[3] is None else int(r[3]))
         for r in txn.fetchall()
     ]
+
+
+def live_annotations(
+    txn: LoggingTransaction,
+    event_id: str,
+    key: str,
+    *,
+    sender: str | None = None,
+    exclude_sender: str | None = None,
+    limit: int = 100,
+) -> list[tuple[str, str]]:
+    """(reaction event ID, sender) of live reactions to ``event_id`` with
+    ``key``, by ``sender`` only or by anyone but ``exclude_sender``. Synapse
+    deletes a reaction's relation row when it persists its redaction; the
+    redactions table also covers one whose row a redaction raced.
+    Checked against 1.150.0 and 1.163.2."""
+    where, args = "", [event_id, key]
+    if sender is not None:
+        where, args = " AND e.sender = ?", [*args, sender]
+    if exclude_sender is not None:
+        where, args = f"{where} AND e.sender != ?", [*args, exclude_sender]
+    txn.execute(
+        f"""
+        SELECT e.event_id, e.sender FROM event_relations AS rel
+        JOIN events AS e ON e.event_id = rel.event_id
+        LEFT JOIN rejections AS r ON r.event_id = e.event_id
+        WHERE rel.relates_to_id = ? AND rel.relation_type = 'm.annotation'
+            AND rel.aggregation_key = ? AND e.type = 'm.reaction'
+            AND r.event_id IS NULL
+            AND NOT EXISTS (SELECT 1 FROM redactions AS rd WHERE rd.redacts = e.event_id)
+            {where}
+        ORDER BY e.stream_ordering
+        LIMIT ?
+        """,
+        (*args, limit),
+    )
+    return [(str(row[0]), str(row[1])) for row in txn.fetchall()]

@@ -332,8 +332,10 @@ class StandInPreparer:
 
 
 def carried(event: EventBase) -> bool:
-    """The kinds the stand-in preparer handles: messages, not the bot's."""
-    return event.type == "m.room.message" and event.sender != BOT
+    """The kinds the ferry carries (the stand-in preparer handles messages;
+    a test's own, the rest), not the bot's."""
+    kinds = ("m.room.message", "m.reaction", "m.room.redaction")
+    return event.type in kinds and event.sender != BOT
 
 
 class StandInModeration:

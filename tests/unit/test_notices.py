@@ -114,3 +114,33 @@ def test_an_action_on_an_upgraded_room_points_to_its_successor() -> None:
         "!old:hs was upgraded to !new:hs and has no live connections; its connections "
         "carry on in !new:hs: act on that room."
     )
+
+
+def test_rendered_notice_shows_commands_as_code_and_reads_plain_without_marks() -> None:
+    text = notices.incoming("#a:hs", "#a<b>:hs", 50)
+    shown = notices.rendered(text)
+    assert shown.body == (
+        "#a:hs asks to connect to this room. An admin here (power level 50) can approve "
+        "with !connect approve #a<b>:hs."
+    )
+    assert "`" not in shown.body
+    assert shown.html.endswith("can approve with <code>!connect approve #a&lt;b&gt;:hs</code>.")
+    # A space after a command is an ordinary space, not indentation.
+    after = notices.rendered(notices.requested("#b:hs", "!a:hs", "@bot:hs", ()))
+    assert "<code>!connect approve !a:hs</code> (@bot:hs must" in after.html
+
+
+def test_rendered_help_keeps_its_lines_and_marks_every_command() -> None:
+    shown = notices.rendered(notices.help_text(50))
+    assert "`" not in shown.body
+    assert "\n  !connect list\n      show this room's connections" in shown.body
+    assert shown.html.count("<code>!connect ") == 5
+    assert "<br>&nbsp;&nbsp;<code>!connect list</code><br>" in shown.html
+    assert "\n" not in shown.html
+
+
+def test_a_stray_backtick_in_a_name_is_left_as_it_is() -> None:
+    shown = notices.rendered(notices.connected("`odd room", Mode.FERRY))
+    assert shown.body == "This room is now connected to `odd room; messages are shared both ways."
+    assert "<code>" not in shown.html
+    assert shown.html.startswith("This room is now connected to `odd room;")

@@ -16,7 +16,7 @@ from synapse_room_connect.ferry.pointers import (
 from tests.pointer_examples import EXAMPLES, Example, original, pointer, table
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "msc2923.md"
-MARK = "<strong data-mx-profile-fallback>"
+MARK = "<span data-mx-profile-fallback>"
 
 
 @pytest.mark.parametrize("example", EXAMPLES, ids=lambda e: e.kind)
@@ -24,13 +24,13 @@ def test_every_kind_names_the_sender_apart_from_the_text(example: Example) -> No
     content = pointer(example)
     if example.edit_of is not None:
         assert content["body"] == f"* Alice edited: {example.text}"
-        assert content["formatted_body"] == f"* <strong>Alice edited:</strong> {example.text}"
+        assert content["formatted_body"] == f"* Alice edited: {example.text}"
         content = content["m.new_content"]
     sep = " " if example.content["msgtype"] == "m.emote" else ": "
     assert content["body"] == f"Alice{sep}{example.text}"
-    # The separator's space is outside the marked element, where no
-    # HTML-to-text conversion trims it.
-    assert content["formatted_body"].startswith(f"{MARK}Alice{sep.rstrip()}</strong> ")
+    # MSC4144's fallback: the name, a colon and a space, alone in the marked
+    # element (an emote's actor without the colon).
+    assert content["formatted_body"].startswith(f"{MARK}Alice{sep}</span>")
     assert content[PROFILE_KEY]["has_fallback"] is True
 
 
@@ -38,7 +38,7 @@ def test_reply_fallback_is_stripped_from_both_bodies() -> None:
     reply = next(e for e in EXAMPLES if e.kind == "reply")
     content = pointer(reply)
     assert content["body"] == "Alice: yes, all day"
-    assert content["formatted_body"] == f"{MARK}Alice:</strong> yes, <em>all</em> day"
+    assert content["formatted_body"] == f"{MARK}Alice: </span>yes, <em>all</em> day"
 
 
 def test_reply_without_html_gets_html_of_its_own_text() -> None:
@@ -49,7 +49,7 @@ def test_reply_without_html_gets_html_of_its_own_text() -> None:
     }
     content = render(original(reply), FallbackMode.COPY)
     assert content["body"] == "Alice: my answer\n> my own quote"
-    assert content["formatted_body"] == f"{MARK}Alice:</strong> my answer<br>&gt; my own quote"
+    assert content["formatted_body"] == f"{MARK}Alice: </span>my answer<br>&gt; my own quote"
 
 
 def test_quote_lines_stay_when_they_are_the_message() -> None:
@@ -91,12 +91,12 @@ def test_mx_reply_goes_even_when_sloppy() -> None:
     content = render(original(new), FallbackMode.COPY, reply=True)
     assert (content["body"], content["formatted_body"]) == (
         "Alice: fixed",
-        f"{MARK}Alice:</strong> fixed",
+        f"{MARK}Alice: </span>fixed",
     )
     # A fallback that was the whole formatted body leaves the plain text to render.
     new["formatted_body"] = "<mx-reply>q</mx-reply>"
     assert render(original(new), FallbackMode.COPY, reply=True)["formatted_body"] == (
-        f"{MARK}Alice:</strong> fixed"
+        f"{MARK}Alice: </span>fixed"
     )
 
 
@@ -109,7 +109,7 @@ def test_media_caption_names_the_sender_and_filename_keeps_the_file() -> None:
     }
     content = render(original(captioned), FallbackMode.COPY)
     assert (content["body"], content["filename"]) == ("Alice: look <here>", "cat.png")
-    assert content["formatted_body"] == f"{MARK}Alice:</strong> look &lt;here&gt;"
+    assert content["formatted_body"] == f"{MARK}Alice: </span>look &lt;here&gt;"
     bare_sticker = attrs.evolve(original({"url": "mxc://hs/s", "body": ""}), type="m.sticker")
     sticker = render(bare_sticker, FallbackMode.COPY)
     assert (sticker["msgtype"], sticker["body"], sticker["filename"]) == (
@@ -124,7 +124,7 @@ def test_edit_fallbacks_of_emotes_media_and_placeholders() -> None:
     emote = render(original({"msgtype": "m.emote", "body": "waves <3"}), FallbackMode.COPY)
     out = edit_content(emote, "$p", edit)
     assert out["body"] == "* Alice edited: Alice waves <3"
-    assert out["formatted_body"] == "* <strong>Alice edited:</strong> Alice waves &lt;3"
+    assert out["formatted_body"] == "* Alice edited: Alice waves &lt;3"
     media = render(original({"msgtype": "m.file", "body": "v2.pdf"}), FallbackMode.COPY)
     assert edit_content(media, "$p", edit)["body"] == "* Alice edited: v2.pdf"
     hidden = render(original({"msgtype": "m.text", "body": "secret"}), FallbackMode.PLACEHOLDER)

@@ -4,11 +4,14 @@ from typing import Any
 
 from synapse_room_connect.config import FallbackMode
 from synapse_room_connect.ferry.pointers import (
+    DEFAULT_REDACTION_REASON,
     MAX_FALLBACK_BYTES,
+    MAX_REASON_CHARS,
     PROFILE_KEY,
     Original,
     edit_content,
     map_relation,
+    redaction_reason,
     render,
     render_state,
 )
@@ -35,7 +38,7 @@ def original(content: dict[str, Any], **overrides: Any) -> Original:
 def test_text_is_prefixed_and_marked_as_fallback() -> None:
     out = render(original({"msgtype": "m.text", "body": "a < b"}), FallbackMode.COPY)
     assert out["body"] == "Alice: a < b"
-    assert out["formatted_body"] == "<strong data-mx-profile-fallback>Alice:</strong> a &lt; b"
+    assert out["formatted_body"] == "<span data-mx-profile-fallback>Alice: </span>a &lt; b"
     assert out[PROFILE_KEY] == {
         "id": "@alice:hs",
         "displayname": "Alice",
@@ -173,3 +176,11 @@ def test_long_text_is_cut_to_fit_an_event() -> None:
     out = render(original({**html_only, "formatted_body": "<b>" * 10_000}), FallbackMode.COPY)
     assert out["body"] == "Alice: short […]"
     assert "<b>" not in out["formatted_body"]
+
+
+def test_a_redaction_s_counterpart_gives_the_original_s_reason() -> None:
+    assert redaction_reason({"reason": "spam"}) == "spam"
+    for none_given in ({}, {"reason": ""}, {"reason": "  "}, {"reason": 5}):
+        assert redaction_reason(none_given) == DEFAULT_REDACTION_REASON
+    long = redaction_reason({"reason": "x" * 5000})
+    assert long == "x" * MAX_REASON_CHARS + "…"

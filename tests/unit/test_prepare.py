@@ -4,6 +4,7 @@ with its relations mapped through the pointer records, on real Synapse events.""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any, cast
 
 import pytest
@@ -18,6 +19,7 @@ from synapse_room_connect.ferry.interfaces import (
 )
 from synapse_room_connect.ferry.prepare import CounterpartPreparer
 from synapse_room_connect.store import ActiveTarget, SourceEvent
+from synapse_room_connect.synapse_compat import sql
 
 from .ferry_stand_ins import ALICE, BOT, SOURCE, TARGET, MemoryFerryStore, event
 
@@ -30,8 +32,9 @@ class PreparerHomeserver:
     """The ``ModuleApi`` calls the preparer makes, over dictionaries:
     ``get_room_state`` with a filter of (type, state key) pairs, and, through
     ``synapse_compat.events``, its store's ``get_event(event_id,
-    allow_none=True)`` and ``has_user_annotated_event(parent, type, key,
-    sender)``. Signatures checked against Synapse 1.163.2."""
+    allow_none=True, redact_behaviour=...)`` and ``run_db_interaction`` of
+    ``sql.live_annotations`` (the live reactions to an event with a key, by a
+    sender or by anyone but one). Signatures checked against Synapse 1.163.2."""
 
     def __init__(self) -> None:
         self._store = self  # what synapse_compat reaches the store through
@@ -50,14 +53,26 @@ class PreparerHomeserver:
         state = self.state.get(room_id, {})
         return {key: state[key] for key in event_filter if key in state}
 
-    async def get_event(self, event_id: str, allow_none: bool = False) -> EventBase | None:
+    async def get_event(
+        self, event_id: str, allow_none: bool = False, redact_behaviour: object = None
+    ) -> EventBase | None:
         assert allow_none
         return self.events.get(event_id)
 
-    async def has_user_annotated_event(
-        self, parent_id: str, event_type: str, aggregation_key: str, sender: str
-    ) -> bool:
-        return (parent_id, event_type, aggregation_key, sender) in self.annotations
+    async def run_db_interaction(
+        self, desc: str, func: Callable[..., Any], *args: Any, **kwargs: Any
+    ) -> Any:
+        assert func is sql.live_annotations, desc
+        event_id, key = args
+        sender, exclude = kwargs.get("sender"), kwargs.get("exclude_sender")
+        found = [
+            (f"$reaction-{who}", who)
+            for parent, kind, key_, who in sorted(self.annotations)
+            if (parent, kind, key_) == (event_id, "m.reaction", key)
+            and (sender is None or who == sender)
+            and (exclude is None or who != exclude)
+        ]
+        return found[: kwargs.get("limit", 100)]
 
 
 class Rig:
