@@ -36,7 +36,9 @@ class ReactionPreparer(StandInPreparer):
             )
         if event.type == "m.reaction":
             self.sent_before_reaction.append(list(self._rig.sender.sends))
-            relates = {"rel_type": "m.annotation", "event_id": "$pointer", "key": "+1"}
+            # To $m1's pointer: Synapse refuses a reaction to an event it lacks.
+            pointer = self._rig.pointer("$m1") or "$unknown"
+            relates = {"rel_type": "m.annotation", "event_id": pointer, "key": "+1"}
             return Counterpart("m.reaction", {"m.relates_to": relates}, CounterpartKind.REACTION)
         return await super().prepare(event, target, wait_for_relations=wait_for_relations)
 
