@@ -25,6 +25,7 @@ from synapse_room_connect.connection_status import (
     derive_pair,
 )
 from synapse_room_connect.handshake import Mode, Side, Status
+from synapse_room_connect.reconcile_queue import CONCURRENCY, ReconcileQueue
 from synapse_room_connect.rooms import Label, server_of
 from synapse_room_connect.store import Previous, Store
 
@@ -93,18 +94,20 @@ class Reconciler:
     _request_notice: RequestNotice | None = attrs.field(kw_only=True, default=None)
     # A room as commands name it: its alias, else its ID (room_names.alias_or_id).
     _ref: Label = attrs.field(kw_only=True, default=_room_id)
-    _pending: set[str] = attrs.field(init=False, factory=set)
+    # Pairs reconciled at once (reconcile_queue.py).
+    _concurrency: int = attrs.field(kw_only=True, default=CONCURRENCY)
+    _queue: ReconcileQueue = attrs.field(init=False)
     # Tombstoned rooms being followed now: a live tombstone and start-up's
     # pass must not follow one room twice at once.
     _following: set[str] = attrs.field(init=False, factory=set)
-    _draining: bool = attrs.field(init=False, default=False)
+
+    def __attrs_post_init__(self) -> None:
+        partners = functools.partial(connected_rooms, self._reader, self._store)
+        self._queue = ReconcileQueue(self._host, partners, self.reconcile_pair, self._concurrency)
 
     def room_changed(self, room_id: str) -> None:
         """Queue ``room_id`` for reconciliation; cheap, safe from the feed."""
-        self._pending.add(room_id)
-        if not self._draining:
-            self._draining = True
-            self._host.run_as_background_process("room_connect_reconcile", self.drain)
+        self._queue.room_changed(room_id)
 
     def room_upgraded(self, room_id: str) -> None:
         """A tombstone in ``room_id``: its connections end, its successor's begin."""
@@ -144,24 +147,9 @@ class Reconciler:
             if tombstoned:
                 self._follow(room_id)
 
-    async def drain(self) -> None:
-        # A single consumer serialises reconciliation, so two events for the
-        # same pair cannot interleave their notices.
-        try:
-            while self._pending:
-                room_id = self._pending.pop()
-                try:
-                    await self._reconcile_room(room_id)
-                except Exception:
-                    logger.exception("Failed to reconcile connections of %s", room_id)
-        finally:
-            self._draining = False
-
-    async def _reconcile_room(self, room_id: str) -> None:
-        for other in await connected_rooms(self._reader, self._store, room_id):
-            await self.reconcile_pair(room_id, other)
-
     async def reconcile_pair(self, a: str, b: str) -> None:
+        """Bring the pair in line with state. Only the queue calls this: it
+        never runs two reconciliations that share a room at once."""
         pair = await derive_pair(self._reader, a, b)
         now = self._host.get_current_time_msec()
         prev_a = await self._swap(pair.a, pair.mode, now)
