@@ -66,6 +66,7 @@ from bench.ferry import (  # noqa: E402
     percentile,
     process_cpu_s,
     run_threads,
+    scrape_metrics,
     text,
     wait_for_background_updates,
 )
@@ -78,7 +79,7 @@ from bench.scale_rooms import (  # noqa: E402
     pointer_key,
     wait_until_connected,
 )
-from bench.scale_setup import SetUpEvents, events_since, stream_position  # noqa: E402
+from bench.scale_setup import SetUpEvents, events_since, module_cpu_s, stream_position  # noqa: E402
 from bench.scale_workers import (  # noqa: E402
     LIST_NOT_ACCEPTED,
     FerryWorkerDeployment,
@@ -391,6 +392,8 @@ def set_up_pairs(
     )
     db_path = server.sqlite_path if count_events else None
     since = stream_position(db_path) if db_path is not None else 0
+    cpu_before = process_cpu_s(server.process.pid) if count_events else 0.0
+    module_before = module_cpu_s(scrape_metrics(server.metrics_url)) if count_events else {}
     try:
         started = time.monotonic()
         pairs = create_pairs(owners, indexes, threads)
@@ -405,6 +408,11 @@ def set_up_pairs(
     if db_path is not None:
         settle(server)
         events = events_since(db_path, since, owners.bot, len(pairs))
+        events.synapse_cpu_s = process_cpu_s(server.process.pid) - cpu_before
+        module_after = module_cpu_s(scrape_metrics(server.metrics_url))
+        events.module_cpu_s = {
+            name: cpu - module_before.get(name, 0.0) for name, cpu in module_after.items()
+        }
     return pairs, SetUp(rest_s, ready_s, activations, events)
 
 
@@ -775,6 +783,17 @@ def set_up_lines(n: int, rss_before_kib: int, rss_after_kib: int, s: SetUp) -> I
             f"{per(e.activation):.2f}: joins {per(e.bot_joins):.2f}, invites of the bot "
             f"{per(e.bot_invites):.2f}, notices {per(e.bot_notices):.2f}, "
             f"other {per(e.bot_other):.2f})"
+        )
+        module = sum(e.module_cpu_s.values())
+        yield (
+            f"(4) Synapse CPU per connection during set-up: {e.synapse_cpu_s / n * 1000:.0f} ms, "
+            f"of which the module's background processes {module / n * 1000:.0f} ms ("
+            + ", ".join(
+                f"{name.removeprefix('room_connect_')} {cpu / n * 1000:.0f}"
+                for name, cpu in sorted(e.module_cpu_s.items())
+                if cpu > 0
+            )
+            + "; the events they create are persisted outside them)"
         )
 
 

@@ -30,6 +30,10 @@ class SetUpEvents:
     # The users' own set-up: createRoom's events and the two consents.
     users: int = 0
     users_by_type: dict[str, int] = field(default_factory=dict)
+    # CPU seconds of the Synapse process, and of the module's background
+    # processes among them (reconciliation, accepting invites) by name.
+    synapse_cpu_s: float = 0.0
+    module_cpu_s: dict[str, float] = field(default_factory=dict)
 
     @property
     def activation(self) -> int:
@@ -45,6 +49,9 @@ class SetUpEvents:
     def plus(self, other: SetUpEvents) -> SetUpEvents:
         users_by_type = Counter(self.users_by_type)
         users_by_type.update(other.users_by_type)
+        module_cpu_s = dict(self.module_cpu_s)
+        for name, cpu in other.module_cpu_s.items():
+            module_cpu_s[name] = module_cpu_s.get(name, 0.0) + cpu
         return SetUpEvents(
             connections=self.connections + other.connections,
             bot_joins=self.bot_joins + other.bot_joins,
@@ -53,6 +60,8 @@ class SetUpEvents:
             bot_other=self.bot_other + other.bot_other,
             users=self.users + other.users,
             users_by_type=dict(users_by_type),
+            synapse_cpu_s=self.synapse_cpu_s + other.synapse_cpu_s,
+            module_cpu_s=module_cpu_s,
         )
 
 
@@ -98,3 +107,17 @@ def events_since(db_path: Path, since: int, bot: str, connections: int) -> SetUp
             users_by_type[event_type] += 1
     counted.users_by_type = dict(users_by_type)
     return counted
+
+
+def module_cpu_s(samples: list[tuple[str, dict[str, str], float]]) -> dict[str, float]:
+    """CPU seconds so far of each of the module's background processes, by name."""
+    cpu: dict[str, float] = {}
+    for raw_name, labels, value in samples:
+        name = raw_name.removesuffix("_total")
+        process = labels.get("name", "")
+        if process.startswith("room_connect_") and name in (
+            "synapse_background_process_ru_utime_seconds",
+            "synapse_background_process_ru_stime_seconds",
+        ):
+            cpu[process] = cpu.get(process, 0.0) + value
+    return cpu
