@@ -12,7 +12,10 @@ baseline measured in the same run (the machine is shared and noisy):
 (3) memory: the Synapse process's VmRSS before and after setting up the N
     connections, per connection;
 (4) time to set up the N connections (REST API, parallel clients, until the
-    bot's "now connected" notice is in every room);
+    bot's "now connected" notice is in every room): the part after the last
+    REST call (the bot's activation still to do) per connection, each
+    connection's activation from its second consent to the notice, and the
+    events Synapse persisted per connection (the users' and the bot's);
 (5) a burst of one message in each of the N source rooms: pointers per second
     from the first send until the last pointer is in ``/sync``, against a
     burst of N messages into ONE connected room (the batched path): ratio
@@ -29,6 +32,7 @@ Run from the repository root::
     .venv/bin/python bench/scale.py                 # full run: N = 1000
     .venv/bin/python bench/scale.py --short         # CI size: N = 20
     .venv/bin/python bench/scale.py --pairs 200     # any N
+    .venv/bin/python bench/scale.py --set-up-only   # (3) and (4) alone, one server
 
 Exits 1 on errors (a server that does not start, a pointer that never lands,
 a pointer doubled or in the wrong room); a missed target is printed as MISS
@@ -62,6 +66,7 @@ from bench.ferry import (  # noqa: E402
     percentile,
     process_cpu_s,
     run_threads,
+    scrape_metrics,
     text,
     wait_for_background_updates,
 )
@@ -74,6 +79,7 @@ from bench.scale_rooms import (  # noqa: E402
     pointer_key,
     wait_until_connected,
 )
+from bench.scale_setup import SetUpEvents, events_since, module_cpu_s, stream_position  # noqa: E402
 from bench.scale_workers import (  # noqa: E402
     LIST_NOT_ACCEPTED,
     FerryWorkerDeployment,
@@ -346,33 +352,68 @@ class Results:
 @dataclass
 class SetUp:
     """Seconds from the first request until every connection was active through
-    the REST API (``rest_s``), and until the bot's notice was in every B (``ready_s``)."""
+    the REST API (``rest_s``), and until the bot's notice was in every B (``ready_s``);
+    for each connection, seconds from the REST API's first "active" to the
+    notice in its B (``activations_s``); the events Synapse persisted meanwhile."""
 
     rest_s: float = 0.0
     ready_s: float = 0.0
+    activations_s: list[float] = field(default_factory=list)
+    events: SetUpEvents | None = None
+
+    @property
+    def tail_s(self) -> float:
+        """The bot's activation still to do once the last consent was answered."""
+        return self.ready_s - self.rest_s
 
     def plus(self, other: SetUp) -> SetUp:
-        return SetUp(self.rest_s + other.rest_s, self.ready_s + other.ready_s)
+        events = (
+            self.events.plus(other.events)
+            if self.events is not None and other.events is not None
+            else None
+        )
+        return SetUp(
+            self.rest_s + other.rest_s,
+            self.ready_s + other.ready_s,
+            self.activations_s + other.activations_s,
+            events,
+        )
 
 
 def set_up_pairs(
-    server: Any, owners: Owners, indexes: range, threads: int
+    server: Any, owners: Owners, indexes: range, threads: int, *, count_events: bool = False
 ) -> tuple[list[RoomPair], SetUp]:
     """Connect the pairs and wait for the bot's notice in each B. The notice
     reader runs only meanwhile: every /sync woken by the bot's messages would
-    cost the server during the measurements."""
+    cost the server during the measurements. With ``count_events`` (a single
+    server on SQLite), also count the events persisted, once the module is quiet."""
     notices = started_reader(
         server, owners.bob, owners.bot, key_of=connected_notice_key, key_per_room=True
     )
+    db_path = server.sqlite_path if count_events else None
+    since = stream_position(db_path) if db_path is not None else 0
+    cpu_before = process_cpu_s(server.process.pid) if count_events else 0.0
+    module_before = module_cpu_s(scrape_metrics(server.metrics_url)) if count_events else {}
     try:
         started = time.monotonic()
         pairs = create_pairs(owners, indexes, threads)
         rest_s = time.monotonic() - started
         timeout = 120 + len(indexes) * 3.0
         wait_until_connected(notices, [p.room_b for p in pairs], timeout, "set-up")
-        return pairs, SetUp(rest_s, time.monotonic() - started)
+        ready_s = time.monotonic() - started
+        activations = [notices.sightings(p.room_b)[0][0] - p.active_at for p in pairs]
     finally:
         notices.stop()
+    events = None
+    if db_path is not None:
+        settle(server)
+        events = events_since(db_path, since, owners.bot, len(pairs))
+        events.synapse_cpu_s = process_cpu_s(server.process.pid) - cpu_before
+        module_after = module_cpu_s(scrape_metrics(server.metrics_url))
+        events.module_cpu_s = {
+            name: cpu - module_before.get(name, 0.0) for name, cpu in module_after.items()
+        }
+    return pairs, SetUp(rest_s, ready_s, activations, events)
 
 
 def mirror_rooms(server: Homeserver, pairs: int, threads: int) -> None:
@@ -442,7 +483,9 @@ def run_single_server(
 
         owners = Owners.register(mod)
         rss_before = rss_kib(mod.process.pid)
-        small_pairs, small_setup = set_up_pairs(mod, owners, range(args.small_pairs), args.threads)
+        small_pairs, small_setup = set_up_pairs(
+            mod, owners, range(args.small_pairs), args.threads, count_events=True
+        )
         reader = started_reader(mod, owners.bob, bot, key_of=pointer_key)
         readers.append(reader)
         burst_timeout = 120 + args.pairs * 1.0
@@ -460,7 +503,7 @@ def run_single_server(
         )
         progress(f"(5) burst over {len(small_pairs)} rooms: {small.rate:.1f} pointers/s")
         rest, rest_setup = set_up_pairs(
-            mod, owners, range(args.small_pairs, args.pairs), args.threads
+            mod, owners, range(args.small_pairs, args.pairs), args.threads, count_events=True
         )
         pairs = small_pairs + rest
         settle(mod)
@@ -517,6 +560,43 @@ def run_single_server(
     finally:
         for r in readers:
             r.stop()
+        for hs in servers:
+            hs.destroy()
+
+
+@dataclass
+class SetUpRun:
+    """``--set-up-only``: (3) and (4) on a server with the module alone."""
+
+    pairs: int
+    rss_before_kib: int
+    rss_after_kib: int
+    setup: SetUp
+
+
+def run_set_up_only(
+    args: argparse.Namespace, base_dir: Path, progress: Callable[[str], None]
+) -> SetUpRun:
+    """The N connections set up as in the full run, without the phases around
+    it (no server without the module, no latency, throughput or bursts)."""
+    servers: list[Homeserver] = []
+    try:
+        mod = Homeserver(
+            base_dir,
+            name="scale-module",
+            config_overrides={"background_updates": {"sleep_enabled": False}},
+        )
+        servers.append(mod)
+        start_together((mod,))
+        wait_for_background_updates(mod)
+        progress("server up")
+        owners = Owners.register(mod)
+        rss_before = rss_kib(mod.process.pid)
+        _, setup = set_up_pairs(mod, owners, range(args.pairs), args.threads, count_events=True)
+        rss_after = rss_kib(mod.process.pid)
+        progress(f"(4) {args.pairs} pairs set up in {setup.ready_s:.1f} s")
+        return SetUpRun(args.pairs, rss_before, rss_after, setup)
+    finally:
         for hs in servers:
             hs.destroy()
 
@@ -654,18 +734,7 @@ def report(r: Results) -> Iterator[str]:
         f"RATIO overhead at N: {overhead:+.1%} (target < {OVERHEAD_TARGET:.0%}) "
         f"{verdict(overhead < OVERHEAD_TARGET)}"
     )
-    per_conn = (r.rss_after_kib - r.rss_before_kib) / n
-    yield (
-        f"(3) memory: VmRSS {r.rss_before_kib / 1024:.0f} MiB before, "
-        f"{r.rss_after_kib / 1024:.0f} MiB after {n} connections = "
-        f"{per_conn:.0f} KiB per connection"
-    )
-    ready = r.setup.ready_s
-    yield (
-        f"(4) set-up: {n} connections in {ready:.1f} s = {ready / n * 1000:.0f} ms each, "
-        f"{n / ready:.1f}/s (rooms created and both consents given after "
-        f"{r.setup.rest_s:.1f} s; the rest is the bot joining and announcing)"
-    )
+    yield from set_up_lines(n, r.rss_before_kib, r.rss_after_kib, r.setup)
     yield "(5) bursts on the single-process server:"
     for b in (r.single, r.small, r.across):
         yield from burst_lines(b)
@@ -679,6 +748,53 @@ def report(r: Results) -> Iterator[str]:
         f"RATIO module transactions per pointer, {n} rooms / {r.small_pairs} rooms: "
         f"{growth:.2f} (1.00 = no growth)"
     )
+
+
+def set_up_lines(n: int, rss_before_kib: int, rss_after_kib: int, s: SetUp) -> Iterator[str]:
+    per_conn = (rss_after_kib - rss_before_kib) / n
+    yield (
+        f"(3) memory: VmRSS {rss_before_kib / 1024:.0f} MiB before, "
+        f"{rss_after_kib / 1024:.0f} MiB after {n} connections = "
+        f"{per_conn:.0f} KiB per connection"
+    )
+    ready = s.ready_s
+    yield (
+        f"(4) set-up: {n} connections in {ready:.1f} s = {ready / n * 1000:.0f} ms each, "
+        f"{n / ready:.1f}/s (rooms created and both consents given after "
+        f"{s.rest_s:.1f} s; the rest is the bot joining and announcing)"
+    )
+    yield (
+        f"(4) activation after the last consent: {s.tail_s:.1f} s = "
+        f"{s.tail_s / n:.3f} s per connection (the bot's joins and notices not yet done "
+        "when the REST calls were)"
+    )
+    if s.activations_s:
+        yield (
+            "(4) each connection's activation, REST 'active' -> notice in B: "
+            f"p50 {percentile(s.activations_s, 50):.2f} s, "
+            f"p90 {percentile(s.activations_s, 90):.2f} s, max {max(s.activations_s):.2f} s"
+        )
+    e = s.events
+    if e is not None:
+        per = e.per_connection
+        yield (
+            f"COUNT set-up events persisted per connection: {per(e.total):.2f} "
+            f"(the users' rooms and consents {per(e.users):.2f}; the bot's activation "
+            f"{per(e.activation):.2f}: joins {per(e.bot_joins):.2f}, invites of the bot "
+            f"{per(e.bot_invites):.2f}, notices {per(e.bot_notices):.2f}, "
+            f"other {per(e.bot_other):.2f})"
+        )
+        module = sum(e.module_cpu_s.values())
+        yield (
+            f"(4) Synapse CPU per connection during set-up: {e.synapse_cpu_s / n * 1000:.0f} ms, "
+            f"of which the module's background processes {module / n * 1000:.0f} ms ("
+            + ", ".join(
+                f"{name.removeprefix('room_connect_')} {cpu / n * 1000:.0f}"
+                for name, cpu in sorted(e.module_cpu_s.items())
+                if cpu > 0
+            )
+            + "; the events they create are persisted outside them)"
+        )
 
 
 def report_workers(r: Results) -> Iterator[str]:
@@ -717,6 +833,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--worker-pairs", type=int, help="pairs on the worker deployment (full 200, short 10)"
     )
+    parser.add_argument(
+        "--set-up-only",
+        action="store_true",
+        help="only (3) and (4): set up the N connections on a server with the module",
+    )
     parser.add_argument("--json", type=Path, help="also write the results as JSON here")
     parser.add_argument("--keep", action="store_true", help="keep server dirs and logs")
     args = parser.parse_args(argv)
@@ -752,7 +873,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
-def write_json(args: argparse.Namespace, results: Results) -> None:
+def write_json(args: argparse.Namespace, results: Results | SetUpRun) -> None:
     if args.json is not None:
         payload = {"args": {k: str(v) for k, v in vars(args).items()}, **asdict(results)}
         args.json.write_text(json.dumps(payload, indent=2, default=str) + "\n")
@@ -774,6 +895,15 @@ def run(args: argparse.Namespace, print_line: Callable[[str], None]) -> int:
     )
     print_line(f"machine: {describe_machine()}")
     try:
+        if args.set_up_only:
+            only = run_set_up_only(args, base_dir, progress)
+            for line in set_up_lines(
+                only.pairs, only.rss_before_kib, only.rss_after_kib, only.setup
+            ):
+                print_line(line)
+            write_json(args, only)
+            print_line(f"total {time.monotonic() - started:.0f} s")
+            return 0
         results = run_single_server(args, base_dir, progress)
         # Reported before the worker deployment runs, so a failure there loses nothing.
         for line in report(results):

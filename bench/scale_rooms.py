@@ -35,6 +35,9 @@ class RoomPair:
     index: int
     room_a: str
     room_b: str
+    # time.monotonic() when the REST API first answered the connection active:
+    # where the bot's activation begins.
+    active_at: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -75,7 +78,7 @@ def create_pairs(owners: Owners, indexes: Iterable[int], threads: int) -> list[R
             status = connections(owners.bob, room_b).get(room_a, {}).get("status")
         if status != "active":
             raise BenchError(f"pair {index}: connection is {status!r} after both consents")
-        return RoomPair(index, room_a, room_b)
+        return RoomPair(index, room_a, room_b, time.monotonic())
 
     with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="setup") as pool:
         return list(pool.map(one, indexes))

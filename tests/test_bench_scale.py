@@ -82,5 +82,18 @@ def test_scale_bench_short_counts(tmp_path: Path) -> None:
     assert results["workers"], output
 
     assert per_pointer(results["across"]) <= per_pointer(results["small"]) * GROWTH_MARGIN, output
+
+    # What each activation cost Synapse in events (the rooms are private):
+    # the consenting admin's invite and the bot's join in each room, the
+    # "now connected" notice in each, and the request's notice in A when
+    # the request was reconciled before its approval.
+    events = results["setup"]["events"]
+    assert events["connections"] == PAIRS
+    assert (events["bot_joins"], events["bot_invites"], events["bot_other"]) == (
+        2 * PAIRS,
+        2 * PAIRS,
+        0,
+    ), output
+    assert 2 * PAIRS <= events["bot_notices"] <= 3 * PAIRS, output
     for line in ("RATIO latency N/1: ", "RATIO overhead at N: ", "RATIO burst across "):
         assert any(row.startswith(line) for row in stdout.splitlines()), output

@@ -10,7 +10,7 @@ from synapse.module_api import ModuleApi
 from synapse.module_api.errors import SynapseError
 
 from synapse_room_connect import synapse_compat
-from synapse_room_connect.bot import notices
+from synapse_room_connect.bot import join_rules, notices
 from synapse_room_connect.core.matrix import server_of
 
 logger = logging.getLogger(__name__)
@@ -72,13 +72,23 @@ class FerryBot:
         raised: a room that will not have the bot is reported by its status.
         """
         await self.ensure_registered()
-        if await self.membership(room_id) == "join":
+        state = await self._api.get_room_state(room_id, join_rules.state_keys(self.user_id))
+        membership = join_rules.membership_of(state, self.user_id)
+        if membership == "join":
             return True
-        if inviter is not None and self._api.is_mine(inviter):
+        # An invite the join does not need would be one more event for every
+        # server in the room to persist, at every activation.
+        needs_invite = membership != "invite" and not join_rules.is_public(state)
+        if inviter is not None and needs_invite and self._api.is_mine(inviter):
             try:
                 await self._api.update_room_membership(inviter, self.user_id, room_id, "invite")
             except SynapseError as e:
                 logger.info("%s could not invite %s to %s: %s", inviter, self.user_id, room_id, e)
+        else:
+            refusal = join_rules.refusal(state, self.user_id)
+            if refusal is not None:
+                logger.info("Ferry bot cannot join %s: %s", room_id, refusal.value)
+                return False
         for attempt in range(1, _JOIN_ATTEMPTS + 1):
             try:
                 await self._api.update_room_membership(

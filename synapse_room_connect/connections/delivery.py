@@ -14,7 +14,7 @@ import attrs
 from synapse.module_api import ModuleApi
 from synapse.module_api.errors import SynapseError
 
-from synapse_room_connect.bot import notices
+from synapse_room_connect.bot import join_rules, notices
 from synapse_room_connect.bot.notices import JoinRefusal
 from synapse_room_connect.bot.room_names import room_names
 from synapse_room_connect.core.matrix import server_of
@@ -73,12 +73,14 @@ class RequestDelivery:
         """Have the bot join ``room_id``, so its admins see the request there."""
         bot = self._bot_user_id
         try:
-            state = await self._api.get_room_state(room_id, [("m.room.member", bot)])
+            state = await self._api.get_room_state(room_id, join_rules.state_keys(bot))
         except Exception:
             state = {}  # a room this server has never seen: the join says more
-        member = state.get(("m.room.member", bot))
-        if member is not None and member.content.get("membership") == "join":
+        if join_rules.membership_of(state, bot) == "join":
             return None
+        refusal = join_rules.refusal(state, bot)
+        if refusal is not None:
+            return Undeliverable(refusal, "refused by the room's join rules")
         servers = list(dict.fromkeys([*via, server_of(room_id) or ""]))
         try:
             await self._api.update_room_membership(

@@ -18,6 +18,7 @@ import attrs
 from synapse_room_connect import metrics
 from synapse_room_connect.bot import notices
 from synapse_room_connect.bot.room_names import RoomNamer
+from synapse_room_connect.connections.reconcile_queue import CONCURRENCY, ReconcileQueue
 from synapse_room_connect.connections.status import (
     ActivationPosition,
     Direction,
@@ -104,20 +105,28 @@ class Reconciler:
     # Without it, a request is announced only when it appears, so a room
     # that lets the bot in later never hears of it.
     _announcements: Announcements | None = attrs.field(kw_only=True, default=None)
-    _pending: set[str] = attrs.field(init=False, factory=set)
+    # Pairs reconciled at once (connections/reconcile_queue.py).
+    _concurrency: int = attrs.field(kw_only=True, default=CONCURRENCY)
+    _queue: ReconcileQueue = attrs.field(init=False)
     # Tombstoned rooms being followed now: a live tombstone and start-up's
     # pass must not follow one room twice at once.
     _following: set[str] = attrs.field(init=False, factory=set)
-    _draining: bool = attrs.field(init=False, default=False)
     # Rooms start-up queued, until the queue first runs dry after it.
     _startup_rooms: int | None = attrs.field(init=False, default=None)
 
+    def __attrs_post_init__(self) -> None:
+        partners = functools.partial(connected_rooms, self._reader, self._store)
+        self._queue = ReconcileQueue(
+            self._host,
+            partners,
+            self.reconcile_pair,
+            self._concurrency,
+            on_idle=self._startup_done,
+        )
+
     def room_changed(self, room_id: str) -> None:
         """Queue ``room_id`` for reconciliation; cheap, safe from the feed."""
-        self._pending.add(room_id)
-        if not self._draining:
-            self._draining = True
-            self._host.run_as_background_process("room_connect_reconcile", self.drain)
+        self._queue.room_changed(room_id)
 
     def room_upgraded(self, room_id: str) -> None:
         """A tombstone in ``room_id``: its connections end, its successor's begin."""
@@ -160,20 +169,6 @@ class Reconciler:
             if tombstoned:
                 self._follow(room_id)
 
-    async def drain(self) -> None:
-        # A single consumer serialises reconciliation, so two events for the
-        # same pair cannot interleave their notices.
-        try:
-            while self._pending:
-                room_id = self._pending.pop()
-                try:
-                    await self._reconcile_room(room_id)
-                except Exception:
-                    logger.exception("Failed to reconcile connections of %s", room_id)
-            self._startup_done()
-        finally:
-            self._draining = False
-
     def _startup_done(self) -> None:
         # Until this line, notices a restart owes (requests a room let the
         # bot in for while this process was down) may still be coming.
@@ -181,11 +176,9 @@ class Reconciler:
             logger.info("Start-up reconciliation done: %d room(s)", self._startup_rooms)
             self._startup_rooms = None
 
-    async def _reconcile_room(self, room_id: str) -> None:
-        for other in await connected_rooms(self._reader, self._store, room_id):
-            await self.reconcile_pair(room_id, other)
-
     async def reconcile_pair(self, a: str, b: str) -> None:
+        """Bring the pair in line with state. Only the queue calls this: it
+        never runs two reconciliations that share a room at once."""
         pair = await derive_pair(self._reader, a, b)
         now = self._host.get_current_time_msec()
         prev_a = await self._swap(pair.a, pair.mode, now)
