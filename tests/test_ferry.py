@@ -44,7 +44,7 @@ def test_messages_cross_both_ways_as_pointers(homeserver: Homeserver) -> None:
     assert content["msgtype"] == "m.text"
     assert content["body"] == "Alice: Hello <b>from</b> A"
     assert content["formatted_body"] == (
-        "<span data-mx-profile-fallback>Alice: </span>Hello &lt;b&gt;from&lt;/b&gt; A"
+        "<span data-mx-profile-fallback>Alice:</span> Hello &lt;b&gt;from&lt;/b&gt; A"
     )
     assert content[PROFILE] == {
         "id": pair.alice.user_id,

@@ -126,12 +126,16 @@ def _head(name: str, msgtype: str) -> tuple[str, str]:
     clients showing the profile find and drop it. The element is a
     ``<span>``, not the MSC's suggested ``<strong>``: bridges that turn HTML
     into text write emphasis as asterisks (``*alice:*``), and the name must
-    read there as any speaker's does (``alice: text``). An emote keeps its
-    actor without the colon: "* alice waves".
+    read there as any speaker's does (``alice: text``). The space after the
+    name stands outside the element: HTML-to-text converters (mautrix's, which
+    heisenbridge uses) trim whitespace at an element's edges, which read
+    ``alice:text`` on IRC; a client that drops the element shows the text
+    after a leading space, which HTML collapses. An emote keeps its actor
+    without the colon: "* alice waves".
     """
-    label = f"{name} " if msgtype == "m.emote" else f"{name}: "
-    marked = html.escape(label, quote=False)
-    return label, f"<{FALLBACK_ELEMENT} {FALLBACK_ATTRIBUTE}>{marked}</{FALLBACK_ELEMENT}>"
+    head = name if msgtype == "m.emote" else f"{name}:"
+    marked = html.escape(head, quote=False)
+    return f"{head} ", f"<{FALLBACK_ELEMENT} {FALLBACK_ATTRIBUTE}>{marked}</{FALLBACK_ELEMENT}> "
 
 
 def _texts(content: Mapping[str, Any], reply: bool) -> tuple[str, str]:

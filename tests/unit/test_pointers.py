@@ -38,7 +38,7 @@ def original(content: dict[str, Any], **overrides: Any) -> Original:
 def test_text_is_prefixed_and_marked_as_fallback() -> None:
     out = render(original({"msgtype": "m.text", "body": "a < b"}), FallbackMode.COPY)
     assert out["body"] == "Alice: a < b"
-    assert out["formatted_body"] == "<span data-mx-profile-fallback>Alice: </span>a &lt; b"
+    assert out["formatted_body"] == "<span data-mx-profile-fallback>Alice:</span> a &lt; b"
     assert out[PROFILE_KEY] == {
         "id": "@alice:hs",
         "displayname": "Alice",
