@@ -130,7 +130,7 @@ def test_a_private_room_on_another_server_is_told_apart_from_an_unreachable_one(
     # request into B with the command that approves it.
     bob.invite(room_b, bot)
     asks = wait_for_notice(bob, room_b, bot, "asks to connect", timeout=60)["content"]["body"]
-    assert asks.endswith(f"can approve with `!connect approve #{alias_part}:{hs1.server_name}`.")
+    assert asks.endswith(f"can approve with !connect approve #{alias_part}:{hs1.server_name}.")
 
 
 def test_a_command_sent_while_the_acting_worker_is_down_is_answered_once(
