@@ -303,3 +303,14 @@ def reconnect_after_upgrade(
         f"an admin of {new_label} sends `!connect request {other_room_id}` there, or, from "
         f"any server, this state event: PUT {path} {json.dumps(content)}"
     )
+
+
+def ghosts_refused(bot_user_id: str) -> str:
+    """Told once to a room that would not let a ghost in (invite power, a ban,
+    a server ACL, a remote server's refusal)."""
+    return (
+        "Messages from connected rooms usually arrive from a stand-in account for each"
+        " author, but one could not join this room, so its messages arrive from"
+        f" {bot_user_id} instead, with the author's name in front. To let the stand-ins"
+        f" in, give {bot_user_id} power to invite, or lift the ban on the stand-in."
+    )

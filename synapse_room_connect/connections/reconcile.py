@@ -26,6 +26,7 @@ from synapse_room_connect.connections.status import (
     connected_rooms,
     derive_pair,
 )
+from synapse_room_connect.core.ghosts import Senders
 from synapse_room_connect.core.handshake import Mode, Status
 from synapse_room_connect.core.ids import server_of
 from synapse_room_connect.store import Previous, Store
@@ -93,6 +94,11 @@ class Reconciler:
     _request_notice: RequestNotice | None = attrs.field(kw_only=True, default=None)
     # A room as commands name it: its alias, else its ID (bot/room_names.room_address).
     _address: RoomNamer = attrs.field(kw_only=True, default=_room_id)
+    # (source, target): the ghosts of the source room's people leave the
+    # target, as nothing crosses between them any more (bot/ghosts.py).
+    _ghosts_leave: Callable[[str, str], Awaitable[None]] | None = attrs.field(
+        kw_only=True, default=None
+    )
     _pending: set[str] = attrs.field(init=False, factory=set)
     # Tombstoned rooms being followed now: a live tombstone and start-up's
     # pass must not follow one room twice at once.
@@ -175,6 +181,14 @@ class Reconciler:
                 metrics.transitions.labels(
                     self._host.server_name, direction.verdict.status.value
                 ).inc()
+        # The ferry reads who sends into each room from the cache it loads
+        # on a change, so a consent that changed only that is one too.
+        senders_changed = any(
+            prev.senders != _senders_into(direction)
+            for prev, direction in ((prev_a, pair.a), (prev_b, pair.b))
+        )
+        if senders_changed and not changed:
+            self._on_connections_changed()
         if changed:
             if pair.a.verdict.status is Status.ACTIVE:
                 since = await self._activation_position(pair.a.here, pair.b.here)
@@ -203,6 +217,7 @@ class Reconciler:
             direction.via,
             mode,
             now,
+            _senders_into(direction),
         )
 
     async def _act(self, direction: Direction, old: Status | None, mode: Mode) -> None:
@@ -246,6 +261,8 @@ class Reconciler:
             text = notices.incoming(label, await self._address(other), self._approve_power_level)
             await self._bot.notice(here, text)
         elif status is Status.REVOKED:
+            if self._ghosts_leave is not None:
+                await self._ghosts_leave(other, here)
             was_live = old in (Status.ACTIVE, Status.REQUESTED, Status.INCOMING)
             if direction.here_upgraded_to is not None:
                 # The bot cannot post in a tombstoned room, and stays so the
@@ -282,6 +299,13 @@ class Reconciler:
             if row.ferry == self._bot.user_id and row.status is not Status.REVOKED:
                 return
         await self._bot.leave(room_id)
+
+
+def _senders_into(direction: Direction) -> Senders | None:
+    """Who the other room's consent wants to send what this direction
+    carries into it; None: the ferry's default."""
+    consent = direction.there.consent
+    return None if consent is None else consent.senders
 
 
 def _inherited(direction: Direction) -> bool:

@@ -5,7 +5,7 @@ redaction, with relations mapped to the target room's events."""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 import attrs
 from synapse.module_api import EventBase, ModuleApi
@@ -30,6 +30,14 @@ from synapse_room_connect.ferry.pointers import (
     render_state,
 )
 from synapse_room_connect.store import SourceEvent
+
+
+class GhostSenders(Protocol):
+    """Authors' ghosts (bot/ghosts.Ghosts)."""
+
+    def is_ghost(self, user_id: str) -> bool: ...
+
+    async def sender_into(self, user_id: str, room_id: str, target: str) -> str | None: ...
 
 
 def references(event: EventBase) -> set[str]:
@@ -77,9 +85,16 @@ class CounterpartPreparer:
     _lookup: PointerLookup
     _bot_user_id: str
     _address: Callable[[str], Awaitable[str]]
+    # Each author's ghost, where the target room has them send.
+    _ghosts: GhostSenders | None = attrs.field(default=None, kw_only=True)
 
     async def prepare(
-        self, event: EventBase, target: str, *, wait_for_relations: bool = True
+        self,
+        event: EventBase,
+        target: str,
+        *,
+        wait_for_relations: bool = True,
+        by_ghost: bool = False,
     ) -> Counterpart | None:
         content = unfreeze(event.content)
         if event.is_state():
@@ -94,12 +109,18 @@ class CounterpartPreparer:
         relates = content.get("m.relates_to")
         relates = relates if isinstance(relates, dict) else {}
         if event.type == "m.reaction":
-            return await self._reaction(relates, target, wait_for_relations)
+            sender = await self._ghost(event, target) if by_ghost else None
+            return await self._reaction(relates, target, wait_for_relations, sender)
         if not is_ferriable_message(event.type, content):
             return None
         if relates.get("rel_type") == "m.replace":
-            return await self._edit(event, content, relates, target)
-        pointer = render(await self._original(event, content), self._config.fallback_mode)
+            return await self._edit(event, content, relates, target, by_ghost)
+        sender = await self._ghost(event, target) if by_ghost else None
+        pointer = render(
+            await self._original(event, content),
+            self._config.fallback_mode,
+            by_ghost=sender is not None,
+        )
         if relates:
             mapped = {
                 ref: await self._related(ref, target, wait_for_relations)
@@ -108,7 +129,23 @@ class CounterpartPreparer:
             relation = map_relation(relates, mapped.get)
             if relation is not None:
                 pointer["m.relates_to"] = relation
-        return Counterpart("m.room.message", pointer, CounterpartKind.MESSAGE)
+        return Counterpart("m.room.message", pointer, CounterpartKind.MESSAGE, sender=sender)
+
+    async def _ghost(self, event: EventBase, target: str) -> str | None:
+        """The author's ghost, ready in ``target``; None: the bot sends."""
+        if self._ghosts is None:
+            return None
+        return await self._ghosts.sender_into(event.sender, event.room_id, target)
+
+    async def _sender_of(self, counterpart_id: str) -> str | None:
+        """Who sent a counterpart the ferry recorded: a ghost, or None for the
+        bot. An edit or redaction of it must come from the same sender."""
+        if self._ghosts is None:
+            return None
+        sent = await synapse_compat.get_event(self._api, counterpart_id)
+        if sent is None or not self._ghosts.is_ghost(sent.sender):
+            return None
+        return str(sent.sender)
 
     async def _related(self, event_id: str, target: str, wait: bool) -> str | None:
         """``counterpart_of`` for a relation; with ``wait``, ``RelationPendingError``
@@ -135,7 +172,12 @@ class CounterpartPreparer:
         return await self._lookup.pointer_due(source.room_id, target, stream, self._bot_user_id)
 
     async def _edit(
-        self, event: EventBase, content: dict[str, Any], relates: dict[str, Any], target: str
+        self,
+        event: EventBase,
+        content: dict[str, Any],
+        relates: dict[str, Any],
+        target: str,
+        by_ghost: bool,
     ) -> Counterpart | None:
         edited = relates.get("event_id")
         new_content = content.get("m.new_content")
@@ -144,20 +186,24 @@ class CounterpartPreparer:
         # Only the bot's own pointers can be edited by the bot.
         pointer_id = await self._lookup.pointer_for(edited, target)
         if pointer_id is None:
-            return await self._edit_after_upgrade(event, content, edited, target)
+            return await self._edit_after_upgrade(event, content, edited, target, by_ghost)
         original = await synapse_compat.get_event(self._api, edited)
         if original is None or original.sender != event.sender:
             return None  # clients ignore edits by anyone but the author; so do we
+        # From whoever sent the pointer: a pointer the bot sent before ghosts
+        # stays the bot's to edit, as clients accept edits only from the sender.
+        sender = await self._sender_of(pointer_id)
         renewed = render(
             await self._original(original, new_content),
             self._config.fallback_mode,
             reply=is_reply(original.content),
+            by_ghost=sender is not None,
         )
         edit = edit_content(renewed, pointer_id, await self._original(event, content))
-        return Counterpart("m.room.message", edit, CounterpartKind.EDIT)
+        return Counterpart("m.room.message", edit, CounterpartKind.EDIT, sender=sender)
 
     async def _edit_after_upgrade(
-        self, event: EventBase, content: dict[str, Any], edited: str, target: str
+        self, event: EventBase, content: dict[str, Any], edited: str, target: str, by_ghost: bool
     ) -> Counterpart | None:
         """An edit of a message whose pointer is in the room ``target`` replaced:
         there is no pointer here to edit, so the edit crosses as a message of its
@@ -168,11 +214,16 @@ class CounterpartPreparer:
         predecessor = None if create is None else predecessor_in(create.content)
         if predecessor is None or await self._lookup.pointer_for(edited, predecessor) is None:
             return None
-        pointer = render(await self._original(event, content), self._config.fallback_mode)
-        return Counterpart("m.room.message", pointer, CounterpartKind.MESSAGE)
+        sender = await self._ghost(event, target) if by_ghost else None
+        pointer = render(
+            await self._original(event, content),
+            self._config.fallback_mode,
+            by_ghost=sender is not None,
+        )
+        return Counterpart("m.room.message", pointer, CounterpartKind.MESSAGE, sender=sender)
 
     async def _reaction(
-        self, relates: dict[str, Any], target: str, wait: bool
+        self, relates: dict[str, Any], target: str, wait: bool, sender: str | None
     ) -> Counterpart | None:
         if relates.get("rel_type") != "m.annotation" or not isinstance(relates.get("key"), str):
             return None
@@ -184,9 +235,10 @@ class CounterpartPreparer:
             "m.relates_to": {"rel_type": "m.annotation", "event_id": mapped, "key": relates["key"]}
         }
         key = relates["key"]
-        if await synapse_compat.has_annotation(self._api, mapped, self._bot_user_id, key):
-            return None  # the bot already carries this key there for someone else
-        return Counterpart("m.reaction", content, CounterpartKind.REACTION)
+        reactor = sender or self._bot_user_id
+        if await synapse_compat.has_annotation(self._api, mapped, reactor, key):
+            return None  # already there: Synapse allows one per sender and key
+        return Counterpart("m.reaction", content, CounterpartKind.REACTION, sender=sender)
 
     async def _redaction(self, event: EventBase, target: str) -> Counterpart | None:
         redacted = event.redacts
@@ -194,8 +246,14 @@ class CounterpartPreparer:
         if pointer_id is None:
             return None
         content = {"redacts": pointer_id, "reason": "The original was redacted"}
+        # A ghost redacts its own counterpart: no power needed, and exactly
+        # that person's reaction goes.
         return Counterpart(
-            "m.room.redaction", content, CounterpartKind.REDACTION, redacts=pointer_id
+            "m.room.redaction",
+            content,
+            CounterpartKind.REDACTION,
+            redacts=pointer_id,
+            sender=await self._sender_of(pointer_id),
         )
 
     async def _original(self, event: EventBase, content: Mapping[str, Any]) -> Original:

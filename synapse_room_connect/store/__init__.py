@@ -6,6 +6,7 @@ Synapse's, composed from one part per job.
 - ``ferry``: the ferry's cursors and pointer mappings.
 - ``events``: reads of Synapse's events and transaction IDs.
 - ``commands``: how far ``!connect`` commands have been answered.
+- ``ghosts``: the ghosts registered, and the rooms told they cannot join.
 - ``admin``: the homeserver admin's whole-server reads.
 - ``records``: the records of Synapse's events the store returns.
 """
@@ -32,6 +33,7 @@ from synapse_room_connect.store.ferry import (
     FerryRecordsStore,
     SourceEvent,
 )
+from synapse_room_connect.store.ghosts import GhostRecord, GhostsStore
 from synapse_room_connect.store.schema import SCHEMA_VERSION, SchemaTooNewError
 
 __all__ = [
@@ -40,6 +42,7 @@ __all__ = [
     "CachedConnection",
     "FerriedPointer",
     "FerryRecord",
+    "GhostRecord",
     "NewEvent",
     "Previous",
     "SchemaTooNewError",
@@ -55,6 +58,7 @@ class Store(
     FerryRecordsStore,
     SynapseEventsStore,
     CommandCursorStore,
+    GhostsStore,
     AdminQueriesStore,
 ):
     """Typed access to the module's tables. Every method waits for migrations."""

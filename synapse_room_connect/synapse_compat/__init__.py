@@ -14,6 +14,7 @@ On a Synapse upgrade, this package is what to check.
 - ``events``: events by ID, edits, reactions, ``internal_metadata``.
 - ``state``: power levels, membership, server ACLs.
 - ``sending``: the bot's device and batched sends.
+- ``ghosts``: registering ghosts, their profiles and push rules.
 - ``caches``: in-memory stream caches and positions.
 - ``client``: events serialised and filtered as a client gets them.
 - ``sql``: queries on Synapse's tables.
@@ -51,6 +52,13 @@ try:
         latest_edits,
         stream_ordering_of,
     )
+    from synapse_room_connect.synapse_compat.ghosts import (
+        mute_pushes,
+        register_ghost,
+        registration_verdict,
+        set_avatar,
+        set_displayname,
+    )
     from synapse_room_connect.synapse_compat.sending import Items, ensure_device, send_chains
     from synapse_room_connect.synapse_compat.sql import require_synapse_tables
     from synapse_room_connect.synapse_compat.state import (
@@ -83,8 +91,11 @@ __all__ = [
     "is_soft_failed",
     "latest_edits",
     "messages_page",
+    "mute_pushes",
     "newer_than_tested",
     "power_in_state",
+    "register_ghost",
+    "registration_verdict",
     "require_supported_synapse",
     "require_synapse_tables",
     "rooms_for_user",
@@ -96,6 +107,8 @@ __all__ = [
     "serialize_if_visible",
     "server_denied",
     "server_in_room",
+    "set_avatar",
+    "set_displayname",
     "shared",
     "stream_ordering_of",
 ]
