@@ -56,9 +56,12 @@ class Ghosts:
     def is_ghost(self, user_id: str) -> bool:
         return self.namespace.contains(user_id)
 
-    async def sender_into(self, user_id: str, room_id: str, target: str) -> str | None:
+    async def sender_into(
+        self, user_id: str, room_id: str, target: str, event_type: str = "m.room.message"
+    ) -> str | None:
         """The ghost of ``user_id`` of ``room_id``, joined to ``target`` if it
-        was not; None when it cannot be (the bot sends instead)."""
+        was not; None when it cannot be, or may not send ``event_type`` there
+        (the bot sends instead)."""
         ghost_id = self.namespace.user_id_for(user_id, room_id)
         refused_at = self._refused.get((ghost_id, target))
         now = self._api.get_current_time_msec()
@@ -66,7 +69,9 @@ class Ghosts:
             return None
         try:
             await self.ghost_for(user_id, room_id)
-            joined = await self._join(ghost_id, target)
+            joined = await self._join(ghost_id, target) and await self._may_send(
+                ghost_id, target, event_type
+            )
         except Exception:
             logger.exception("Ghost %s could not be made ready for %s", ghost_id, target)
             joined = False
@@ -173,6 +178,27 @@ class Ghosts:
         self._known.move_to_end(record.ghost_user_id)
         if len(self._known) > _CACHE_SIZE:
             self._known.popitem(last=False)
+
+    async def _may_send(self, ghost_id: str, target: str, event_type: str) -> bool:
+        """Whether the room's power levels let the ghost send ``event_type``
+        (a room where only moderators speak still hears the bot)."""
+        keys = [("m.room.create", ""), ("m.room.power_levels", "")]
+        state = dict(await self._api.get_room_state(target, keys))
+        levels = state.get(("m.room.power_levels", ""))
+        if levels is None:
+            return True
+        events = levels.content.get("events")
+        needed = events.get(event_type) if isinstance(events, dict) else None
+        if needed is None:
+            needed = levels.content.get("events_default", 0)
+        try:
+            required = int(needed)
+        except (TypeError, ValueError):
+            return True  # Synapse's own auth check decides then
+        if synapse_compat.power_in_state(state, ghost_id) >= required:
+            return True
+        logger.info("Ghost %s may not send %s in %s", ghost_id, event_type, target)
+        return False
 
     async def _join(self, ghost_id: str, target: str) -> bool:
         """Whether the ghost is in ``target``, after joining it if it was not."""

@@ -37,7 +37,9 @@ class GhostSenders(Protocol):
 
     def is_ghost(self, user_id: str) -> bool: ...
 
-    async def sender_into(self, user_id: str, room_id: str, target: str) -> str | None: ...
+    async def sender_into(
+        self, user_id: str, room_id: str, target: str, event_type: str = ...
+    ) -> str | None: ...
 
 
 def references(event: EventBase) -> set[str]:
@@ -135,7 +137,8 @@ class CounterpartPreparer:
         """The author's ghost, ready in ``target``; None: the bot sends."""
         if self._ghosts is None:
             return None
-        return await self._ghosts.sender_into(event.sender, event.room_id, target)
+        event_type = "m.reaction" if event.type == "m.reaction" else "m.room.message"
+        return await self._ghosts.sender_into(event.sender, event.room_id, target, event_type)
 
     async def _sender_of(self, counterpart_id: str) -> str | None:
         """Who sent a counterpart the ferry recorded: a ghost, or None for the
