@@ -91,6 +91,7 @@ class RoomConnectModule:
             CommandRunner(api, bot, actions, label, level),
             fetch_events,
             bot.user_id,
+            is_ghost=self._ferry.ghosts.is_ghost,
         )
         self._router = EventRouter(
             api,

@@ -21,6 +21,7 @@ class Event:
     stream: int
     body: str = "!connect list"
     room_id: str = "!r:hs"
+    sender: str = "@admin:hs"
 
     @property
     def content(self) -> dict[str, Any]:
