@@ -17,7 +17,7 @@ from collections import OrderedDict
 from collections.abc import Collection
 from typing import Any, Final, Literal
 
-from synapse.module_api import ModuleApi, UserProfile
+from synapse.module_api import EventBase, ModuleApi, UserProfile
 from synapse.module_api.errors import Codes
 
 from synapse_room_connect import synapse_compat
@@ -69,9 +69,7 @@ class Ghosts:
             return None
         try:
             await self.ghost_for(user_id, room_id)
-            joined = await self._join(ghost_id, target) and await self._may_send(
-                ghost_id, target, event_type
-            )
+            joined = await self._join(ghost_id, target, event_type)
         except Exception:
             logger.exception("Ghost %s could not be made ready for %s", ghost_id, target)
             joined = False
@@ -179,11 +177,11 @@ class Ghosts:
         if len(self._known) > _CACHE_SIZE:
             self._known.popitem(last=False)
 
-    async def _may_send(self, ghost_id: str, target: str, event_type: str) -> bool:
+    def _may_send(
+        self, state: dict[tuple[str, str], EventBase], ghost_id: str, target: str, event_type: str
+    ) -> bool:
         """Whether the room's power levels let the ghost send ``event_type``
         (a room where only moderators speak still hears the bot)."""
-        keys = [("m.room.create", ""), ("m.room.power_levels", "")]
-        state = dict(await self._api.get_room_state(target, keys))
         levels = state.get(("m.room.power_levels", ""))
         if levels is None:
             return True
@@ -200,11 +198,15 @@ class Ghosts:
         logger.info("Ghost %s may not send %s in %s", ghost_id, event_type, target)
         return False
 
-    async def _join(self, ghost_id: str, target: str) -> bool:
-        """Whether the ghost is in ``target``, after joining it if it was not."""
+    async def _join(self, ghost_id: str, target: str, event_type: str) -> bool:
+        """Whether the ghost is in ``target`` (after joining it if it was not)
+        and may send ``event_type`` there; one state read when it is."""
         member_key = ("m.room.member", ghost_id)
         rules_key = ("m.room.join_rules", "")
-        state = await self._api.get_room_state(target, [member_key, rules_key])
+        keys = [member_key, rules_key, ("m.room.create", ""), ("m.room.power_levels", "")]
+        state = dict(await self._api.get_room_state(target, keys))
+        if not self._may_send(state, ghost_id, target, event_type):
+            return False
         member = state.get(member_key)
         membership = member.content.get("membership") if member is not None else None
         if membership == "join":
