@@ -88,9 +88,12 @@ class Ghosts:
         name, avatar = await self._profile(user_id, room_id)
         known = self._known.get(ghost_id)
         if known is None:
-            known = await self._store.ghost(ghost_id)
+            # Synapse caches whether a user exists: a new ghost costs no read
+            # of the module's table.
+            exists = await self._api.check_user_exists(ghost_id) is not None
+            known = await self._store.ghost(ghost_id) if exists else None
             if known is None:
-                known = await self._register(ghost_id, user_id, room_id, name, avatar)
+                known = await self._register(ghost_id, user_id, room_id, name, avatar, exists)
             self._remember(known)
         if (known.displayname, known.avatar_url) != (name, avatar):
             known = await self._update_profile(known, name, avatar)
@@ -135,9 +138,15 @@ class Ghosts:
         return shown, avatar if isinstance(avatar, str) and avatar.startswith("mxc://") else None
 
     async def _register(
-        self, ghost_id: str, user_id: str, room_id: str, name: str, avatar: str | None
+        self,
+        ghost_id: str,
+        user_id: str,
+        room_id: str,
+        name: str,
+        avatar: str | None,
+        exists: bool,
     ) -> GhostRecord:
-        if await self._api.check_user_exists(ghost_id) is None:
+        if not exists:
             try:
                 await synapse_compat.register_ghost(self._api, ghost_id, name)
                 logger.info("Registered ghost %s for %s in %s", ghost_id, user_id, room_id)
