@@ -18,6 +18,7 @@ from harness.connect_api import (
     revoke,
     unique,
     wait_for_membership,
+    wait_for_notice,
 )
 from harness.ferry_helpers import (
     POINTER,
@@ -241,6 +242,21 @@ def test_a_room_that_refuses_the_ghost_gets_the_bot_and_one_notice(
     assert wait_for_pointer(pair.alice, pair.room_a, back)["sender"] == ghost_of(
         homeserver, pair.bob.user_id, pair.room_b
     )
+
+
+def test_a_room_where_the_bot_may_not_invite_hears_the_bot(homeserver: Homeserver) -> None:
+    pair = connected_pair(homeserver)  # invite-only rooms: a ghost needs the bot's invite
+    levels = pair.bob.get_state(pair.room_b, "m.room.power_levels")
+    levels["invite"] = 100
+    pair.bob.send_state(pair.room_b, "m.room.power_levels", "", levels)
+    sent = pair.alice.send_message(pair.room_a, "can I come in?")
+    pointer = wait_for_pointer(pair.bob, pair.room_b, sent)
+    assert pointer["sender"] == pair.bot
+    assert pointer["content"]["body"] == "Alice: can I come in?"
+    wait_for_notice(pair.bob, pair.room_b, pair.bot, "could not join this room")
+    ghost = ghost_of(homeserver, pair.alice.user_id, pair.room_a)
+    with pytest.raises(MatrixError):
+        member(pair.bob, pair.room_b, ghost)
 
 
 def test_config_can_make_the_bot_the_default(make_homeserver: HomeserverFactory) -> None:
