@@ -174,6 +174,18 @@ def test_revocation_makes_the_ghosts_leave(homeserver: Homeserver) -> None:
     revoke(pair.alice, pair.room_a, pair.room_b)
     wait_for_membership(pair.bob, pair.room_b, ghost, "leave", timeout=60)
 
+    # Connected again, an edit of what the ghost sent before brings it back.
+    connect(pair.alice, pair.room_a, pair.room_b)
+    wait_for_notice(pair.bob, pair.room_b, pair.bot, "now connected", timeout=60)
+    edit = send_edit(pair.alice, pair.room_a, sent, "here again")
+    edit_in_b = pair.bob.wait_for_event(
+        pair.room_b,
+        lambda e: e.get("content", {}).get(POINTER, {}).get("event_id") == edit,
+        timeout=60,
+    )
+    assert edit_in_b["sender"] == ghost
+    assert member(pair.bob, pair.room_b, ghost)["membership"] == "join"
+
 
 def test_consent_can_ask_for_the_bot(homeserver: Homeserver) -> None:
     pair = connected_pair(homeserver, senders="bot")

@@ -81,6 +81,15 @@ class Ghosts:
             await self._bot.notice(target, notices.ghosts_refused(self._bot.user_id))
         return None
 
+    async def ready_in(self, ghost_id: str, target: str, event_type: str) -> bool:
+        """Whether a ghost that already sent into ``target`` can send there
+        again (joining it again, if it left when a connection ended)."""
+        try:
+            return await self._join(ghost_id, target, event_type)
+        except Exception:
+            logger.exception("Ghost %s could not be made ready for %s", ghost_id, target)
+            return False
+
     async def ghost_for(self, user_id: str, room_id: str) -> GhostRecord:
         """The ghost of ``user_id`` of ``room_id``, registered, with the
         person's current name and avatar there."""

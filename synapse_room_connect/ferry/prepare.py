@@ -41,6 +41,8 @@ class GhostSenders(Protocol):
         self, user_id: str, room_id: str, target: str, event_type: str = ...
     ) -> str | None: ...
 
+    async def ready_in(self, ghost_id: str, target: str, event_type: str) -> bool: ...
+
 
 def references(event: EventBase) -> set[str]:
     """Event IDs in the event's own room that it relates to or redacts."""
@@ -150,6 +152,13 @@ class CounterpartPreparer:
             return None
         return str(sent.sender)
 
+    async def _ready(self, sender: str | None, target: str, event_type: str) -> bool:
+        """Whether ``sender`` (None: the bot) can send into ``target`` now: a
+        ghost that left with an ended connection joins again."""
+        if sender is None or self._ghosts is None:
+            return True
+        return await self._ghosts.ready_in(sender, target, event_type)
+
     async def _related(self, event_id: str, target: str, wait: bool) -> str | None:
         """``counterpart_of`` for a relation; with ``wait``, ``RelationPendingError``
         where the counterpart is still to come rather than None."""
@@ -196,6 +205,8 @@ class CounterpartPreparer:
         # From whoever sent the pointer: a pointer the bot sent before ghosts
         # stays the bot's to edit, as clients accept edits only from the sender.
         sender = await self._sender_of(pointer_id)
+        if not await self._ready(sender, target, "m.room.message"):
+            return None  # nobody else may edit it
         renewed = render(
             await self._original(original, new_content),
             self._config.fallback_mode,
@@ -251,12 +262,15 @@ class CounterpartPreparer:
         content = {"redacts": pointer_id, "reason": "The original was redacted"}
         # A ghost redacts its own counterpart: no power needed, and exactly
         # that person's reaction goes.
+        sender = await self._sender_of(pointer_id)
+        if not await self._ready(sender, target, "m.room.redaction"):
+            return None  # its expansion shows the original redacted all the same
         return Counterpart(
             "m.room.redaction",
             content,
             CounterpartKind.REDACTION,
             redacts=pointer_id,
-            sender=await self._sender_of(pointer_id),
+            sender=sender,
         )
 
     async def _original(self, event: EventBase, content: Mapping[str, Any]) -> Original:
