@@ -436,7 +436,9 @@ def across(pairs: Sequence[RoomPair]) -> list[tuple[str, str]]:
 
 
 def started_reader(server: Any, client: MatrixClient, bot: str, **kwargs: Any) -> SyncReader:
-    reader = SyncReader(server.client_url, client, bot, **kwargs)
+    # Pointers come from the authors' ghosts, notices from the bot.
+    any_sender = kwargs.get("key_of") is pointer_key
+    reader = SyncReader(server.client_url, client, bot, any_sender=any_sender, **kwargs)
     reader.prime()
     reader.start()
     return reader

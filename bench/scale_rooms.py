@@ -117,7 +117,8 @@ class Sighting:
 
 class SyncReader(threading.Thread):
     """Long-polls ``/sync`` as one user, filtered to the bot's ``m.room.message``
-    events in any room, and notes each key ``key_of(event)`` gives.
+    events (``any_sender``: anyone's, as ghosts send pointers) in any room,
+    and notes each key ``key_of(event)`` gives.
 
     A ``limited`` timeline would hide events, so it is counted and makes every
     completeness check fail rather than be filled in."""
@@ -130,6 +131,7 @@ class SyncReader(threading.Thread):
         key_of: Callable[[JsonDict], str | None],
         *,
         key_per_room: bool = False,
+        any_sender: bool = False,
     ) -> None:
         super().__init__(name="sync-reader", daemon=True)
         if client.access_token is None:
@@ -137,16 +139,10 @@ class SyncReader(threading.Thread):
         self._http = Http(base_url, client.access_token, timeout=SYNC_POLL_MS / 1000 + 60)
         self._key_of = key_of
         self._key_per_room = key_per_room
-        self._filter = quiet_sync_filter(
-            {
-                "timeline": {
-                    "limit": TIMELINE_LIMIT,
-                    "types": ["m.room.message"],
-                    "senders": [bot],
-                },
-                "state": {"not_types": ["*"]},
-            }
-        )
+        timeline: JsonDict = {"limit": TIMELINE_LIMIT, "types": ["m.room.message"]}
+        if not any_sender:
+            timeline["senders"] = [bot]
+        self._filter = quiet_sync_filter({"timeline": timeline, "state": {"not_types": ["*"]}})
         self._since: str | None = None
         self._stop_event = threading.Event()
         self._changed = threading.Condition()

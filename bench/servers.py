@@ -55,11 +55,14 @@ def create_pair(
     *,
     names: tuple[str, str],
     config_overrides: Mapping[str, Any],
+    module_config: Mapping[str, Any] | None = None,
 ) -> tuple[Homeserver, Homeserver]:
-    """A homeserver with the module and one without it (``"modules": []``), both
-    with ``config_overrides``, not yet started; ``servers`` collects each as soon
-    as it exists, for clean-up."""
-    with_module = Homeserver(base_dir, name=names[0], config_overrides=config_overrides)
+    """A homeserver with the module (configured with ``module_config``) and
+    one without it (``"modules": []``), both with ``config_overrides``, not
+    yet started; ``servers`` collects each as soon as it exists, for clean-up."""
+    with_module = Homeserver(
+        base_dir, name=names[0], config_overrides=config_overrides, module_config=module_config
+    )
     servers.append(with_module)
     without_module = Homeserver(
         base_dir, name=names[1], config_overrides={**config_overrides, "modules": []}

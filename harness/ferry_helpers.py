@@ -29,14 +29,17 @@ class Pair:
     bot: str
 
 
-def connected_pair(hs: Any, **room: Any) -> Pair:
+def connected_pair(hs: Any, senders: str | None = None, **room: Any) -> Pair:
+    """Two rooms connected; ``senders`` ("ghosts" or "bot"), if given, is what
+    both rooms' consents ask for."""
     bot: str = hs.info()["bot_user_id"]
     alice = hs.register(unique("alice"), displayname="Alice")
     bob = hs.register(unique("bob"), displayname="Bob")
     room_a = alice.create_room(name=unique("A"), **room)
     room_b = bob.create_room(name=unique("B"), **room)
-    connect(alice, room_a, room_b)
-    assert connect(bob, room_b, room_a)["status"] == "active"
+    chosen = {} if senders is None else {"senders": senders}
+    connect(alice, room_a, room_b, **chosen)
+    assert connect(bob, room_b, room_a, **chosen)["status"] == "active"
     wait_for_notice(alice, room_a, bot, "now connected")
     wait_for_notice(bob, room_b, bot, "now connected")
     return Pair(alice, room_a, bob, room_b, bot)

@@ -15,7 +15,12 @@ from typing import Any
 import attrs
 import jsonschema
 
-from synapse_room_connect.constants import CONNECTION_EVENT_TYPE, DEFAULT_BOT_LOCALPART
+from synapse_room_connect.constants import (
+    CONNECTION_EVENT_TYPE,
+    DEFAULT_BOT_LOCALPART,
+    DEFAULT_GHOST_LOCALPART_PREFIX,
+)
+from synapse_room_connect.core.ghosts import Senders
 from synapse_room_connect.core.sharding import MAIN_PROCESS, FerryInstances
 
 # Never ferried, whatever the config says: membership is per room by nature,
@@ -41,6 +46,16 @@ CONFIG_SCHEMA: dict[str, Any] = {
             "description": "localpart of the ferry bot, e.g. room-connect",
         },
         "bot_displayname": {"type": "string", "minLength": 1, "maxLength": 256},
+        "ghost_localpart_prefix": {
+            "type": "string",
+            # Lower-case user-ID characters; short enough to leave room for the hash.
+            "pattern": r"^[a-z0-9._=\-/+]{1,32}$",
+            "description": "localpart prefix reserved for ghosts, e.g. _room_connect_",
+        },
+        "senders": {
+            "enum": [s.value for s in Senders],
+            "description": "who sends counterparts unless the receiving room's consent says",
+        },
         "worker": {
             "description": (
                 "worker_name of the process that acts (null: the main process), or a"
@@ -101,6 +116,8 @@ class RoomConnectConfig:
     limits: Limits = Limits()
     ignore_users: tuple[re.Pattern[str], ...] = ()
     ferry_state_events: frozenset[str] = frozenset()
+    ghost_localpart_prefix: str = DEFAULT_GHOST_LOCALPART_PREFIX
+    senders: Senders = Senders.GHOSTS
 
     def is_ignored_sender(self, user_id: str) -> bool:
         return any(pattern.fullmatch(user_id) for pattern in self.ignore_users)
@@ -125,8 +142,16 @@ def parse_config(raw: Mapping[str, Any] | None) -> RoomConnectConfig:
     raw = dict(raw or {})
     jsonschema.validate(raw, CONFIG_SCHEMA, format_checker=jsonschema.FormatChecker())
     defaults = RoomConnectConfig()
+    bot_localpart = raw.get("bot_localpart", defaults.bot_localpart)
+    prefix = raw.get("ghost_localpart_prefix", defaults.ghost_localpart_prefix)
+    if bot_localpart.startswith(prefix):
+        # The bot would count as a ghost: its events would never be read.
+        raise jsonschema.ValidationError(
+            f"bot_localpart {bot_localpart!r} must not start with the ghost prefix {prefix!r}",
+            path=["ghost_localpart_prefix"],
+        )
     return RoomConnectConfig(
-        bot_localpart=raw.get("bot_localpart", defaults.bot_localpart),
+        bot_localpart=bot_localpart,
         bot_displayname=raw.get("bot_displayname", defaults.bot_displayname),
         ferry_instances=FerryInstances.from_option(raw.get("worker")),
         approve_power_level=raw.get("approve_power_level", defaults.approve_power_level),
@@ -134,4 +159,6 @@ def parse_config(raw: Mapping[str, Any] | None) -> RoomConnectConfig:
         limits=Limits(**raw.get("limits", {})),
         ignore_users=tuple(re.compile(p) for p in raw.get("ignore_users", [])),
         ferry_state_events=frozenset(raw.get("ferry_state_events", [])),
+        ghost_localpart_prefix=prefix,
+        senders=Senders(raw.get("senders", defaults.senders.value)),
     )

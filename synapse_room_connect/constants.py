@@ -20,6 +20,10 @@ FENCE_EVENT_TYPES: Final = frozenset({CONNECTION_EVENT_TYPE, *TRAIT_EVENT_TYPES}
 HTTP_ROOT: Final = f"/_synapse/client/{PREFIX}"
 
 DEFAULT_BOT_LOCALPART: Final = "room-connect"
+# Ghosts' localparts start with this. A leading underscore is what Synapse
+# already refuses to register over the client API (it is kept for
+# application services), so the namespace is reserved twice.
+DEFAULT_GHOST_LOCALPART_PREFIX: Final = "_room_connect_"
 
 # Acknowledgements a side puts in its content to allow a mismatched pair.
 ACK_ENCRYPTION: Final = "encryption_mismatch"

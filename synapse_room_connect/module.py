@@ -11,6 +11,7 @@ from synapse.module_api import ModuleApi
 
 from synapse_room_connect import __version__, synapse_compat
 from synapse_room_connect.bot.ferry_bot import FerryBot
+from synapse_room_connect.bot.ghosts import GhostGuard
 from synapse_room_connect.bot.room_names import room_address, room_label
 from synapse_room_connect.commands.queue import CommandQueue
 from synapse_room_connect.commands.runner import CommandRunner
@@ -83,6 +84,7 @@ class RoomConnectModule:
             request_notice=RequestDelivery(api, bot.user_id).requested_notice,
             address=room_address_of,
             announcements=RequestAnnouncements(api, bot.user_id),
+            ghosts_leave=self._ferry.ghosts.leave,
         )
         fetch_events = functools.partial(synapse_compat.get_events, api)
         self._commands = CommandQueue(
@@ -91,6 +93,7 @@ class RoomConnectModule:
             CommandRunner(api, bot, actions, label, level),
             fetch_events,
             bot.user_id,
+            is_ghost=self._ferry.ghosts.is_ghost,
         )
         self._router = EventRouter(
             api,
@@ -100,9 +103,13 @@ class RoomConnectModule:
             self._commands,
             fetch_events,
             coordinator=self._is_acting_process,
+            is_ghost=self._ferry.ghosts.is_ghost,
+            person_changed=self._ferry.ghosts.person_changed,
         )
 
-        expander = Expander(api, self._store, config.ferry_state_events)
+        expander = Expander(
+            api, self._store, config.ferry_state_events, ghosts=self._ferry.ghosts.namespace
+        )
         admin_routes = build_admin_routes(api, self._store, bot, actions, level)
         api.register_web_resource(
             HTTP_ROOT,
@@ -120,9 +127,15 @@ class RoomConnectModule:
         # where check_event_allowed would make Synapse load the room's whole
         # state for every event on the server. Invites from other servers
         # arrive as outliers, which the feed never sees; the second hook does.
+        # The ghost namespace is the module's: nobody registers or logs in
+        # there, and ghosts stay out of user directory searches.
+        ghost_guard = GhostGuard(self._ferry.ghosts.namespace)
         api.register_spam_checker_callbacks(
             check_event_for_spam=guard.check_event_for_spam,
             federated_user_may_invite=self._router.on_federated_invite,
+            check_registration_for_spam=ghost_guard.check_registration_for_spam,
+            check_login_for_spam=ghost_guard.check_login_for_spam,
+            check_username_for_spam=ghost_guard.check_username_for_spam,
         )
         # The feed stands in for on_new_event; see feed.py for why.
         self._feed = Feed(api, self._store, self._router.on_new_events, self._router.watches_any)

@@ -39,6 +39,8 @@ TABLES: Final = (
     "room_connect_cursors",
     "room_connect_pointers",
     "room_connect_command_cursor",
+    "room_connect_ghosts",
+    "room_connect_ghost_notices",
     # Not room_connect_ferry_leases: a lease means something only while the
     # process that took it runs.
 )

@@ -77,6 +77,14 @@ class EventRouter:
     # it only ferries; reconciliation, invites and commands happen once, on
     # the coordinator.
     _coordinator: bool = attrs.field(kw_only=True, default=True)
+    # The ferry's ghosts: their events are the ferry's own, never a command
+    # nor anything to carry (core/ghosts.py).
+    _is_ghost: Callable[[str], bool] = attrs.field(kw_only=True, default=lambda _user_id: False)
+    # A person's member event changed in a connected room: their ghost's
+    # name and avatar follow (bot/ghosts.py).
+    _person_changed: Callable[[str, str], Awaitable[None]] | None = attrs.field(
+        kw_only=True, default=None
+    )
     # Rooms the bot is joined or invited to, as last read: where commands
     # come from. Any change to it is a change of state, which the feed
     # always reads, and on_new_events refreshes it then.
@@ -95,15 +103,17 @@ class EventRouter:
     async def on_new_events(self, events: Sequence[NewEvent]) -> None:
         # Runs in the feed's loop: filter cheaply, hand work to the
         # background, never await a send here.
-        bot = self._bot.user_id
-        self._ferry.events_in({e.room_id for e in events if e.sender != bot})
+        bot, is_ghost = self._bot.user_id, self._is_ghost
+        self._ferry.events_in(
+            {e.room_id for e in events if e.sender != bot and not is_ghost(e.sender)}
+        )
         if not self._coordinator:
             return
         messages = []
         for event in events:
             etype = event.type
             if etype == "m.room.message":
-                if event.sender != bot:
+                if event.sender != bot and not is_ghost(event.sender):
                     messages.append(event)
             elif event.state_key is None:
                 continue
@@ -121,6 +131,19 @@ class EventRouter:
                     )
                 elif event.membership == "join":
                     self._reconciler.room_changed(event.room_id)
+            elif (
+                etype == "m.room.member"
+                and self._person_changed is not None
+                and event.membership == "join"
+                and event.room_id in self._ferry.active_rooms
+                and not is_ghost(event.state_key)
+            ):
+                self._host.run_as_background_process(
+                    "room_connect_ghost_profile",
+                    self._person_changed,
+                    event.room_id,
+                    event.state_key,
+                )
             elif etype in TRAIT_EVENT_TYPES:
                 self._reconciler.room_changed(event.room_id)
             elif etype == TOMBSTONE_EVENT_TYPE and event.state_key == "":

@@ -28,12 +28,15 @@ from harness.ferry_helpers import (
     wait_for_pointer,
 )
 from harness.synapse import Homeserver, HomeserverFactory
+from synapse_room_connect.constants import DEFAULT_GHOST_LOCALPART_PREFIX
+from synapse_room_connect.core.ghosts import GhostNamespace
 
 ORIGINAL = "org.matrix.msc2923.original"
 
 
 def test_messages_cross_both_ways_as_pointers(homeserver: Homeserver) -> None:
-    pair = connected_pair(homeserver)
+    # Where a room asks the bot to send, the text and the profile name the author.
+    pair = connected_pair(homeserver, senders="bot")
     sent = pair.alice.send_message(pair.room_a, "Hello <b>from</b> A")
     pointer = wait_for_pointer(pair.bob, pair.room_b, sent)
     content = pointer["content"]
@@ -113,25 +116,27 @@ def test_replies_edits_reactions_redactions_and_threads(homeserver: Homeserver) 
     answer_in_a = wait_for_pointer(alice, pair.room_a, answer)
     assert answer_in_a["content"]["m.relates_to"] == {"m.in_reply_to": {"event_id": question}}
 
-    # Alice edits her original: the bot edits its pointer in B.
+    # Alice edits her original: her ghost edits its pointer in B.
     edit = send_edit(alice, pair.room_a, question, "question, edited?")
+    namespace = GhostNamespace(DEFAULT_GHOST_LOCALPART_PREFIX, homeserver.server_name)
+    alice_ghost = namespace.user_id_for(alice.user_id or "", pair.room_a)
 
     def is_edit(event: JsonDict) -> bool:
         return event.get("content", {}).get("m.relates_to", {}).get("rel_type") == "m.replace"
 
     edit_in_b = bob.wait_for_event(pair.room_b, lambda e: is_edit(e) and is_pointer_to(e, edit))
-    assert edit_in_b["sender"] == pair.bot
+    assert edit_in_b["sender"] == alice_ghost
     assert edit_in_b["content"]["m.relates_to"]["event_id"] == question_in_b
-    assert edit_in_b["content"]["m.new_content"]["body"] == "Alice: question, edited?"
+    assert edit_in_b["content"]["m.new_content"]["body"] == "question, edited?"
 
-    # Bob reacts to the pointer: the bot reacts to the original in A.
+    # Bob reacts to the pointer: his ghost reacts to the original in A.
     bob.send_event(
         pair.room_b,
         "m.reaction",
         {"m.relates_to": {"rel_type": "m.annotation", "event_id": question_in_b, "key": "👍"}},
     )
     reaction = alice.wait_for_event(pair.room_a, lambda e: e.get("type") == "m.reaction")
-    assert reaction["sender"] == pair.bot
+    assert reaction["sender"] == namespace.user_id_for(bob.user_id or "", pair.room_b)
     assert reaction["content"]["m.relates_to"] == {
         "rel_type": "m.annotation",
         "event_id": question,
@@ -159,14 +164,15 @@ def test_replies_edits_reactions_redactions_and_threads(homeserver: Homeserver) 
         "m.in_reply_to": {"event_id": question_in_b},
     }
 
-    # Alice redacts her original: the pointer in B is redacted too.
+    # Alice redacts her original: her ghost redacts the pointer in B too.
     alice.request(
         "PUT",
         f"/_matrix/client/v3/rooms/{pair.room_a}/redact/{question}/{unique('txn')}",
         {"reason": "oops"},
     )
     redaction = bob.wait_for_event(
-        pair.room_b, lambda e: e.get("type") == "m.room.redaction" and e.get("sender") == pair.bot
+        pair.room_b,
+        lambda e: e.get("type") == "m.room.redaction" and e.get("sender") == alice_ghost,
     )
     assert redaction["redacts"] == question_in_b or redaction["content"]["redacts"] == question_in_b
 
@@ -218,7 +224,8 @@ def test_state_events_are_ferried_only_when_configured(
     # Vouched for by the connection, so B's members see the state event itself.
     original = pointer["unsigned"][ORIGINAL]
     assert (original["type"], original["content"]) == ("m.room.topic", {"topic": "Release day"})
-    barrier(pair.alice, pair.room_a)
+    # A message after both, crossed: nothing before it is still to come.
+    wait_for_pointer(pair.bob, pair.room_b, pair.alice.send_message(pair.room_a, "after"))
     barrier(pair.bob, pair.room_b)
     originals = [p["content"][POINTER]["event_id"] for p in pointers_in(pair.bob, pair.room_b)]
     assert topic in originals
@@ -227,9 +234,9 @@ def test_state_events_are_ferried_only_when_configured(
     carol = hs.register(unique("carol"))
     pair.alice.invite(pair.room_a, carol.user_id or "")
     carol.join(pair.room_a)
-    barrier(pair.alice, pair.room_a)
+    wait_for_pointer(pair.bob, pair.room_b, pair.alice.send_message(pair.room_a, "later"))
     barrier(pair.bob, pair.room_b)
-    assert len(pointers_in(pair.bob, pair.room_b)) == len(originals) + 1  # Alice's barrier
+    assert len(pointers_in(pair.bob, pair.room_b)) == len(originals) + 1  # Alice's "later"
 
 
 def test_encrypted_connection_ferries_nothing(homeserver: Homeserver) -> None:
@@ -350,7 +357,7 @@ def test_a_burst_with_relations_is_carried_in_batches(homeserver: Homeserver) ->
             reply = client.send_message(pair.room_a, f"reply {n}.{i}", **{"m.relates_to": relates})
             sent.append(("reply", reply, root))
             if i % 3 == 0:
-                # Everyone reacts with the same key: the bot may react once per pointer.
+                # Everyone reacts with the same key: each reactor's ghost reacts.
                 client.send_event(
                     pair.room_a,
                     "m.reaction",
@@ -390,13 +397,17 @@ def test_a_burst_with_relations_is_carried_in_batches(homeserver: Homeserver) ->
     barrier(pair.bob, pair.room_b)
     events_b = list(all_events(pair.bob, pair.room_b))
     reactions = [e for e in events_b if e.get("type") == "m.reaction"]
-    assert sorted(root_pointers[r["content"]["m.relates_to"]["event_id"]] for r in reactions) == [
-        0,
-        1,
-        2,
-        3,
-    ]
-    assert all(r["sender"] == pair.bot for r in reactions)
+    # Each of the four senders reacted once to each root: every reactor counts.
+    assert sorted(root_pointers[r["content"]["m.relates_to"]["event_id"]] for r in reactions) == (
+        [0] * 4 + [1] * 4 + [2] * 4 + [3] * 4
+    )
+    ghosts = {
+        GhostNamespace(DEFAULT_GHOST_LOCALPART_PREFIX, homeserver.server_name).user_id_for(
+            s.user_id or "", pair.room_a
+        )
+        for s in senders
+    }
+    assert {r["sender"] for r in reactions} == ghosts
     redactions = [e for e in events_b if e.get("type") == "m.room.redaction"]
     assert [r.get("redacts") or r["content"]["redacts"] for r in redactions] == [first_pointer]
     # Each original once, and the burst really was carried in batches.
@@ -439,7 +450,7 @@ def test_a_message_too_long_to_copy_crosses_cut_with_the_whole_in_the_expansion(
     text = "long line\n" * 5_000  # 50 KB: a copy in body and formatted_body would not fit
     long = pair.alice.send_message(pair.room_a, text)
     pointer = wait_for_pointer(pair.bob, pair.room_b, long)
-    assert pointer["content"]["body"].startswith("Alice: long line\nlong line")
+    assert pointer["content"]["body"].startswith("long line\nlong line")
     assert pointer["content"]["body"].endswith(" […]")
     assert pointer["unsigned"][ORIGINAL]["content"]["body"] == text
 

@@ -15,6 +15,8 @@ from harness.ferry_helpers import (
     wait_for_pointer,
 )
 from harness.synapse import Homeserver, HomeserverFactory
+from synapse_room_connect.constants import DEFAULT_GHOST_LOCALPART_PREFIX
+from synapse_room_connect.core.ghosts import GhostNamespace
 
 pytestmark = pytest.mark.federation
 
@@ -32,8 +34,12 @@ def test_original_on_hs1_pointer_on_hs2_and_back(federation: tuple[Homeserver, H
 
     hello = alice.send_message(room_a, "hello over federation")
     pointer = wait_for_pointer(bob, room_b, hello, timeout=60)
-    assert pointer["sender"] == bot
-    assert pointer["content"]["body"] == "Alice: hello over federation"
+    # Alice's ghost on hs1, invited by hs1's bot, joined B on hs2 to send it.
+    namespace = GhostNamespace(DEFAULT_GHOST_LOCALPART_PREFIX, hs1.server_name)
+    alice_ghost = namespace.user_id_for(alice.user_id or "", room_a)
+    assert pointer["sender"] == alice_ghost
+    assert pointer["content"]["body"] == "hello over federation"
+    assert bob.get_state(room_b, "m.room.member", alice_ghost)["displayname"] == "Alice (A)"
     # hs2 is not in A, so it cannot vouch for or load the original.
     assert pointer["unsigned"]["org.matrix.msc2923.original"] == {
         "placeholder": True,
@@ -45,7 +51,8 @@ def test_original_on_hs1_pointer_on_hs2_and_back(federation: tuple[Homeserver, H
         room_b, "hi back", **{"m.relates_to": {"m.in_reply_to": {"event_id": pointer["event_id"]}}}
     )
     back = wait_for_pointer(alice, room_a, reply, timeout=60)
-    assert back["content"]["body"] == "Bob: hi back"
+    assert back["sender"] == namespace.user_id_for(bob.user_id or "", room_b)
+    assert back["content"]["body"] == "hi back"
     assert back["content"]["m.relates_to"] == {"m.in_reply_to": {"event_id": hello}}
 
     barrier(bob, room_b)
@@ -54,7 +61,8 @@ def test_original_on_hs1_pointer_on_hs2_and_back(federation: tuple[Homeserver, H
     in_a = [p["content"][POINTER]["event_id"] for p in pointers_in(alice, room_a)]
     assert in_b.count(hello) == 1
     assert in_a.count(reply) == 1
-    assert {p["sender"] for p in pointers_in(bob, room_b)} == {bot}
+    assert {p["sender"] for p in pointers_in(bob, room_b)} == {alice_ghost}
+    assert bot != alice_ghost
 
 
 def test_pointers_reach_a_homeserver_that_was_down(make_homeserver: HomeserverFactory) -> None:

@@ -32,6 +32,8 @@ from harness.ferry_helpers import (
 from harness.postgres import PostgresServer
 from harness.redis import RedisServer
 from harness.workers import WorkerDeployment
+from synapse_room_connect.constants import DEFAULT_GHOST_LOCALPART_PREFIX
+from synapse_room_connect.core.ghosts import GhostNamespace
 from synapse_room_connect.core.sharding import FerryInstances
 
 pytestmark = pytest.mark.workers
@@ -249,9 +251,13 @@ def test_a_reaction_in_a_mesh_waits_for_the_pointer_the_other_worker_carries(
     in_c = wait_for_pointer(alice, c, message, timeout=LANDING_TIMEOUT)["event_id"]
     answer_in_c = wait_for_pointer(alice, c, answer, timeout=LANDING_TIMEOUT)
     assert answer_in_c["content"]["m.relates_to"]["m.in_reply_to"]["event_id"] == in_c
+    # Alice's ghost of room B reacts in C for her.
+    ghost = GhostNamespace(DEFAULT_GHOST_LOCALPART_PREFIX, sharded.server_name).user_id_for(
+        alice.user_id or "", b
+    )
     reaction = alice.wait_for_event(
         c,
-        lambda e: e.get("type") == "m.reaction" and e.get("sender") == bot,
+        lambda e: e.get("type") == "m.reaction" and e.get("sender") == ghost,
         LANDING_TIMEOUT,
         description="the reaction carried into C",
     )

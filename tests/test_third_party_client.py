@@ -87,7 +87,8 @@ async def read_with_nio(
 
 
 def test_nio_reads_pointers_replies_and_edits(homeserver: Homeserver) -> None:
-    pair = connected_pair(homeserver)
+    # The bot's rendering (name in the text, per-message profile) as nio reads it.
+    pair = connected_pair(homeserver, senders="bot")
     message = pair.alice.send_message(pair.room_a, "hello from A")
     reply = pair.alice.send_message(
         pair.room_a, "and a reply", **{"m.relates_to": {"m.in_reply_to": {"event_id": message}}}

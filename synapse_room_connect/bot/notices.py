@@ -399,3 +399,15 @@ def reconnect_after_upgrade(
         f"an admin of {new_label} sends `!connect request {other_room_id}` there, or, from "
         f"any server, this state event: PUT {path} {json.dumps(content)}"
     )
+
+
+def ghosts_refused(bot_user_id: str) -> str:
+    """Told once to a room that would not let a ghost in (invite power, a ban,
+    a server ACL, a remote server's refusal) or let it post."""
+    return (
+        "Messages from connected rooms usually arrive from a stand-in account for each"
+        " author, but one could not join this room or may not post in it, so its"
+        f" messages arrive from {bot_user_id} instead, with the author's name in front."
+        f" To let the stand-ins in, give {bot_user_id} power to invite, lift the ban on"
+        " the stand-in, or let members post."
+    )

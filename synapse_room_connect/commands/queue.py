@@ -64,6 +64,8 @@ class CommandQueue:
     _fetch_events: FetchEvents
     _bot_user_id: str
     _stream_of: StreamOf = attrs.field(kw_only=True, default=synapse_compat.stream_ordering_of)
+    # The ferry's ghosts repeat other rooms' words: never commands here.
+    _is_ghost: Callable[[str], bool] = attrs.field(kw_only=True, default=lambda _user_id: False)
     _heap: list[tuple[int, str, EventBase]] = attrs.field(init=False, factory=list)
     # Commands at or before it are answered (or out of the look-back).
     _answered_upto: int = attrs.field(init=False, default=0)
@@ -108,7 +110,11 @@ class CommandQueue:
             events = await self._fetch_events([r.event_id for r in rows])
             for row in rows:
                 event = events.get(row.event_id)
-                if event is not None and is_command(event.content.get("body")):
+                if (
+                    event is not None
+                    and not self._is_ghost(event.sender)
+                    and is_command(event.content.get("body"))
+                ):
                     replay.append((row.stream, event))
         if not replay:
             await self._store.set_command_position(upto)

@@ -21,6 +21,7 @@ from synapse_room_connect.connections.power_refusal import power_refusal
 from synapse_room_connect.connections.rooms import RoomReader
 from synapse_room_connect.connections.status import ConnectionStatus, ConnectionView
 from synapse_room_connect.constants import ACK_ENCRYPTION, ACK_VISIBILITY, CONNECTION_EVENT_TYPE
+from synapse_room_connect.core.ghosts import Senders
 from synapse_room_connect.core.handshake import Status, is_empty_content
 from synapse_room_connect.core.matrix import server_of
 
@@ -32,10 +33,13 @@ class ConnectBody:
     room: str
     via: tuple[str, ...] = ()
     acknowledge: tuple[str, ...] = ()
+    # Who sends what crosses into this room; None: the ferrying server's default.
+    senders: Senders | None = None
 
 
 def parse_connect_body(body: dict[str, Any]) -> ConnectBody:
-    """Check ``{"room", "via"?, "acknowledge"?}``; a 400 naming the bad key otherwise."""
+    """Check ``{"room", "via"?, "acknowledge"?, "senders"?}``; a 400 naming
+    the bad key otherwise."""
     room = body.get("room")
     if not isinstance(room, str) or not room:
         raise SynapseError(400, "'room' must be a room alias or room ID", Codes.BAD_JSON)
@@ -52,7 +56,13 @@ def parse_connect_body(body: dict[str, Any]) -> ConnectBody:
             f"'acknowledge' must be a list of {ACK_ENCRYPTION!r} and/or {ACK_VISIBILITY!r}",
             Codes.BAD_JSON,
         )
-    return ConnectBody(room, tuple(via), tuple(acknowledge))
+    senders = body.get("senders")
+    if senders is not None and senders not in [s.value for s in Senders]:
+        choices = " or ".join(repr(s.value) for s in Senders)
+        raise SynapseError(400, f"'senders' must be {choices}", Codes.BAD_JSON)
+    return ConnectBody(
+        room, tuple(via), tuple(acknowledge), None if senders is None else Senders(senders)
+    )
 
 
 def _require_joined(state: Mapping[tuple[str, str], EventBase], room_id: str, user_id: str) -> None:
@@ -120,6 +130,7 @@ class ConnectionActions:
         acknowledge: Iterable[str] = (),
         *,
         require_incoming: bool = False,
+        senders: Senders | None = None,
     ) -> ConnectionView:
         """Ask to connect ``room_id`` to another room, or approve its request."""
         await self.require_power(room_id, user_id)
@@ -137,6 +148,8 @@ class ConnectionActions:
         acks = sorted(set(acknowledge))
         if acks:
             content["acknowledge"] = acks
+        if senders is not None:
+            content["senders"] = senders.value
         await self._send_connection_state(user_id, room_id, other, content)
         return await self._status.view(room_id, other)
 

@@ -27,6 +27,7 @@ from synapse_room_connect.connections.status import (
     connected_rooms,
     derive_pair,
 )
+from synapse_room_connect.core.ghosts import Senders
 from synapse_room_connect.core.handshake import Mode, Status
 from synapse_room_connect.core.matrix import server_of
 from synapse_room_connect.store import Previous, Store
@@ -108,6 +109,11 @@ class Reconciler:
     # Pairs reconciled at once (connections/reconcile_queue.py).
     _concurrency: int = attrs.field(kw_only=True, default=CONCURRENCY)
     _queue: ReconcileQueue = attrs.field(init=False)
+    # (source, target): the ghosts of the source room's people leave the
+    # target, as nothing crosses between them any more (bot/ghosts.py).
+    _ghosts_leave: Callable[[str, str], Awaitable[None]] | None = attrs.field(
+        kw_only=True, default=None
+    )
     # Tombstoned rooms being followed now: a live tombstone and start-up's
     # pass must not follow one room twice at once.
     _following: set[str] = attrs.field(init=False, factory=set)
@@ -192,6 +198,14 @@ class Reconciler:
                 metrics.transitions.labels(
                     self._host.server_name, direction.verdict.status.value
                 ).inc()
+        # The ferry reads who sends into each room from the cache it loads
+        # on a change, so a consent that changed only that is one too.
+        senders_changed = any(
+            prev.senders != _senders_into(direction)
+            for prev, direction in ((prev_a, pair.a), (prev_b, pair.b))
+        )
+        if senders_changed and not changed:
+            self._on_connections_changed()
         if changed:
             if pair.a.verdict.status is Status.ACTIVE:
                 since = await self._activation_position(pair.a.here, pair.b.here)
@@ -220,6 +234,7 @@ class Reconciler:
             direction.via,
             mode,
             now,
+            _senders_into(direction),
         )
 
     async def _act(self, direction: Direction, old: Status | None, mode: Mode) -> None:
@@ -255,6 +270,8 @@ class Reconciler:
         elif status is Status.INCOMING:
             await self._announce_request(direction, via, changed)
         elif status is Status.REVOKED:
+            if self._ghosts_leave is not None:
+                await self._ghosts_leave(other, here)
             was_live = old in (Status.ACTIVE, Status.REQUESTED, Status.INCOMING)
             if direction.here_upgraded_to is not None:
                 # The bot cannot post in a tombstoned room, and stays so the
@@ -317,6 +334,13 @@ class Reconciler:
             if row.ferry == self._bot.user_id and row.status is not Status.REVOKED:
                 return
         await self._bot.leave(room_id)
+
+
+def _senders_into(direction: Direction) -> Senders | None:
+    """Who the other room's consent wants to send what this direction
+    carries into it; None: the ferry's default."""
+    consent = direction.there.consent
+    return None if consent is None else consent.senders
 
 
 def _inherited(direction: Direction) -> bool:

@@ -12,6 +12,7 @@ from synapse.module_api.errors import Codes, SynapseError
 from synapse_room_connect import metrics, synapse_compat
 from synapse_room_connect.bot import notices
 from synapse_room_connect.constants import CONNECTION_EVENT_TYPE, TRAIT_EVENT_TYPES
+from synapse_room_connect.core.ghosts import Senders
 from synapse_room_connect.core.handshake import (
     Consent,
     ContentError,
@@ -112,6 +113,7 @@ class RoomReader:
                 acknowledge=frozenset(content.get("acknowledge", ())),
                 sender=event.sender,
                 event_id=event.event_id,
+                senders=Senders(content["senders"]) if "senders" in content else None,
             ),
         )
 

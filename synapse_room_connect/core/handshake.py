@@ -22,6 +22,7 @@ from synapse_room_connect.constants import (
     ACK_VISIBILITY,
     MAX_CONNECTION_CONTENT_BYTES,
 )
+from synapse_room_connect.core.ghosts import Senders
 
 # Room version 12 room IDs carry no server name, older ones do.
 _ROOM_ID_RE: Final = re.compile(r"^![^:\s]+(:\S+)?$")
@@ -47,6 +48,9 @@ CONNECTION_CONTENT_SCHEMA: Final[dict[str, Any]] = {
             "uniqueItems": True,
             "items": {"enum": [ACK_ENCRYPTION, ACK_VISIBILITY]},
         },
+        # Who sends what crosses into this room: each person's ghost, or the
+        # bot; absent, the ferrying server's default (core/ghosts.py).
+        "senders": {"enum": [s.value for s in Senders]},
     },
 }
 
@@ -82,6 +86,8 @@ class Consent:
     acknowledge: frozenset[str]
     sender: str
     event_id: str
+    # Who this room wants to send what crosses into it; None: the ferry's default.
+    senders: Senders | None = None
 
 
 @attrs.frozen

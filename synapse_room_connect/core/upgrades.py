@@ -107,7 +107,7 @@ async def latest(room_id: str, link_of: LinkOf) -> str:
 def carried_content(consent: Consent, other_room_id: str) -> dict[str, Any]:
     """The connection content a successor gets from its predecessor's consent:
     the same ferry, servers and acknowledgements, naming ``other_room_id``
-    (the other room's newest successor)."""
+    (the other room's newest successor), and who it asked to send into it."""
     content: dict[str, Any] = {
         "room_id": other_room_id,
         "via": list(consent.via),
@@ -115,4 +115,6 @@ def carried_content(consent: Consent, other_room_id: str) -> dict[str, Any]:
     }
     if consent.acknowledge:
         content["acknowledge"] = sorted(consent.acknowledge)
+    if consent.senders is not None:
+        content["senders"] = consent.senders.value
     return content

@@ -20,6 +20,7 @@ from synapse.module_api import EventBase, ModuleApi, Requester, SynapseRequest
 
 from synapse_room_connect import metrics, synapse_compat
 from synapse_room_connect.constants import ORIGINAL_KEY, POINTER_KEY
+from synapse_room_connect.core.ghosts import GhostNamespace
 from synapse_room_connect.core.handshake import Status
 from synapse_room_connect.core.matrix import unfreeze
 from synapse_room_connect.store import SourceEvent, Store
@@ -59,11 +60,16 @@ def pointer_ref_of(event: EventBase) -> PointerRef | None:
 
 class Expander:
     def __init__(
-        self, api: ModuleApi, store: Store, state_types: frozenset[str] = frozenset()
+        self,
+        api: ModuleApi,
+        store: Store,
+        state_types: frozenset[str] = frozenset(),
+        ghosts: GhostNamespace | None = None,
     ) -> None:
         self._api = api
         self._store = store
         self._state_types = state_types
+        self._ghosts = ghosts
         # original event ID -> (its version, its client form). A version is
         # (latest edit, redacted), read from Synapse's own caches on every
         # serve: Synapse invalidates those before it tells anyone of an edit
@@ -96,9 +102,16 @@ class Expander:
         if recorded is not None:
             return recorded == SourceEvent(ref.room_id, ref.event_id)
         # Sent by another server's ferry: the connection must be active now
-        # and name that sender as its ferry.
+        # and name that sender as its ferry, or the sender be one of that
+        # ferry's ghosts (its server reserves their namespace).
         row = await self._store.cached_connection(pointer.room_id, ref.room_id)
-        return row is not None and row.status is Status.ACTIVE and row.ferry == pointer.sender
+        if row is None or row.status is not Status.ACTIVE or row.ferry is None:
+            return False
+        if row.ferry == pointer.sender:
+            return True
+        return self._ghosts is not None and self._ghosts.is_ghost_of_ferry(
+            pointer.sender, row.ferry
+        )
 
     async def _recorded_original(self, pointer_id: str) -> SourceEvent | None:
         # A recorded pointer never changes what it points at, so a hit is

@@ -86,8 +86,10 @@ class Batch:
     sent: int = 0
     items: list[Item] = attrs.field(factory=list)
     sources: set[str] = attrs.field(factory=set)
-    # (event, key) of the bot's reactions in the batch: Synapse allows one.
-    reactions: set[tuple[str, str]] = attrs.field(factory=set)
+    # (event, key, sender) of the reactions in the batch: Synapse allows one.
+    reactions: set[tuple[str, str, str | None]] = attrs.field(factory=set)
+    # Whether the target room has authors' ghosts send (ActiveTarget.senders).
+    by_ghost: bool = attrs.field(default=False, kw_only=True)
     # Events the batch redacts: the bot's one reaction with a key, which
     # several reactors' redactions may each find standing, goes once.
     redacting: set[str] = attrs.field(factory=set)
@@ -115,7 +117,7 @@ class Batch:
         already queued."""
         if item.counterpart.type == "m.reaction":
             relates = item.counterpart.content["m.relates_to"]
-            reaction = (relates["event_id"], relates["key"])
+            reaction = (relates["event_id"], relates["key"], item.counterpart.sender)
             if reaction in self.reactions:
                 return False
             self.reactions.add(reaction)
@@ -153,6 +155,13 @@ class _Job:
         """(target room, transaction ID) of each item, in order."""
         target = self.batch.target
         return [(target, transaction_id(i.original.event_id, target)) for i in self.items]
+
+    def asked(self) -> list[tuple[str, str, str | None]]:
+        """``wanted``, each with the item's sender (None: the bot)."""
+        return [
+            (target, txn_id, item.counterpart.sender)
+            for (target, txn_id), item in zip(self.wanted(), self.items, strict=True)
+        ]
 
 
 @attrs.define
@@ -227,7 +236,9 @@ class BatchSender:
         held_since = self._held_since.get(direction, {}).get(event.event_id)
         wait = held_since is None or self._clock_ms() - held_since < RELATION_WAIT_MS
         try:
-            counterpart = await self._preparer.prepare(event, batch.target, wait_for_relations=wait)
+            counterpart = await self._preparer.prepare(
+                event, batch.target, wait_for_relations=wait, by_ghost=batch.by_ghost
+            )
         except RelationPendingError as e:
             # Not a failure: order per direction holds it and what follows.
             if held_since is None:
@@ -372,7 +383,7 @@ class BatchSender:
         # Sent before a crash but not recorded: Synapse kept the transaction
         # IDs. Sending such an item again would leave a hole in the chain.
         unsettled = [
-            w for j in jobs if not self._cursors.is_settled(j.direction) for w in j.wanted()
+            w for j in jobs if not self._cursors.is_settled(j.direction) for w in j.asked()
         ]
         before = await self._sender.already_sent(unsettled) if unsettled else {}
         chains: dict[str, list[Outgoing]] = {}
@@ -384,7 +395,7 @@ class BatchSender:
         for chain in chains.values():
             metrics.ferry_batch_size.labels(self._server_name).observe(len(chain))
         # What Synapse stored, not what was built: it may have deduplicated an item.
-        sent = await self._sender.already_sent([w for j in jobs for w in j.wanted()])
+        sent = await self._sender.already_sent([w for j in jobs for w in j.asked()])
         records = []
         for job in jobs:
             missing = [txn_id for w in job.wanted() if w not in sent for txn_id in w[1:]]

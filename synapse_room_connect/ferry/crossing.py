@@ -130,9 +130,17 @@ class Passage:
         return None
 
 
-def is_carried(config: RoomConnectConfig, bot_user_id: str, event: EventBase) -> bool:
-    """Whether the ferry carries this kind of event at all."""
-    if event.sender == bot_user_id or synapse_compat.is_soft_failed(event):
+def is_carried(
+    config: RoomConnectConfig,
+    bot_user_id: str,
+    event: EventBase,
+    is_ghost: Callable[[str], bool] = lambda _user_id: False,
+) -> bool:
+    """Whether the ferry carries this kind of event at all: never the bot's
+    or its ghosts' own (they would cross back)."""
+    if event.sender == bot_user_id or is_ghost(event.sender):
+        return False
+    if synapse_compat.is_soft_failed(event):
         return False
     if event.is_state():
         if event.type not in config.ferry_state_events:

@@ -45,6 +45,8 @@ class Counterpart:
     content: dict[str, Any]
     kind: CounterpartKind
     redacts: str | None = None
+    # Who sends it: a person's ghost, or None for the ferry bot.
+    sender: str | None = None
 
     def event_dict(self, room_id: str, sender: str) -> dict[str, Any]:
         event: dict[str, Any] = {
@@ -89,6 +91,7 @@ class SchedulerStore(Protocol):
         limit: int,
         exclude_sender: str,
         fences_after: Mapping[str, int] | None = None,
+        exclude_like: str | None = None,
     ) -> TimelineRead: ...
 
 
@@ -126,12 +129,18 @@ class Preparer(Protocol):
     """Turns one original into the counterpart for one target room."""
 
     async def prepare(
-        self, event: EventBase, target: str, *, wait_for_relations: bool = True
+        self,
+        event: EventBase,
+        target: str,
+        *,
+        wait_for_relations: bool = True,
+        by_ghost: bool = False,
     ) -> Counterpart | None:
         """None when the event has no counterpart there (e.g. an edit of a
         message that was never ferried). With ``wait_for_relations``, raises
         ``RelationPendingError`` rather than drop a relation whose counterpart is
-        still to come."""
+        still to come. ``by_ghost``: the target room has each author's ghost
+        send (where it can get in), not the bot."""
         ...
 
 
@@ -140,10 +149,14 @@ class Moderation(Protocol):
 
 
 class PointerSender(Protocol):
-    """Sends counterparts as the ferry bot, idempotently by transaction ID."""
+    """Sends counterparts as their senders (the ferry bot or ghosts),
+    idempotently by transaction ID."""
 
-    async def already_sent(self, wanted: Collection[tuple[str, str]]) -> dict[tuple[str, str], str]:
-        """(room, transaction ID) -> event ID of those Synapse stored."""
+    async def already_sent(
+        self, wanted: Collection[tuple[str, str, str | None]]
+    ) -> dict[tuple[str, str], str]:
+        """(room, transaction ID) -> event ID of those Synapse stored, for
+        each (room, transaction ID, sender; None: the bot) wanted."""
         ...
 
     async def send(self, chains: Mapping[str, Sequence[Outgoing]]) -> dict[str, Exception | None]:

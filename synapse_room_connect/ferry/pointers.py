@@ -155,12 +155,16 @@ def _texts(content: Mapping[str, Any], reply: bool) -> tuple[str, str]:
     return body, html_body
 
 
-def render(original: Original, mode: FallbackMode, *, reply: bool | None = None) -> dict[str, Any]:
+def render(
+    original: Original, mode: FallbackMode, *, reply: bool | None = None, by_ghost: bool = False
+) -> dict[str, Any]:
     """Pointer content (without relations) for ``original``.
 
     ``reply`` says whether the original replies to a message; by default its
     own ``m.relates_to`` tells. An edit's new content carries no relation, so
     the caller passes the edited event's answer to strip a fallback from it.
+    ``by_ghost``: the author's ghost sends it, so the sender already is the
+    person: no name in front and no per-message profile.
     """
     if mode is FallbackMode.PLACEHOLDER:
         return _render_placeholder(original)
@@ -180,6 +184,12 @@ def render(original: Original, mode: FallbackMode, *, reply: bool | None = None)
         if not isinstance(out.get("filename"), str):
             out["filename"] = str(content.get("body") or body)
         html_body = html_body or _html_of_text(body)
+    if by_ghost:
+        out["body"] = body
+        out["format"] = "org.matrix.custom.html"
+        out["formatted_body"] = html_body
+        out[POINTER_KEY] = pointer_ref(original)
+        return out
     plain_head, html_head = _head(_name(original), msgtype)
     out["body"] = plain_head + body
     out["format"] = "org.matrix.custom.html"

@@ -5,7 +5,7 @@ redaction, with relations mapped to the target room's events."""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 import attrs
 from synapse.module_api import EventBase, ModuleApi
@@ -21,11 +21,10 @@ from synapse_room_connect.ferry.interfaces import (
     RelationPendingError,
 )
 from synapse_room_connect.ferry.mentions import (
+    MAX_USER_MENTIONS,
     MENTIONS_KEY,
-    GhostOwner,
     intended,
     kept,
-    no_ghosts,
     room_notification_level,
 )
 from synapse_room_connect.ferry.pointers import (
@@ -39,6 +38,20 @@ from synapse_room_connect.ferry.pointers import (
     render_state,
 )
 from synapse_room_connect.store import SourceEvent
+
+
+class GhostSenders(Protocol):
+    """Authors' ghosts (bot/ghosts.Ghosts)."""
+
+    def is_ghost(self, user_id: str) -> bool: ...
+
+    async def sender_into(
+        self, user_id: str, room_id: str, target: str, event_type: str = ...
+    ) -> str | None: ...
+
+    async def ready_in(self, ghost_id: str, target: str, event_type: str) -> bool: ...
+
+    async def person_of(self, ghost_id: str) -> str | None: ...
 
 
 def references(event: EventBase) -> set[str]:
@@ -86,20 +99,24 @@ class CounterpartPreparer:
     _lookup: PointerLookup
     _bot_user_id: str
     _address: Callable[[str], Awaitable[str]]
-    # Which users stand for people of another room: a mention of one is a
-    # mention of its person, and a reaction of one counts for nobody here.
-    _ghost_owner: GhostOwner = no_ghosts
+    # Each author's ghost, where the target room has them send.
+    _ghosts: GhostSenders | None = attrs.field(default=None, kw_only=True)
 
     async def prepare(
-        self, event: EventBase, target: str, *, wait_for_relations: bool = True
+        self,
+        event: EventBase,
+        target: str,
+        *,
+        wait_for_relations: bool = True,
+        by_ghost: bool = False,
     ) -> Counterpart | None:
-        counterpart = await self._prepare(event, target, wait_for_relations)
+        counterpart = await self._prepare(event, target, wait_for_relations, by_ghost)
         if counterpart is None or counterpart.type != "m.room.message":
             return counterpart
         return await self._with_mentions(event, counterpart, target)
 
     async def _prepare(
-        self, event: EventBase, target: str, wait_for_relations: bool
+        self, event: EventBase, target: str, wait_for_relations: bool, by_ghost: bool
     ) -> Counterpart | None:
         content = unfreeze(event.content)
         if event.is_state():
@@ -114,12 +131,18 @@ class CounterpartPreparer:
         relates = content.get("m.relates_to")
         relates = relates if isinstance(relates, dict) else {}
         if event.type == "m.reaction":
-            return await self._reaction(relates, target, wait_for_relations)
+            sender = await self._ghost(event, target) if by_ghost else None
+            return await self._reaction(relates, target, wait_for_relations, sender)
         if not is_ferriable_message(event.type, content):
             return None
         if relates.get("rel_type") == "m.replace":
-            return await self._edit(event, content, relates, target)
-        pointer = render(await self._original(event, content), self._config.fallback_mode)
+            return await self._edit(event, content, relates, target, by_ghost)
+        sender = await self._ghost(event, target) if by_ghost else None
+        pointer = render(
+            await self._original(event, content),
+            self._config.fallback_mode,
+            by_ghost=sender is not None,
+        )
         if relates:
             mapped = {
                 ref: await self._related(ref, target, wait_for_relations)
@@ -128,7 +151,50 @@ class CounterpartPreparer:
             relation = map_relation(relates, mapped.get)
             if relation is not None:
                 pointer["m.relates_to"] = relation
-        return Counterpart("m.room.message", pointer, CounterpartKind.MESSAGE)
+        return Counterpart("m.room.message", pointer, CounterpartKind.MESSAGE, sender=sender)
+
+    async def _ghost(self, event: EventBase, target: str) -> str | None:
+        """The author's ghost, ready in ``target``; None: the bot sends."""
+        if self._ghosts is None:
+            return None
+        event_type = "m.reaction" if event.type == "m.reaction" else "m.room.message"
+        return await self._ghosts.sender_into(event.sender, event.room_id, target, event_type)
+
+    def _is_ghost(self, user_id: str) -> bool:
+        """A user who stands for a person of another room: their reaction
+        counts for nobody here."""
+        return self._ghosts is not None and self._ghosts.is_ghost(user_id)
+
+    async def _ghost_people(self, content: Mapping[str, Any]) -> dict[str, str]:
+        """The people the ghosts mentioned in ``content`` speak for."""
+        mentions = content.get(MENTIONS_KEY)
+        user_ids = mentions.get("user_ids") if isinstance(mentions, Mapping) else None
+        if self._ghosts is None or not isinstance(user_ids, (list, tuple)):
+            return {}
+        people = {}
+        for user_id in list(user_ids)[:MAX_USER_MENTIONS]:
+            if isinstance(user_id, str) and self._ghosts.is_ghost(user_id):
+                person = await self._ghosts.person_of(user_id)
+                if person is not None:
+                    people[user_id] = person
+        return people
+
+    async def _sender_of(self, counterpart_id: str) -> str | None:
+        """Who sent a counterpart the ferry recorded: a ghost, or None for the
+        bot. An edit or redaction of it must come from the same sender."""
+        if self._ghosts is None:
+            return None
+        sent = await synapse_compat.get_event(self._api, counterpart_id)
+        if sent is None or not self._ghosts.is_ghost(sent.sender):
+            return None
+        return str(sent.sender)
+
+    async def _ready(self, sender: str | None, target: str, event_type: str) -> bool:
+        """Whether ``sender`` (None: the bot) can send into ``target`` now: a
+        ghost that left with an ended connection joins again."""
+        if sender is None or self._ghosts is None:
+            return True
+        return await self._ghosts.ready_in(sender, target, event_type)
 
     async def _related(self, event_id: str, target: str, wait: bool) -> str | None:
         """``counterpart_of`` for a relation; with ``wait``, ``RelationPendingError``
@@ -155,7 +221,12 @@ class CounterpartPreparer:
         return await self._lookup.pointer_due(source.room_id, target, stream, self._bot_user_id)
 
     async def _edit(
-        self, event: EventBase, content: dict[str, Any], relates: dict[str, Any], target: str
+        self,
+        event: EventBase,
+        content: dict[str, Any],
+        relates: dict[str, Any],
+        target: str,
+        by_ghost: bool,
     ) -> Counterpart | None:
         edited = relates.get("event_id")
         new_content = content.get("m.new_content")
@@ -164,20 +235,26 @@ class CounterpartPreparer:
         # Only the bot's own pointers can be edited by the bot.
         pointer_id = await self._lookup.pointer_for(edited, target)
         if pointer_id is None:
-            return await self._edit_after_upgrade(event, content, edited, target)
+            return await self._edit_after_upgrade(event, content, edited, target, by_ghost)
         original = await synapse_compat.get_event(self._api, edited)
         if original is None or original.sender != event.sender:
             return None  # clients ignore edits by anyone but the author; so do we
+        # From whoever sent the pointer: a pointer the bot sent before ghosts
+        # stays the bot's to edit, as clients accept edits only from the sender.
+        sender = await self._sender_of(pointer_id)
+        if not await self._ready(sender, target, "m.room.message"):
+            return None  # nobody else may edit it
         renewed = render(
             await self._original(original, new_content),
             self._config.fallback_mode,
             reply=is_reply(original.content),
+            by_ghost=sender is not None,
         )
         edit = edit_content(renewed, pointer_id, await self._original(event, content))
-        return Counterpart("m.room.message", edit, CounterpartKind.EDIT)
+        return Counterpart("m.room.message", edit, CounterpartKind.EDIT, sender=sender)
 
     async def _edit_after_upgrade(
-        self, event: EventBase, content: dict[str, Any], edited: str, target: str
+        self, event: EventBase, content: dict[str, Any], edited: str, target: str, by_ghost: bool
     ) -> Counterpart | None:
         """An edit of a message whose pointer is in the room ``target`` replaced:
         there is no pointer here to edit, so the edit crosses as a message of its
@@ -188,11 +265,16 @@ class CounterpartPreparer:
         predecessor = None if create is None else predecessor_in(create.content)
         if predecessor is None or await self._lookup.pointer_for(edited, predecessor) is None:
             return None
-        pointer = render(await self._original(event, content), self._config.fallback_mode)
-        return Counterpart("m.room.message", pointer, CounterpartKind.MESSAGE)
+        sender = await self._ghost(event, target) if by_ghost else None
+        pointer = render(
+            await self._original(event, content),
+            self._config.fallback_mode,
+            by_ghost=sender is not None,
+        )
+        return Counterpart("m.room.message", pointer, CounterpartKind.MESSAGE, sender=sender)
 
     async def _reaction(
-        self, relates: dict[str, Any], target: str, wait: bool
+        self, relates: dict[str, Any], target: str, wait: bool, sender: str | None
     ) -> Counterpart | None:
         if relates.get("rel_type") != "m.annotation" or not isinstance(relates.get("key"), str):
             return None
@@ -204,21 +286,33 @@ class CounterpartPreparer:
             "m.relates_to": {"rel_type": "m.annotation", "event_id": mapped, "key": relates["key"]}
         }
         key = relates["key"]
-        if await synapse_compat.annotation_by(self._api, mapped, self._bot_user_id, key):
-            return None  # the bot already carries this key there for someone else
-        # Sent again after the last reactor took theirs back: each reaction
-        # has a transaction ID of its own, so this one is new to Synapse.
-        return Counterpart("m.reaction", content, CounterpartKind.REACTION)
+        reactor = sender or self._bot_user_id
+        if await synapse_compat.annotation_by(self._api, mapped, reactor, key):
+            # Synapse allows one per sender and key: a ghost's is there
+            # already, or the bot carries this key for someone else.
+            return None
+        # The bot's, sent again after the last reactor took theirs back: each
+        # reaction has a transaction ID of its own, so this one is new.
+        return Counterpart("m.reaction", content, CounterpartKind.REACTION, sender=sender)
 
     async def _redaction(self, event: EventBase, target: str) -> Counterpart | None:
         redacted = event.redacts
         if not redacted:
             return None
         reason = redaction_reason(event.content)
+        pointer_id = await self._lookup.pointer_for(redacted, target)
+        # A ghost redacts its own counterpart: no power needed, and exactly
+        # that person's message or reaction goes.
+        sender = None if pointer_id is None else await self._sender_of(pointer_id)
+        if pointer_id is not None and sender is not None:
+            if not await self._ready(sender, target, "m.room.redaction"):
+                return None  # its expansion shows the original redacted all the same
+            return _redaction_of(pointer_id, reason, sender)
+        # The bot's reaction with a key stands for everyone here who reacts
+        # with it (reference counting, below).
         withdrawn = await self._reaction_of(redacted)
         if withdrawn is not None:
             return await self._reaction_withdrawn(redacted, withdrawn, target, reason)
-        pointer_id = await self._lookup.pointer_for(redacted, target)
         if pointer_id is None:
             return None
         return _redaction_of(pointer_id, reason)
@@ -231,7 +325,7 @@ class CounterpartPreparer:
         sent = await synapse_compat.unredacted(self._api, event_id)
         if sent is None or sent.type != "m.reaction":
             return None
-        if sent.sender == self._bot_user_id or self._ghost_owner(sent.sender):
+        if sent.sender == self._bot_user_id or self._is_ghost(sent.sender):
             # A counterpart removed here (a moderator's choice) stands for
             # the other room's reactors, whose own reactions stay.
             return None
@@ -258,7 +352,7 @@ class CounterpartPreparer:
         if standing is None:
             return None
         others = await synapse_compat.annotators(self._api, reacted, key, self._bot_user_id)
-        if any(event_id != redacted and not self._ghost_owner(who) for event_id, who in others):
+        if any(event_id != redacted and not self._is_ghost(who) for event_id, who in others):
             return None
         return _redaction_of(standing, reason)
 
@@ -281,7 +375,9 @@ class CounterpartPreparer:
     async def _mentions(
         self, sender: str, content: Mapping[str, Any], target: str
     ) -> dict[str, Any]:
-        wanted = intended(content, self._ghost_owner)
+        # A mention of a ghost is a mention of its person.
+        people = await self._ghost_people(content)
+        wanted = intended(content, people.get)
         if not wanted.anything:
             return {}  # no state read: most messages mention nobody
         keys = [("m.room.member", user_id) for user_id in wanted.user_ids]
@@ -319,10 +415,11 @@ class CounterpartPreparer:
         )
 
 
-def _redaction_of(event_id: str, reason: str) -> Counterpart:
+def _redaction_of(event_id: str, reason: str, sender: str | None = None) -> Counterpart:
     return Counterpart(
         "m.room.redaction",
         {"redacts": event_id, "reason": reason},
         CounterpartKind.REDACTION,
         redacts=event_id,
+        sender=sender,
     )

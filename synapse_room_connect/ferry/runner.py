@@ -28,9 +28,11 @@ from synapse.module_api import EventBase, ModuleApi
 
 from synapse_room_connect import synapse_compat
 from synapse_room_connect.bot.ferry_bot import FerryBot
+from synapse_room_connect.bot.ghosts import Ghosts
 from synapse_room_connect.config import RoomConnectConfig
 from synapse_room_connect.connections.rooms import RoomReader
 from synapse_room_connect.connections.status import activation_position
+from synapse_room_connect.core.ghosts import GhostNamespace
 from synapse_room_connect.ferry.batch import BatchSender
 from synapse_room_connect.ferry.crossing import (
     Crossing,
@@ -59,9 +61,10 @@ class SynapseEvents:
         return await synapse_compat.get_event(self._api, event_id)
 
 
-class BotSender:
-    """Sends as the ferry bot's own device, so Synapse keeps each transaction
-    ID with its event and a resend after a crash can be answered from it."""
+class CounterpartSender:
+    """Sends each counterpart as its sender (the ferry bot, or an author's
+    ghost) on the ferry's device, so Synapse keeps each transaction ID with
+    its event and a resend after a crash can be answered from it."""
 
     def __init__(self, api: ModuleApi, store: Store, user_id: str, device_id: str) -> None:
         self._api = api
@@ -69,12 +72,18 @@ class BotSender:
         self._user_id = user_id
         self._device_id = device_id
 
-    async def already_sent(self, wanted: Collection[tuple[str, str]]) -> dict[tuple[str, str], str]:
-        return await self._store.sent_transactions(self._user_id, self._device_id, wanted)
+    async def already_sent(
+        self, wanted: Collection[tuple[str, str, str | None]]
+    ) -> dict[tuple[str, str], str]:
+        triples = [(room, txn_id, sender or self._user_id) for room, txn_id, sender in wanted]
+        return await self._store.sent_transactions(self._device_id, triples)
 
     async def send(self, chains: Mapping[str, Sequence[Outgoing]]) -> dict[str, Exception | None]:
         events = {
-            room_id: [(i.txn_id, i.counterpart.event_dict(room_id, self._user_id)) for i in items]
+            room_id: [
+                (i.txn_id, i.counterpart.event_dict(room_id, i.counterpart.sender or self._user_id))
+                for i in items
+            ]
             for room_id, items in chains.items()
         }
         return await synapse_compat.send_chains(self._api, self._user_id, self._device_id, events)
@@ -97,22 +106,26 @@ class FerryRunner:
     ) -> None:
         self._api = api
         self._bot = bot
+        namespace = GhostNamespace(config.ghost_localpart_prefix, api.server_name)
+        self.ghosts = Ghosts(api, store, bot, namespace, FERRY_DEVICE_ID)
         cursors = DirectionCursors()
         leases = FerryLeases(store, lease_owner(api.worker_name), sleep=api.sleep)
         # Whoever takes this process's connections over need not wait for
         # its leases to expire after a clean stop.
         synapse_compat.before_shutdown(api, "room_connect_release_leases", leases.close)
         crossing = Crossing(
-            functools.partial(is_carried, config, bot.user_id),
+            functools.partial(is_carried, config, bot.user_id, is_ghost=namespace.contains),
             reader,
             TargetModeration(api),
             CurrentStateGate(reader, functools.partial(activation_position, api), bot.user_id),
         )
         batches = BatchSender(
             events=SynapseEvents(api),
-            preparer=CounterpartPreparer(api, config, store, bot.user_id, room_address),
+            preparer=CounterpartPreparer(
+                api, config, store, bot.user_id, room_address, ghosts=self.ghosts
+            ),
             crossing=crossing,
-            sender=BotSender(api, store, bot.user_id, FERRY_DEVICE_ID),
+            sender=CounterpartSender(api, store, bot.user_id, FERRY_DEVICE_ID),
             records=store,
             cursors=cursors,
             server_name=api.server_name,
@@ -129,6 +142,8 @@ class FerryRunner:
             owns=owns,
             on_work=self.wake,
             leases=leases,
+            default_senders=config.senders,
+            ghosts_like=namespace.like_pattern(),
         )
         self._running = False
         self._woken = False

@@ -24,6 +24,7 @@ from typing import Final
 import attrs
 
 from synapse_room_connect import metrics
+from synapse_room_connect.core.ghosts import Senders
 from synapse_room_connect.ferry.batch import Batch, BatchSender, Outcome
 from synapse_room_connect.ferry.crossing import Crossing, Passage
 from synapse_room_connect.ferry.cursors import DirectionCursors
@@ -74,6 +75,11 @@ class FerryScheduler:
     _on_work: Callable[[], None] = attrs.field(kw_only=True, default=_nothing)
     # Which connections this process may send for right now (ferry/lease.py).
     _leases: LeaseGate = attrs.field(kw_only=True, factory=NoLeases)
+    # Who sends into a room whose consent does not say (config ``senders``).
+    _default_senders: Senders = attrs.field(kw_only=True, default=Senders.BOT)
+    # The ghosts' user IDs as a LIKE pattern: their events, like the bot's,
+    # are never read (core/ghosts.py).
+    _ghosts_like: str | None = attrs.field(kw_only=True, default=None)
     # Bumped on every connection change so a pass in progress notices a
     # revocation before its next event, not at the end of its batch.
     _generation: int = attrs.field(init=False, default=0)
@@ -197,6 +203,7 @@ class FerryScheduler:
             BATCH_SIZE,
             exclude_sender=self._bot_user_id,
             fences_after=self._fences_after(rooms),
+            exclude_like=self._ghosts_like,
         )
         metrics.ferry_queue_depth.labels(self._server_name).set(
             sum(len(rows) for rows in read.rows.values())
@@ -208,7 +215,14 @@ class FerryScheduler:
         for room_id in rooms:
             rows = read.rows.get(room_id, [])
             for active in targets[room_id] if rows else ():
-                batch = Batch(room_id, active.room_id, self._cursors, active.since)
+                senders = active.senders or self._default_senders
+                batch = Batch(
+                    room_id,
+                    active.room_id,
+                    self._cursors,
+                    active.since,
+                    by_ghost=senders is Senders.GHOSTS,
+                )
                 mine = [row for row in rows if row.stream > batch.recorded]
                 if not mine:
                     continue

@@ -98,7 +98,12 @@ class RoomConnectResource(DirectServeJsonResource):
         requester = await self._api.get_user_by_req(request)
         body = parse_connect_body(parse_json_object_from_request(request))
         view = await self._actions.request(
-            requester.user.to_string(), params["room_id"], body.room, body.via, body.acknowledge
+            requester.user.to_string(),
+            params["room_id"],
+            body.room,
+            body.via,
+            body.acknowledge,
+            senders=body.senders,
         )
         return 200, view.to_json()
 

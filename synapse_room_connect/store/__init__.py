@@ -6,6 +6,7 @@ Synapse's, composed from one part per job.
 - ``ferry``: the ferry's cursors and pointer mappings.
 - ``events``: reads of Synapse's events and transaction IDs.
 - ``commands``: how far ``!connect`` commands have been answered.
+- ``ghosts``: the ghosts registered, and the rooms told they cannot join.
 - ``admin``: the homeserver admin's whole-server reads.
 - ``leases``: which ferry process may send for which connection.
 - ``records``: the records of Synapse's events the store returns.
@@ -33,6 +34,7 @@ from synapse_room_connect.store.ferry import (
     FerryRecordsStore,
     SourceEvent,
 )
+from synapse_room_connect.store.ghosts import GhostRecord, GhostsStore
 from synapse_room_connect.store.leases import FerryLeaseStore, LeaseRow
 from synapse_room_connect.store.schema import SCHEMA_VERSION, SchemaTooNewError
 
@@ -42,6 +44,7 @@ __all__ = [
     "CachedConnection",
     "FerriedPointer",
     "FerryRecord",
+    "GhostRecord",
     "LeaseRow",
     "NewEvent",
     "Previous",
@@ -58,6 +61,7 @@ class Store(
     FerryRecordsStore,
     SynapseEventsStore,
     CommandCursorStore,
+    GhostsStore,
     AdminQueriesStore,
     FerryLeaseStore,
 ):

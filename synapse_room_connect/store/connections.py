@@ -10,6 +10,7 @@ from typing import Any
 import attrs
 from synapse.module_api import LoggingTransaction
 
+from synapse_room_connect.core.ghosts import Senders
 from synapse_room_connect.core.handshake import Mode, Status
 from synapse_room_connect.store.schema import StoreBase
 
@@ -30,6 +31,8 @@ class ActiveTarget:
     room_id: str
     # Stream position of the later consent: events before it stay put.
     since: int
+    # Who the target room's consent wants to send into it; None: the default.
+    senders: Senders | None = None
 
 
 @attrs.frozen
@@ -39,6 +42,7 @@ class Previous:
     status: Status | None = None
     ferry: str | None = None
     mode: Mode | None = None
+    senders: Senders | None = None
 
 
 _CACHED_COLUMNS = "SELECT room_id, other_room_id, status, ferry, via FROM room_connect_connections"
@@ -58,12 +62,15 @@ class ConnectionCacheStore(StoreBase):
         via: Sequence[str],
         mode: Mode,
         now_ms: int,
+        senders: Senders | None = None,
     ) -> Previous:
-        """Record the derived status of one direction; return what it was."""
+        """Record the derived status of one direction; return what it was.
+        ``senders``: what the consent of ``other_room_id`` (the room this
+        direction carries into) asks for."""
 
         def txn_fn(txn: LoggingTransaction) -> Previous:
             txn.execute(
-                "SELECT status, ferry, mode FROM room_connect_connections"
+                "SELECT status, ferry, mode, senders FROM room_connect_connections"
                 " WHERE room_id = ? AND other_room_id = ?",
                 (room_id, other_room_id),
             )
@@ -71,11 +78,12 @@ class ConnectionCacheStore(StoreBase):
             txn.execute(
                 """
                 INSERT INTO room_connect_connections
-                    (room_id, other_room_id, status, ferry, via, mode, updated_ts)
-                VALUES (?, ?, ?, ?, ?, ?, ?)
+                    (room_id, other_room_id, status, ferry, via, mode, updated_ts, senders)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?)
                 ON CONFLICT (room_id, other_room_id) DO UPDATE SET
                     status = EXCLUDED.status, ferry = EXCLUDED.ferry, via = EXCLUDED.via,
-                    mode = EXCLUDED.mode, updated_ts = EXCLUDED.updated_ts
+                    mode = EXCLUDED.mode, updated_ts = EXCLUDED.updated_ts,
+                    senders = EXCLUDED.senders
                 """,
                 (
                     room_id,
@@ -85,12 +93,18 @@ class ConnectionCacheStore(StoreBase):
                     json.dumps(list(via)),
                     mode.value,
                     now_ms,
+                    None if senders is None else senders.value,
                 ),
             )
             if row is None:
                 return Previous()
             # Rows written before the mode column existed have none.
-            return Previous(Status(row[0]), row[1], None if row[2] is None else Mode(row[2]))
+            return Previous(
+                Status(row[0]),
+                row[1],
+                None if row[2] is None else Mode(row[2]),
+                None if row[3] is None else Senders(row[3]),
+            )
 
         return await self._run("room_connect_swap_connection", txn_fn)
 
@@ -132,13 +146,15 @@ class ConnectionCacheStore(StoreBase):
 
         def txn_fn(txn: LoggingTransaction) -> dict[str, list[ActiveTarget]]:
             txn.execute(
-                "SELECT room_id, other_room_id, active_since FROM room_connect_connections"
+                "SELECT room_id, other_room_id, active_since, senders"
+                " FROM room_connect_connections"
                 " WHERE status = ? AND ferry = ? AND active_since IS NOT NULL",
                 (Status.ACTIVE.value, ferry),
             )
             targets: dict[str, list[ActiveTarget]] = {}
-            for room_id, other, since in txn.fetchall():
-                targets.setdefault(room_id, []).append(ActiveTarget(other, int(since)))
+            for room_id, other, since, senders in txn.fetchall():
+                chosen = None if senders is None else Senders(senders)
+                targets.setdefault(room_id, []).append(ActiveTarget(other, int(since), chosen))
             return targets
 
         return await self._run("room_connect_active_targets", txn_fn)

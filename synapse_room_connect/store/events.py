@@ -56,6 +56,7 @@ class SynapseEventsStore(StoreBase):
         limit: int,
         exclude_sender: str,
         fences_after: Mapping[str, int] | None = None,
+        exclude_like: str | None = None,
     ) -> TimelineRead:
         """Timeline events of each room in ``after`` in stream positions
         (after[room], upto], in one read however many rooms there are.
@@ -63,7 +64,8 @@ class SynapseEventsStore(StoreBase):
         ``upto`` is a position up to which everything is persisted, so an
         event another writer commits late is not skipped. Outliers and
         rejected events are not part of the timeline; the bot's own events
-        (pointers, notices) are never carried, and leaving them out here
+        (pointers, notices) and its ghosts' (``exclude_like``, a LIKE pattern
+        with escape ``!``) are never carried, and leaving them out here
         spares a pass per pointer. Each room's own position is in the join,
         so no row before it is read, however far behind another room is.
 
@@ -80,7 +82,7 @@ class SynapseEventsStore(StoreBase):
         def read(
             txn: LoggingTransaction,
         ) -> tuple[list[sql.RoomEventRow], list[sql.RoomEventRow]]:
-            found = sql.timelines_after(txn, after, upto, limit, exclude_sender)
+            found = sql.timelines_after(txn, after, upto, limit, exclude_sender, exclude_like)
             end = found[-1][1] if len(found) >= limit else upto
             changes = (
                 sql.state_changes_in(txn, fences_after, FENCE_EVENT_TYPES, end)
@@ -115,18 +117,26 @@ class SynapseEventsStore(StoreBase):
         return [NewEvent(*row) for row in rows]
 
     async def sent_transactions(
-        self, user_id: str, device_id: str, wanted: Collection[tuple[str, str]]
+        self, device_id: str, wanted: Collection[tuple[str, str, str]]
     ) -> dict[tuple[str, str], str]:
-        """(room, transaction ID) -> event ID of those already sent, from
-        Synapse's own record (kept for a day), for any number of rooms in one
-        read: what a crash between sending and recording left behind, or
-        what Synapse deduplicated instead of persisting."""
-        pairs = set(wanted)
-        if not pairs:
+        """(room, transaction ID) -> event ID of those already sent, for each
+        (room, transaction ID, sender) wanted, from Synapse's own record (kept
+        for a day), for any number of rooms and senders in one read: what a
+        crash between sending and recording left behind, or what Synapse
+        deduplicated instead of persisting."""
+        triples = set(wanted)
+        if not triples:
             return {}
         found = await self._run(
             "room_connect_sent_transactions",
-            lambda txn: sql.sent_transactions(txn, user_id, device_id, pairs),
+            lambda txn: sql.sent_transactions(txn, device_id, triples),
         )
         self._count_rows("room_connect_sent_transactions", len(found))
         return found
+
+    async def ghosts_joined(self, room_id: str, ghost_like: str) -> list[str]:
+        """Ghosts (user IDs matching the LIKE pattern ``ghost_like``, escape
+        ``!``) joined to ``room_id``."""
+        return await self._run(
+            "room_connect_ghosts_joined", lambda txn: sql.members_like(txn, room_id, ghost_like)
+        )

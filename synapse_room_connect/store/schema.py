@@ -110,6 +110,34 @@ MIGRATIONS: Final[Sequence[Sequence[str]]] = (
         )
         """,
     ),
+    (
+        # Who the receiving room wants to send what crosses into it (its
+        # consent's "senders"); NULL: the server's default. A cache like the
+        # rest of the row.
+        "ALTER TABLE room_connect_connections ADD COLUMN senders TEXT",
+        # Each ghost the module registered: whom it speaks for, and the
+        # profile last given to it, so a change of the person's name or
+        # avatar is followed once.
+        """
+        CREATE TABLE room_connect_ghosts (
+            ghost_user_id TEXT NOT NULL PRIMARY KEY,
+            user_id TEXT NOT NULL,
+            room_id TEXT NOT NULL,
+            displayname TEXT NOT NULL,
+            avatar_url TEXT,
+            created_ts BIGINT NOT NULL
+        )
+        """,
+        "CREATE INDEX room_connect_ghosts_person ON room_connect_ghosts (room_id, user_id)",
+        # Rooms told that ghosts could not join them, so a restart does not
+        # tell them again.
+        """
+        CREATE TABLE room_connect_ghost_notices (
+            room_id TEXT NOT NULL PRIMARY KEY,
+            told_ts BIGINT NOT NULL
+        )
+        """,
+    ),
 )
 
 SCHEMA_VERSION: Final = len(MIGRATIONS)

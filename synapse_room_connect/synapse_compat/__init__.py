@@ -14,6 +14,7 @@ On a Synapse upgrade, this package is what to check.
 - ``events``: events by ID (as sent, too), edits, reactions, ``internal_metadata``.
 - ``state``: power levels, membership, server ACLs.
 - ``sending``: the bot's device and batched sends.
+- ``ghosts``: registering ghosts, their profiles and push rules.
 - ``caches``: in-memory stream caches and positions.
 - ``client``: events serialised and filtered as a client gets them.
 - ``sql``: queries on Synapse's tables.
@@ -55,6 +56,13 @@ try:
         stream_ordering_of,
         unredacted,
     )
+    from synapse_room_connect.synapse_compat.ghosts import (
+        mute_pushes,
+        register_ghost,
+        registration_verdict,
+        set_avatar,
+        set_displayname,
+    )
     from synapse_room_connect.synapse_compat.lifecycle import before_shutdown
     from synapse_room_connect.synapse_compat.sending import Items, ensure_device, send_chains
     from synapse_room_connect.synapse_compat.sql import require_synapse_tables
@@ -91,8 +99,11 @@ __all__ = [
     "is_soft_failed",
     "latest_edits",
     "messages_page",
+    "mute_pushes",
     "newer_than_tested",
     "power_in_state",
+    "register_ghost",
+    "registration_verdict",
     "require_supported_synapse",
     "require_synapse_tables",
     "rooms_for_user",
@@ -104,6 +115,8 @@ __all__ = [
     "serialize_if_visible",
     "server_denied",
     "server_in_room",
+    "set_avatar",
+    "set_displayname",
     "shared",
     "stream_ordering_of",
     "unredacted",

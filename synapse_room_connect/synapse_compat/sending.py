@@ -1,9 +1,14 @@
-"""Sending the bot's events: its device, and many rooms' pointers persisted
-in one call per event writer, the way Synapse sends a new room's events."""
+"""Sending the ferry's events: the device, and many rooms' pointers persisted
+in one call per event writer, the way Synapse sends a new room's events.
+
+Each event is created for its own sender (the bot, or a person's ghost),
+on the same device ID, so Synapse keeps its transaction ID under that
+sender; the chain is persisted as the bot, which only decides presence and
+rate limits, both off for these sends."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AsyncExitStack
 from typing import Any
 
@@ -28,12 +33,26 @@ async def send_chains(
 ) -> dict[str, Exception | None]:
     """Each room's ``(txn_id, event_dict)`` items as one chain (as Synapse sends
     a new room's events) under the room's linearizer; built concurrently,
-    persisted in one call per event writer. Per room None or the error, maybe
-    after persisting: read the IDs back with ``sent_transactions``.
-    Checked against 1.150.0 and 1.163.2."""
+    persisted in one call per event writer. Each event is created by its
+    ``sender`` on ``device_id``; ``user_id`` (the bot) persists them. Per room
+    None or the error, maybe after persisting: read the IDs back with
+    ``sent_transactions``. Checked against 1.150.0 and 1.163.2."""
     hs = api._hs
     handler: Any = hs.get_event_creation_handler()
     requester = create_requester(user_id, device_id=device_id)
+    requesters = {user_id: requester}
+
+    def requester_for(event_dict: dict[str, Any]) -> Requester:
+        sender = str(event_dict.get("sender", user_id))
+        if sender not in requesters:
+            # Puppeted by the server: a ghost never counts against the MAU
+            # limit (it makes no request of its own), so Synapse's
+            # auth-blocking check must not stop it when the server is full.
+            requesters[sender] = create_requester(
+                sender, device_id=device_id, authenticated_entity=api.server_name
+            )
+        return requesters[sender]
+
     store: Any = api._store
     results: dict[str, Exception | None] = {}
     chained = []
@@ -45,7 +64,7 @@ async def send_chains(
         try:
             for txn_id, event_dict in chains[room_id]:
                 await handler.create_and_send_nonmember_event(
-                    requester, event_dict, ratelimit=False, txn_id=txn_id
+                    requester_for(event_dict), event_dict, ratelimit=False, txn_id=txn_id
                 )
             results[room_id] = None
         except Exception as e:
@@ -54,7 +73,7 @@ async def send_chains(
 
     async def build(room_id: str) -> None:
         try:
-            chain = await _build_chain(api, handler, requester, room_id, chains[room_id])
+            chain = await _build_chain(api, handler, requester_for, room_id, chains[room_id])
         except Exception as e:
             results[room_id] = e
         else:
@@ -89,7 +108,11 @@ async def _persist(handler: Any, requester: Requester, pairs: list[Any]) -> Exce
 
 
 async def _build_chain(
-    api: ModuleApi, handler: Any, requester: Requester, room_id: str, items: Items
+    api: ModuleApi,
+    handler: Any,
+    requester_for: Callable[[dict[str, Any]], Requester],
+    room_id: str,
+    items: Items,
 ) -> list[Any]:
     # On the deepest forward extremity; the next ordinary send merges the others.
     """Checked against 1.150.0 and 1.163.2."""
@@ -102,7 +125,7 @@ async def _build_chain(
     unpersisted = []
     for txn_id, event_dict in items:
         event, context = await handler.create_event(
-            requester,
+            requester_for(event_dict),
             event_dict,
             txn_id=txn_id,
             prev_event_ids=[prev_event_id],

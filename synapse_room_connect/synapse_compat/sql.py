@@ -84,19 +84,40 @@ def _events_after(
 
 
 def timelines_after(
-    txn: LoggingTransaction, after: Mapping[str, int], upto: int, limit: int, exclude_sender: str
+    txn: LoggingTransaction,
+    after: Mapping[str, int],
+    upto: int,
+    limit: int,
+    exclude_sender: str,
+    exclude_like: str | None = None,
 ) -> list[RoomEventRow]:
     """Timeline events of each room in ``after`` in stream positions
     (after[room], upto], oldest first, at most ``limit``; outliers, rejected
-    events and ``exclude_sender``'s left out. At most MAX_ROOMS_PER_READ rooms.
-    Checked against 1.150.0 and 1.163.2."""
+    events, ``exclude_sender``'s and those of senders matching the LIKE
+    pattern ``exclude_like`` (escape character ``!``) left out. At most
+    MAX_ROOMS_PER_READ rooms. Checked against 1.150.0 and 1.163.2."""
+    where, args = "e.stream_ordering <= ? AND e.sender != ?", [upto, exclude_sender]
+    if exclude_like is not None:
+        where += " AND e.sender NOT LIKE ? ESCAPE '!'"
+        args.append(exclude_like)
     return _events_after(
         txn,
         sorted(after.items()),
-        "e.stream_ordering <= ? AND e.sender != ?",
-        (upto, exclude_sender, limit),
+        where,
+        (*args, limit),
         "ORDER BY e.stream_ordering LIMIT ?",
     )
+
+
+def members_like(txn: LoggingTransaction, room_id: str, user_like: str) -> list[str]:
+    """Local users joined to ``room_id`` whose ID matches the LIKE pattern
+    ``user_like`` (escape character ``!``). Checked against 1.150.0 and 1.163.2."""
+    txn.execute(
+        "SELECT user_id FROM local_current_membership"
+        " WHERE room_id = ? AND membership = 'join' AND user_id LIKE ? ESCAPE '!'",
+        (room_id, user_like),
+    )
+    return [str(row[0]) for row in txn.fetchall()]
 
 
 def state_changes_in(
@@ -147,17 +168,23 @@ def new_events(txn: LoggingTransaction, after: int, upto: int, limit: int) -> li
     ]
 
 
+# Triples per read: well under SQLite's 999 bound parameters, 3 each.
+_TRIPLES_PER_READ: Final = 300
+
+
 def sent_transactions(
-    txn: LoggingTransaction, user_id: str, device_id: str, pairs: Collection[tuple[str, str]]
+    txn: LoggingTransaction, device_id: str, wanted: Collection[tuple[str, str, str]]
 ) -> dict[tuple[str, str], str]:
-    """(room, transaction ID) -> event ID of those a device already sent,
-    from Synapse's own record (kept for a day). Checked against 1.150.0 and 1.163.2."""
-    ordered = sorted(pairs)
+    """(room, transaction ID) -> event ID of those already sent, for each
+    (room, transaction ID, sender) in ``wanted``, by the sender's device
+    ``device_id``, from Synapse's own record (kept for a day). Checked
+    against 1.150.0 and 1.163.2."""
+    ordered = sorted(set(wanted))
     found: dict[tuple[str, str], str] = {}
-    for n in range(0, len(ordered), MAX_ROOMS_PER_READ):
-        chunk = ordered[n : n + MAX_ROOMS_PER_READ]
-        values = ", ".join("(?, ?)" for _ in chunk)
-        # One index probe per pair, on Synapse's unique
+    for n in range(0, len(ordered), _TRIPLES_PER_READ):
+        chunk = ordered[n : n + _TRIPLES_PER_READ]
+        values = ", ".join("(?, ?, ?)" for _ in chunk)
+        # One index probe per triple, on Synapse's unique
         # (user_id, device_id, room_id, txn_id).
         txn.execute(
             f"""
@@ -165,10 +192,10 @@ def sent_transactions(
             SELECT t.room_id, t.txn_id, t.event_id
             FROM wanted AS w
             JOIN event_txn_id_device_id AS t
-                ON t.room_id = w.column1 AND t.txn_id = w.column2
-            WHERE t.user_id = ? AND t.device_id = ?
+                ON t.room_id = w.column1 AND t.txn_id = w.column2 AND t.user_id = w.column3
+            WHERE t.device_id = ?
             """,
-            (*(arg for pair in chunk for arg in pair), user_id, device_id),
+            (*(arg for triple in chunk for arg in triple), device_id),
         )
         found.update(((str(r[0]), str(r[1])), str(r[2])) for r in txn.fetchall())
     return found

@@ -136,6 +136,7 @@ class MemoryFerryStore:
         limit: int,
         exclude_sender: str,
         fences_after: Mapping[str, int] | None = None,
+        exclude_like: str | None = None,
     ) -> TimelineRead:
         self.reads.append("timelines_after")
         self.asked.append(set(after))
@@ -225,9 +226,12 @@ class MemorySender:
         self.refuse: set[str] = set()  # transaction IDs that always fail
         self.fail_sends = 0  # how many sends fail next, whatever they hold
 
-    async def already_sent(self, wanted: Collection[tuple[str, str]]) -> dict[tuple[str, str], str]:
+    async def already_sent(
+        self, wanted: Collection[tuple[str, str, str | None]]
+    ) -> dict[tuple[str, str], str]:
         self.lookups += 1
-        return {key: self.by_txn[key] for key in wanted if key in self.by_txn}
+        pairs = [(room, txn_id) for room, txn_id, _sender in wanted]
+        return {key: self.by_txn[key] for key in pairs if key in self.by_txn}
 
     async def send(self, chains: Mapping[str, Sequence[Outgoing]]) -> dict[str, Exception | None]:
         self.calls.append({room: [i.txn_id for i in items] for room, items in chains.items()})
@@ -308,7 +312,12 @@ class StandInPreparer:
         self.waited: list[bool] = []  # wait_for_relations of each call
 
     async def prepare(
-        self, event: EventBase, target: str, *, wait_for_relations: bool = True
+        self,
+        event: EventBase,
+        target: str,
+        *,
+        wait_for_relations: bool = True,
+        by_ghost: bool = False,
     ) -> Counterpart | None:
         self.waited.append(wait_for_relations)
         if event.event_id in self.fail:

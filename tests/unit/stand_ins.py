@@ -34,7 +34,7 @@ class MemoryStore:
         self.rows: dict[tuple[str, str], Row] = {}
 
     async def swap_connection(self, room_id: str, other_room_id: str, *row: Any) -> Previous:
-        status, ferry, via, mode, _now = row
+        status, ferry, via, mode, _now, *_senders = row
         old = self.rows.get((room_id, other_room_id))
         since = old.since if old is not None else None
         self.rows[(room_id, other_room_id)] = Row(status, ferry, via, mode, since)

@@ -21,6 +21,7 @@ class Event:
     stream: int
     body: str = "!connect list"
     room_id: str = "!r:hs"
+    sender: str = "@admin:hs"
 
     @property
     def content(self) -> dict[str, Any]:
@@ -71,7 +72,13 @@ class Process:
             return {e.event_id: e for e in cursor.timeline if e.event_id in ids}
 
         self.queue = CommandQueue(
-            self.host, cursor, self.runner, fetch, BOT, stream_of=lambda e: e.stream
+            self.host,
+            cursor,
+            self.runner,
+            fetch,
+            BOT,
+            stream_of=lambda e: e.stream,
+            is_ghost=lambda user_id: user_id.startswith("@_ghost_"),
         )
 
     async def start(self, feed_start: int) -> None:
@@ -88,6 +95,15 @@ async def test_the_first_start_replays_nothing_and_sets_the_position() -> None:
     await process.start(feed_start=10)
     assert process.runner.answered == []
     assert cursor.position == 10
+
+
+@run_async
+async def test_a_ghost_repeating_a_command_from_another_room_is_not_answered() -> None:
+    cursor = Cursor(10)
+    cursor.timeline = [Event("$ghost", 11, sender="@_ghost_abc:hs"), Event("$admin", 12)]
+    process = Process(cursor)
+    await process.start(feed_start=12)
+    assert process.runner.answered == ["$admin"]
 
 
 @run_async

@@ -27,7 +27,12 @@ class ReactionPreparer(StandInPreparer):
         self.sent_before_reaction: list[list[list[str]]] = []
 
     async def prepare(
-        self, event: EventBase, target: str, *, wait_for_relations: bool = True
+        self,
+        event: EventBase,
+        target: str,
+        *,
+        wait_for_relations: bool = True,
+        by_ghost: bool = False,
     ) -> Counterpart | None:
         if event.type == "m.room.redaction":
             content: dict[str, Any] = {"redacts": BOT_REACTION}
@@ -40,7 +45,9 @@ class ReactionPreparer(StandInPreparer):
             pointer = self._rig.pointer("$m1") or "$unknown"
             relates = {"rel_type": "m.annotation", "event_id": pointer, "key": "+1"}
             return Counterpart("m.reaction", {"m.relates_to": relates}, CounterpartKind.REACTION)
-        return await super().prepare(event, target, wait_for_relations=wait_for_relations)
+        return await super().prepare(
+            event, target, wait_for_relations=wait_for_relations, by_ghost=by_ghost
+        )
 
 
 def rig_with_reactions() -> tuple[FerryRig, ReactionPreparer]:

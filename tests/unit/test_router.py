@@ -147,3 +147,42 @@ async def test_federated_invites_of_the_bot_are_accepted_later() -> None:
     assert len(s.host.delayed) == 1
     delay, _, args, desc = s.host.delayed[0]
     assert (delay, args, desc) == (ACCEPT_INVITE_DELAY_MS, (B, ALICE), "room_connect_accept_invite")
+
+
+@run_async
+async def test_ghosts_are_neither_commands_nor_work_and_profiles_are_followed() -> None:
+    ghost = "@_ghost_x:hs"
+    s = Setup()
+    s.bot.rooms = frozenset({A, B})
+
+    async def fetch_nothing(event_ids: Sequence[str]) -> Mapping[str, Any]:
+        raise AssertionError(f"a ghost's message was read as a command: {event_ids}")
+
+    changed: list[tuple[str, str]] = []
+
+    async def person_changed(room_id: str, user_id: str) -> None:
+        changed.append((room_id, user_id))
+
+    s.router = EventRouter(
+        s.host,
+        s.bot,
+        s.ferry,
+        s.reconciler,
+        s.commands,
+        fetch_nothing,
+        is_ghost=lambda user_id: user_id.startswith("@_ghost_"),
+        person_changed=person_changed,
+    )
+    await s.router.start()
+    await s.router.on_new_events(
+        [
+            s.message("$echo", B, "!connect list", sender=ghost),
+            state("m.room.member", A, ALICE, "join"),
+            state("m.room.member", A, ghost, "join"),
+            state("m.room.member", ELSEWHERE, ALICE, "join"),
+        ]
+    )
+    # The ghost's message wakes no ferry pass and is no command; of the member
+    # events only a person's, in a connected room, has a profile to follow.
+    assert s.ferry.woken_for == [{A, ELSEWHERE}]
+    assert s.background() == [("room_connect_ghost_profile", (A, ALICE))]

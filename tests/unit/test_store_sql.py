@@ -326,9 +326,10 @@ def test_sent_transactions_asks_nothing_for_nothing(
         r.device(BOT, "FERRY")
         r.event(1, "$p", B, sender=BOT)
         r.transaction_id(B, "t1", "$p", BOT, "FERRY")
-    assert run(store.sent_transactions(BOT, "FERRY", [(B, "t1"), (B, "t2")])) == {(B, "t1"): "$p"}
+    wanted = [(B, "t1", BOT), (B, "t2", BOT)]
+    assert run(store.sent_transactions("FERRY", wanted)) == {(B, "t1"): "$p"}
     before = len(db_api.interactions)
-    assert run(store.sent_transactions(BOT, "FERRY", [])) == {}
+    assert run(store.sent_transactions("FERRY", [])) == {}
     assert len(db_api.interactions) == before
 
 

@@ -103,11 +103,11 @@ def test_sent_transactions_finds_the_device_s_own(synapse_db: Path) -> None:
         r.transaction_id(A, "t4", "$alice", ALICE, "FERRY")
     wanted = {(A, "t1"), (B, "t2"), (A, "t3"), (A, "t4"), (A, "t2"), (C, "t1")}
     with transaction(synapse_db) as txn:
-        found = sql.sent_transactions(txn, BOT, "FERRY", wanted)
+        found = sql.sent_transactions(txn, "FERRY", {(r, t, BOT) for r, t in wanted})
     assert found == {(A, "t1"): "$p1", (B, "t2"): "$p2"}
 
 
-def test_sent_transactions_reads_more_pairs_than_one_query_takes(synapse_db: Path) -> None:
+def test_sent_transactions_reads_more_triples_than_one_query_takes(synapse_db: Path) -> None:
     count = sql.MAX_ROOMS_PER_READ * 2 + 3
     with rows(synapse_db) as r:
         r.device(BOT, "FERRY")
@@ -115,7 +115,7 @@ def test_sent_transactions_reads_more_pairs_than_one_query_takes(synapse_db: Pat
             r.event(n + 1, f"$p{n}", A, sender=BOT)
             r.transaction_id(A, f"t{n}", f"$p{n}", BOT, "FERRY")
     with transaction(synapse_db) as txn:
-        found = sql.sent_transactions(txn, BOT, "FERRY", {(A, f"t{n}") for n in range(count)})
+        found = sql.sent_transactions(txn, "FERRY", {(A, f"t{n}", BOT) for n in range(count)})
     assert found == {(A, f"t{n}"): f"$p{n}" for n in range(count)}
 
 

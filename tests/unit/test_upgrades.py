@@ -6,9 +6,11 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
+import attrs
 import pytest
 
 from synapse_room_connect.connections.status import connected_rooms, derive_pair
+from synapse_room_connect.core.ghosts import Senders
 from synapse_room_connect.core.handshake import Consent, Status
 from synapse_room_connect.core.upgrades import (
     MAX_HOPS,
@@ -107,6 +109,9 @@ def test_the_carried_consent_keeps_ferry_servers_and_acknowledgements() -> None:
         "ferry": "@bot:hs",
         "acknowledge": ["encryption_mismatch", "visibility_mismatch"],
     }
+    # Who the room asked to send into it goes along too.
+    bot_please = attrs.evolve(consent, senders=Senders.BOT)
+    assert carried_content(bot_please, B2)["senders"] == "bot"
 
 
 # -- derivation ---------------------------------------------------------------------
