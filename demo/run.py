@@ -43,11 +43,18 @@ def timeline(client: MatrixClient, room_id: str) -> list[JsonDict]:
     return [e for e in reversed(chunk) if e.get("type") == "m.room.message"]
 
 
-def show(title: str, events: list[JsonDict]) -> None:
+def show(title: str, client: MatrixClient, room_id: str) -> None:
+    """The room's messages, each by the name a client shows for its sender."""
+    members = client.request("GET", f"/_matrix/client/v3/rooms/{room_id}/joined_members")
+    names = {
+        user_id: info.get("display_name") or user_id
+        for user_id, info in members.get("joined", {}).items()
+    }
     print(f"\n  {title}")
-    for event in events:
+    for event in timeline(client, room_id):
         content: dict[str, Any] = event.get("content", {})
-        print(f"    {event['sender']:<40} {content.get('body', '')}")
+        sender = names.get(event["sender"], event["sender"])
+        print(f"    {sender:<28} {content.get('body', '')}")
 
 
 def once() -> bool:
@@ -105,11 +112,12 @@ def main() -> int:
                 state, via, mode = view["status"], view["via"], view["mode"]
                 print(f"  {alias(name)} -> {other}: {state} via {via} ({mode})")
 
-        show(f"{alias('lobby')} timeline:", timeline(alice, lobby))
-        show(f"{alias('annex')} timeline:", timeline(bob, annex))
+        show(f"{alias('lobby')} timeline:", alice, lobby)
+        show(f"{alias('annex')} timeline:", bob, annex)
         print(
-            "\n  Lines from the bot that start with a name are pointers: copies of the\n"
-            "  other room's messages, tied to the originals by org.matrix.msc2923.pointer."
+            "\n  Lines from 'Name (Room)' are pointers: copies of the other room's\n"
+            "  messages, sent by that person's ghost and tied to the originals by\n"
+            "  org.matrix.msc2923.pointer."
         )
         if once():
             return 0
