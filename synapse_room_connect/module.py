@@ -95,6 +95,11 @@ class RoomConnectModule:
             bot.user_id,
             is_ghost=self._ferry.ghosts.is_ghost,
         )
+        if self._is_acting_process:
+            # A stop right after an answer would otherwise answer it again.
+            synapse_compat.before_shutdown(
+                api, "room_connect_finish_commands", self._commands.finish
+            )
         self._router = EventRouter(
             api,
             bot,

@@ -28,10 +28,16 @@ logger = logging.getLogger(__name__)
 
 LOOKBACK_MS: Final = 24 * 60 * 60 * 1000
 LOOKBACK_COMMANDS: Final = 100
+# How long a stopping process waits for the command being answered to be
+# recorded: an answer whose position is not stored is answered again.
+FINISH_WAIT_SECONDS: Final = 10.0
+_FINISH_POLL_SECONDS: Final = 0.05
 
 
 class CommandQueueHost(Protocol):
     def get_current_time_msec(self) -> int: ...
+
+    async def sleep(self, seconds: float) -> None: ...
 
     def run_as_background_process(
         self, desc: str, func: Callable[..., Awaitable[Any]], *args: Any
@@ -137,6 +143,18 @@ class CommandQueue:
         heapq.heappush(self._heap, (stream, event.event_id, event))
         self._kick()
 
+    async def finish(self) -> None:
+        """At shutdown: let the command being answered be recorded, so a
+        clean stop never answers a command twice (the queue takes no new
+        one after it). Bounded: a stuck answer does not hold the stop."""
+        self._caught_up = False
+        waited = 0.0
+        while self._draining and waited < FINISH_WAIT_SECONDS:
+            await self._host.sleep(_FINISH_POLL_SECONDS)
+            waited += _FINISH_POLL_SECONDS
+        if self._draining:
+            logger.warning("Stopping while a command is still being answered")
+
     def _kick(self) -> None:
         if self._caught_up and not self._draining and self._heap:
             self._draining = True
@@ -146,7 +164,7 @@ class CommandQueue:
         # One at a time: answers keep the order commands were sent in, and the
         # position only ever moves past answered commands.
         try:
-            while self._heap:
+            while self._heap and self._caught_up:
                 stream, _, event = heapq.heappop(self._heap)
                 if stream <= self._answered_upto:
                     continue  # read by both the catch-up and the feed

@@ -178,18 +178,25 @@ class MemoryAccountData:
 
 class Host:
     """The homeserver's scheduling, as ModuleApi's get_current_time_msec,
-    run_as_background_process and delayed_background_call are called
+    sleep, run_as_background_process and delayed_background_call are called
     (signatures checked against Synapse 1.163.2); unlike Synapse, background
-    work is kept until the test runs it, and delayed calls are only listed."""
+    work is kept until the test runs it (or something sleeps), and delayed
+    calls are only listed."""
 
     server_name = "hs"
 
     def __init__(self) -> None:
         self.background: list[tuple[str, Callable[..., Awaitable[Any]], tuple[Any, ...]]] = []
         self.delayed: list[tuple[float, Callable[..., object], tuple[object, ...], str | None]] = []
+        self.slept = 0.0
 
     def get_current_time_msec(self) -> int:
         return 1000
+
+    async def sleep(self, seconds: float) -> None:
+        self.slept += seconds
+        await asyncio.sleep(0)  # let other tasks run, as a real sleep does
+        await self.run_background()
 
     def run_as_background_process(
         self, desc: str, func: Callable[..., Awaitable[Any]], *args: Any

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -188,3 +189,32 @@ async def test_a_failed_catch_up_read_still_lets_live_commands_through() -> None
     await process.queue.handle(Event("$live", 7))
     await process.host.run_background()
     assert process.runner.answered == ["$live"]
+
+
+@run_async
+async def test_a_stop_lets_the_answer_in_hand_be_recorded_and_takes_no_more() -> None:
+    cursor = Cursor(10)
+    process = Process(cursor)
+    await process.start(feed_start=10)
+    release = asyncio.Event()
+    answering: list[str] = []
+
+    async def slow(event: Any) -> None:
+        answering.append(event.event_id)
+        await release.wait()
+
+    process.runner.handle = slow  # type: ignore[method-assign]
+    await process.queue.handle(Event("$first", 11))
+    await process.queue.handle(Event("$second", 12))
+    draining = asyncio.ensure_future(process.host.run_background())
+    await asyncio.sleep(0)
+    stopping = asyncio.ensure_future(process.queue.finish())
+    await asyncio.sleep(0)
+    assert answering == ["$first"]
+    assert not stopping.done()  # the stop waits for the answer in hand
+
+    release.set()
+    await stopping
+    await draining
+    assert cursor.position == 11  # recorded: a restart does not answer it again
+    assert answering == ["$first"]  # the next one waits for the next start
