@@ -9,6 +9,7 @@ does, so this is what a person sees, without a browser.
 
 from __future__ import annotations
 
+import itertools
 import json
 import shutil
 import subprocess
@@ -25,13 +26,18 @@ SCRIPT = Path(__file__).parent / "js" / "timeline.mjs"
 DEADLINE_S = 60.0
 
 Snapshot = dict[str, Any]
+_SNAPSHOTS = itertools.count()
 
 
-def js_snapshot(hs: Homeserver, user_id: str, token: str, room_id: str) -> Snapshot:
+def js_snapshot(
+    hs: Homeserver, user_id: str, token: str, room_id: str, limit: int = 100
+) -> Snapshot:
+    """One fresh client's view; ``limit`` (its timeline limit) differs per
+    snapshot, or Synapse would answer from its cache of the same initial sync."""
     node = shutil.which("node")
     assert node is not None, "node is needed (scripts/test.sh installs the SDK with npm ci)"
     done = subprocess.run(
-        [node, str(SCRIPT), hs.client_url, user_id, token, room_id],
+        [node, str(SCRIPT), hs.client_url, user_id, token, room_id, str(limit)],
         capture_output=True,
         text=True,
         timeout=90,
@@ -48,7 +54,7 @@ def snapshot_until(
     """Snapshots until ``done``; each one is a fresh client's view."""
     deadline = time.monotonic() + DEADLINE_S
     while True:
-        snapshot = js_snapshot(hs, user_id, token, room_id)
+        snapshot = js_snapshot(hs, user_id, token, room_id, limit=100 + next(_SNAPSHOTS))
         if done(snapshot):
             return snapshot
         if time.monotonic() > deadline:

@@ -1,15 +1,19 @@
 // What matrix-js-sdk (the SDK Element is built on) makes of a room: one
 // snapshot after its first sync, printed as JSON for tests/test_js_sdk_client.py.
 //
-//   node timeline.mjs BASE_URL USER_ID ACCESS_TOKEN ROOM_ID
+//   node timeline.mjs BASE_URL USER_ID ACCESS_TOKEN ROOM_ID [TIMELINE_LIMIT]
 //
+// Synapse answers a repeated initial sync with the same filter from a cache
+// for a while: a caller that takes several snapshots gives each its own
+// TIMELINE_LIMIT, so each is a fresh view.
 // For each message in the room's live timeline: its sender, the sender's
 // name as the SDK displays it (from the room's member events), its body, and
 // the reactions the SDK aggregates on it (key -> how many distinct senders).
 import * as sdk from "matrix-js-sdk";
 import { logger } from "matrix-js-sdk/lib/logger.js";
 
-const [baseUrl, userId, accessToken, roomId] = process.argv.slice(2);
+const [baseUrl, userId, accessToken, roomId, limitArg] = process.argv.slice(2);
+const timelineLimit = Number.parseInt(limitArg ?? "100", 10);
 if (!roomId) {
     console.error("usage: node timeline.mjs BASE_URL USER_ID ACCESS_TOKEN ROOM_ID");
     process.exit(2);
@@ -28,7 +32,7 @@ const timeout = setTimeout(() => {
     process.exit(1);
 }, 30_000);
 
-await client.startClient({ initialSyncLimit: 100, lazyLoadMembers: false });
+await client.startClient({ initialSyncLimit: timelineLimit, lazyLoadMembers: false });
 await prepared;
 clearTimeout(timeout);
 
