@@ -114,13 +114,29 @@ async def _build_chain(
     room_id: str,
     items: Items,
 ) -> list[Any]:
-    # On the deepest forward extremity; the next ordinary send merges the others.
-    """Checked against 1.150.0 and 1.163.2."""
+    """On the deepest forward extremity whose state has every sender of the
+    chain joined; the next ordinary send merges the others. A ghost's join can
+    fork the room (another event created at the same moment on the same
+    parent), and a chain built on the branch without the join would be
+    refused. Checked against 1.150.0 and 1.163.2."""
     storage = api._hs.get_storage_controllers()
     store: Any = api._store
-    prev_event_id = (await store.get_prev_events_for_room(room_id))[0]
-    state_group = (await storage.state.get_state_group_for_events([prev_event_id]))[prev_event_id]
-    state_map = dict(await storage.state.get_state_ids_for_group(state_group))
+    extremities = list(await store.get_prev_events_for_room(room_id))
+    senders = {str(event_dict["sender"]) for _, event_dict in items}
+    for prev_event_id in extremities:
+        state_group = (await storage.state.get_state_group_for_events([prev_event_id]))[
+            prev_event_id
+        ]
+        state_map = dict(await storage.state.get_state_ids_for_group(state_group))
+        # One extremity (the usual case): nothing to choose, no extra read.
+        if len(extremities) == 1 or await _all_joined(store, state_map, senders):
+            break
+    else:
+        prev_event_id = extremities[0]
+        state_group = (await storage.state.get_state_group_for_events([prev_event_id]))[
+            prev_event_id
+        ]
+        state_map = dict(await storage.state.get_state_ids_for_group(state_group))
     depth: int | None = None
     unpersisted = []
     for txn_id, event_dict in items:
@@ -137,4 +153,16 @@ async def _build_chain(
         prev_event_id, depth = event.event_id, event.depth + 1
     return await UnpersistedEventContext.batch_persist_unpersisted_contexts(
         unpersisted, room_id, state_group, api._hs.get_datastores().state
+    )
+
+
+async def _all_joined(store: Any, state_map: dict[Any, str], senders: set[str]) -> bool:
+    """Whether every sender is joined in ``state_map``. Checked against
+    1.150.0 and 1.163.2."""
+    member_ids = [state_map.get(("m.room.member", sender)) for sender in senders]
+    if any(event_id is None for event_id in member_ids):
+        return False
+    members = await store.get_events([event_id for event_id in member_ids if event_id])
+    return len(members) == len(senders) and all(
+        member.content.get("membership") == "join" for member in members.values()
     )
