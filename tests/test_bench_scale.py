@@ -82,5 +82,22 @@ def test_scale_bench_short_counts(tmp_path: Path) -> None:
     assert results["workers"], output
 
     assert per_pointer(results["across"]) <= per_pointer(results["small"]) * GROWTH_MARGIN, output
-    for line in ("RATIO latency N/1: ", "RATIO overhead at N: ", "RATIO burst across "):
+
+    # (7): every new author's first message and every control message got its
+    # counterpart, and each new author exactly one ghost the module records.
+    ghosts = results["ghosts"]
+    authors = int(results["args"]["authors"])
+    assert ghosts["authors"] == authors
+    assert ghosts["control"]["missing"] == ghosts["ghosts"]["missing"] == 0, ghosts
+    assert ghosts["control"]["messages"] == ghosts["ghosts"]["messages"] == authors, ghosts
+    assert ghosts["control"]["rows"].get("room_connect_ghosts", 0) == 0, ghosts
+    assert ghosts["ghosts"]["rows"]["room_connect_ghosts"] == authors, ghosts
+    assert ghosts["ghosts"]["rows"]["users"] == authors, ghosts
+    for line in (
+        "RATIO latency N/1: ",
+        "RATIO overhead at N: ",
+        "RATIO burst across ",
+        "COUNT rows per ghost: ",
+        "COUNT memory per ghost: ",
+    ):
         assert any(row.startswith(line) for row in stdout.splitlines()), output
