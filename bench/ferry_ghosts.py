@@ -16,18 +16,34 @@ latency of one message on an idle path, not queueing.
      joined and then sending the pointer; interleaved ABBA with a message by
      Alice in the same room as the baseline; ratio of the p50s, target <= 3.
 
+(g3) where the difference goes: blocks of messages on one path at a time
+     (ABBA again), with Synapse's database transactions (every ``desc``) and
+     its process CPU per counterpart read before and after each block, once
+     the module is quiet. Counts, unlike the times, do not depend on the load.
+
 Who sent each counterpart is counted too: the ghost derived from (author,
 room) in the ghost pair, the bot in the other.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final
 
-from bench.ferry import Http, LatencyStats, Observer, fmt, met, text
+from bench.ferry import (
+    Http,
+    LatencyStats,
+    Observer,
+    fmt,
+    met,
+    process_cpu_s,
+    scrape_metrics,
+    settled_cost,
+    text,
+)
 from bench.servers import CLIENT_V3, BenchError
 from harness.client import MatrixClient
 from harness.connect_api import connect, unique, wait_for_notice
@@ -111,6 +127,28 @@ class GhostCounts:
 
 
 @dataclass
+class PathCost:
+    """What the server spent on a path's counterparts in (g3)."""
+
+    pointers: int = 0
+    cpu_s: float = 0.0
+    txns: dict[str, float] = field(default_factory=dict)  # Synapse desc -> count
+
+    def add(self, pointers: int, cpu_s: float, txns: dict[str, float]) -> None:
+        self.pointers += pointers
+        self.cpu_s += cpu_s
+        for desc, count in txns.items():
+            self.txns[desc] = self.txns.get(desc, 0.0) + count
+
+    def per_pointer(self, desc: str | None = None) -> float:
+        if not self.pointers:
+            return math.nan
+        if desc is None:
+            return sum(self.txns.values()) / self.pointers
+        return self.txns.get(desc, 0.0) / self.pointers
+
+
+@dataclass
 class GhostResult:
     rounds: int
     steady_ghosts: list[float]  # seconds, send -> pointer in /sync
@@ -118,6 +156,8 @@ class GhostResult:
     new_authors: list[float]
     new_baseline: list[float]  # Alice in the same room, interleaved with the newcomers
     counts: GhostCounts
+    ghost_cost: PathCost
+    bot_cost: PathCost
 
 
 class _Timer:
@@ -165,6 +205,7 @@ def _measure(
         for i in range(rounds):
             for path in ("gg", "gb") if i % 2 == 0 else ("gb", "gg"):
                 steady[path].append(timer.time(alice, paths[path], path, i))
+        costs = _costs(hs, timer, alice, rooms, block=max(2, min(10, rounds // 30)))
         firsts: list[float] = []
         baseline: list[float] = []
         for j, newcomer in enumerate(rooms.newcomers):
@@ -189,7 +230,46 @@ def _measure(
         new_authors=firsts,
         new_baseline=baseline,
         counts=_count(rooms, observer, rounds),
+        ghost_cost=costs["gc"],
+        bot_cost=costs["gd"],
     )
+
+
+def txn_counts(hs: Homeserver) -> dict[str, float]:
+    """Synapse's database transactions so far, per ``desc``."""
+    return {
+        labels.get("desc", ""): value
+        for name, labels, value in scrape_metrics(hs.metrics_url)
+        # A prometheus_client Counter: exposed with a "_total" suffix.
+        if name.removesuffix("_total") == "synapse_storage_transaction_time_count"
+    }
+
+
+def _costs(
+    hs: Homeserver, timer: _Timer, alice: Http, rooms: GhostRooms, block: int
+) -> dict[str, PathCost]:
+    """(g3): ``block`` messages per block, blocks in ABBA order, two per path."""
+    costs = {"gc": PathCost(), "gd": PathCost()}
+    room_of = {"gc": rooms.ghosts_a, "gd": rooms.bot_a}
+    index = 0
+    for path in ("gc", "gd", "gd", "gc"):
+        settled_cost(hs)
+        txns_before, cpu_before = txn_counts(hs), process_cpu_s(hs.process.pid)
+        for _ in range(block):
+            timer.time(alice, room_of[path], path, index)
+            index += 1
+        # CPU until the last counterpart is in /sync; transactions until the
+        # module is quiet, so its trailing writes count too (and with them
+        # whatever periodic jobs Synapse ran meanwhile).
+        cpu_after = process_cpu_s(hs.process.pid)
+        settled_cost(hs)
+        txns_after = txn_counts(hs)
+        costs[path].add(
+            block,
+            cpu_after - cpu_before,
+            {d: n - txns_before.get(d, 0.0) for d, n in txns_after.items()},
+        )
+    return costs
 
 
 def _count(rooms: GhostRooms, observer: Observer, rounds: int) -> GhostCounts:
@@ -255,6 +335,19 @@ def report(result: GhostResult) -> Iterator[str]:
         f"{fmt(first.max_ms)} ms; target <= {FIRST_MESSAGE_TARGET:.0f}: "
         f"{met(first_ratio <= FIRST_MESSAGE_TARGET)})"
     )
+    g, b = result.ghost_cost, result.bot_cost
+    yield (
+        f"  (g3) per counterpart, {g.pointers} per path in ABBA blocks: Synapse DB txns "
+        f"{fmt(g.per_pointer())} with ghosts vs {fmt(b.per_pointer())} with the bot (its "
+        f"periodic jobs included); Synapse CPU {fmt(g.cpu_s / g.pointers * 1000)} vs "
+        f"{fmt(b.cpu_s / b.pointers * 1000)} ms"
+    )
+    extra = sorted(
+        ((desc, g.per_pointer(desc) - b.per_pointer(desc)) for desc in set(g.txns) | set(b.txns)),
+        key=lambda kv: -abs(kv[1]),
+    )
+    shown = [f"{desc} {d:+.2f}" for desc, d in extra[:8] if abs(d) >= 0.05]
+    yield "  (g3) txns per counterpart, ghosts - bot: " + (", ".join(shown) or "none")
     c = result.counts
     yield (
         f"COUNT ghost senders: {c.steady_ghost_by_own_ghost}/{c.steady_ghost_sends} steady "
