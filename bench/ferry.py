@@ -15,7 +15,15 @@ with ``time.monotonic``:
 (d) backlog: messages offered at 100/s for N seconds into a connected room,
     sampling the module's ``synapse_room_connect_ferry_queue_depth`` gauge and
     timing the last pointer after the last send (the relay bot gets the same
-    load afterwards, for reference).
+    load afterwards, for reference);
+(g) ghosts against the bot (bench/ferry_ghosts.py): one message at a time,
+    steady-state latency with the author's ghost sending vs the bot sending
+    (ABBA), and a new author's first message (ghost registered, invited,
+    joined) vs a steady one in the same room.
+
+(a) to (d) connect their rooms with ``"senders": "bot"``, as every recorded
+run before ghosts did, so their figures stay comparable; (g) says what the
+default, ghosts, costs on top.
 
 (a) and (b) run at the same time on interleaved schedules: each path gets
 ``--rate`` messages/s, the relay path's sends half a period after the
@@ -28,6 +36,7 @@ Run from the repository root with the project's virtualenv::
 
     .venv/bin/python bench/ferry.py            # full run: minutes, more on a slow machine
     .venv/bin/python bench/ferry.py --short    # CI run, about half a minute
+    .venv/bin/python bench/ferry.py --ghosts-only  # (g) alone
 
 See docs/benchmarks.md for the method and a recorded run. Exits 1 on errors
 (a server that does not start, lost messages, a failing request); missed
@@ -49,6 +58,7 @@ import os
 import platform
 import re
 import sqlite3
+import subprocess
 import sys
 import threading
 import time
@@ -59,7 +69,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 ROOT: Final = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
@@ -78,6 +88,9 @@ from harness.ferry_helpers import (  # noqa: E402
     pointers_in,
 )
 from harness.synapse import Homeserver, start_together  # noqa: E402
+
+if TYPE_CHECKING:
+    from bench.ferry_ghosts import GhostResult
 
 QUEUE_DEPTH_METRIC: Final = "synapse_room_connect_ferry_queue_depth"
 # Every benchmark message carries "bench:<path>:<index>" in its body; pointers and
@@ -335,15 +348,26 @@ class LatencyStats:
 # -- the observer: a member of B long-polling /sync ---------------------------------
 
 
+def only(user_id: str) -> Callable[[str], bool]:
+    """Counts the messages of ``user_id`` alone."""
+    return lambda sender: sender == user_id
+
+
+def none_counts(sender: str) -> bool:
+    return False
+
+
 class Observer(threading.Thread):
     """Long-polls ``/sync`` as a member of the target rooms and notes when each
     tagged message first arrives (``time.monotonic()`` right after the response
     was read, before it is parsed)."""
 
-    def __init__(self, base_url: str, access_token: str, senders: dict[str, str]) -> None:
+    def __init__(
+        self, base_url: str, access_token: str, senders: dict[str, Callable[[str], bool]]
+    ) -> None:
         super().__init__(name="observer", daemon=True)
         self._http = Http(base_url, access_token, timeout=OBSERVER_POLL_MS / 1000 + 30)
-        # Room ID -> the only sender whose messages count there (ferry bot, relay bot).
+        # Room ID -> whose messages count there (the ferry bot or its ghosts, the relay bot).
         self._senders = senders
         self._filter = bench_servers.quiet_sync_filter(
             {
@@ -357,6 +381,8 @@ class Observer(threading.Thread):
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
         self.arrivals: dict[tuple[str, int], float] = {}
+        # Who sent what first arrived for each key: the ghost phase counts senders.
+        self.senders_of: dict[tuple[str, int], str] = {}
         self.limited_syncs = 0
         self._last_seen: dict[str, str] = {}  # room -> newest event looked at
         self.error: BaseException | None = None
@@ -384,10 +410,10 @@ class Observer(threading.Thread):
             self._http.close()
 
     def _record(self, response: JsonDict, received: float) -> None:
-        found: list[tuple[str, int]] = []
+        found: list[tuple[tuple[str, int], str]] = []
         joined: dict[str, JsonDict] = response.get("rooms", {}).get("join", {})
         for room_id, room in joined.items():
-            sender = self._senders.get(room_id)
+            counts = self._senders.get(room_id, none_counts)
             timeline = room.get("timeline", {})
             events: list[JsonDict] = timeline.get("events", [])
             last_seen = self._last_seen.get(room_id)
@@ -399,15 +425,17 @@ class Observer(threading.Thread):
             if events:
                 self._last_seen[room_id] = str(events[-1]["event_id"])
             for event in events:
-                if event.get("type") != "m.room.message" or event.get("sender") != sender:
+                sender = str(event.get("sender"))
+                if event.get("type") != "m.room.message" or not counts(sender):
                     continue
                 match = TAG_RE.search(str(event.get("content", {}).get("body", "")))
                 if match:
-                    found.append((match.group(1), int(match.group(2))))
+                    found.append(((match.group(1), int(match.group(2))), sender))
         if found:
             with self._changed:
-                for key in found:
+                for key, sender in found:
                     self.arrivals.setdefault(key, received)
+                    self.senders_of.setdefault(key, sender)
                 self._changed.notify_all()
 
     def wait_for(self, keys: Iterable[tuple[str, int]], timeout: float) -> set[tuple[str, int]]:
@@ -804,7 +832,8 @@ def setup_rooms(mod: Homeserver, plain: Homeserver, state_events: int) -> Setup:
 
     def connect_rooms() -> None:
         try:
-            pair = connected_pair(mod)
+            # The bot sends, as in the recorded runs before ghosts; (g) compares ghosts.
+            pair = connected_pair(mod, senders="bot")
             relay_user = mod.register(unique("relay"), displayname="Relay")
             room_a2 = pair.alice.create_room(name=unique("A-relay"), invite=[relay_user.user_id])
             room_b2 = pair.bob.create_room(name=unique("B-relay"), invite=[relay_user.user_id])
@@ -1166,6 +1195,7 @@ class Results:
     relay_backlog: BacklogResult
     relay_counts: JsonDict
     counts: Counts
+    ghosts: GhostResult | None = None
 
 
 def auto_rate(capacity: float, cap: float) -> float:
@@ -1310,17 +1340,25 @@ def report(args: argparse.Namespace, r: Results, started: float) -> Iterator[str
         f"{fmt(backlog.last_quarter_p50_ms, 0)} ms (target no growth: {met(backlog.kept_up)})"
     )
     yield from count_lines(r.counts)
+    if r.ghosts is not None:
+        yield from ferry_ghosts_report(r.ghosts)
     yield f"total time {time.monotonic() - started:.1f} s"
 
 
 def git_revision() -> str:
+    # Through git: in a worktree, .git is a file and the refs live elsewhere.
     try:
-        head = (ROOT / ".git" / "HEAD").read_text().strip()
-        if head.startswith("ref: "):
-            head = (ROOT / ".git" / head[5:]).read_text().strip()
-        return head[:12]
-    except OSError:
+        done = subprocess.run(
+            ["git", "rev-parse", "--short=12", "HEAD"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        )
+    except (OSError, subprocess.SubprocessError):
         return "unknown"
+    return done.stdout.strip() or "unknown"
 
 
 def describe_machine() -> str:
@@ -1357,19 +1395,41 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--backlog-rate", type=float, default=100.0, help="messages/s")
     parser.add_argument("--backlog-seconds", type=float, help="seconds of load (full: 15)")
+    parser.add_argument(
+        "--ghost-messages", type=int, help="(g) steady messages per sender (full: 300)"
+    )
+    parser.add_argument("--new-authors", type=int, help="(g) first messages (full: 40)")
+    parser.add_argument(
+        "--ghosts-only", action="store_true", help="only (g): ghosts against the bot"
+    )
     parser.add_argument("--json", type=Path, help="also write the results as JSON here")
     parser.add_argument("--keep", action="store_true", help="keep server dirs and logs")
     args = parser.parse_args(argv)
     defaults = (
-        (8, 8, 2, 1.0, SHORT_WARMUP_MESSAGES)
+        (8, 8, 2, 1.0, SHORT_WARMUP_MESSAGES, 6, 3)
         if args.short
-        else (500, 500, 20, 15.0, WARMUP_MESSAGES)
+        else (500, 500, 20, 15.0, WARMUP_MESSAGES, 300, 40)
     )
-    names = ("messages", "throughput_messages", "rounds", "backlog_seconds", "warmup")
+    names = (
+        "messages",
+        "throughput_messages",
+        "rounds",
+        "backlog_seconds",
+        "warmup",
+        "ghost_messages",
+        "new_authors",
+    )
     for name, default in zip(names, defaults, strict=True):
         if getattr(args, name) is None:
             setattr(args, name, default)
-    positive = (args.messages, args.throughput_messages, args.rounds, args.backlog_seconds)
+    positive = (
+        args.messages,
+        args.throughput_messages,
+        args.rounds,
+        args.backlog_seconds,
+        args.ghost_messages,
+        args.new_authors,
+    )
     if (
         args.throughput_state < 0
         or args.warmup < 0
@@ -1401,6 +1461,13 @@ def run(args: argparse.Namespace, print_line: Callable[[str], None]) -> int:
     relay: RelayBot | None = None
     try:
         mod, plain = start_servers(base_dir, servers, settle=not args.short)
+        if args.ghosts_only:
+            ghosts = run_ghost_phase(args, mod, progress)
+            for line in ferry_ghosts_report(ghosts):
+                out(line)
+            out(f"total time {time.monotonic() - started:.1f} s")
+            write_json(args, {"ghosts": ghost_payload(ghosts)})
+            return 0
         progress("servers up; setting up rooms")
         setup = setup_rooms(mod, plain, args.throughput_state)
         progress("rooms connected; (c) throughput")
@@ -1424,7 +1491,7 @@ def run(args: argparse.Namespace, print_line: Callable[[str], None]) -> int:
         observer = Observer(
             mod.client_url,
             pair.bob.access_token,
-            {pair.room_b: pair.bot, setup.room_b2: setup.relay_user.user_id},
+            {pair.room_b: only(pair.bot), setup.room_b2: only(setup.relay_user.user_id)},
         )
         observer.prime()
         observer.start()
@@ -1477,12 +1544,15 @@ def run(args: argparse.Namespace, print_line: Callable[[str], None]) -> int:
         # Over the whole run: a gap in the observer's timeline would lose arrivals.
         latency.observer_limited_syncs = observer.limited_syncs
         counts = Counts.of(latency, throughput, backlog, pointer_tally(pair))
-        results = Results(rate, latency, throughput, backlog, relay_backlog, relay_counts, counts)
+        observer.stop()
+        observer = None
+        ghosts = run_ghost_phase(args, mod, progress)
+        results = Results(
+            rate, latency, throughput, backlog, relay_backlog, relay_counts, counts, ghosts
+        )
         for line in report(args, results, started):
             out(line)
-        if args.json is not None:
-            payload = {"args": {k: str(v) for k, v in vars(args).items()}, **asdict(results)}
-            args.json.write_text(json.dumps(payload, indent=2, default=str) + "\n")
+        write_json(args, {**asdict(results), "ghosts": ghost_payload(ghosts)})
         return 0
     finally:
         if relay is not None:
@@ -1491,6 +1561,43 @@ def run(args: argparse.Namespace, print_line: Callable[[str], None]) -> int:
             observer.stop()
         destroy_all(servers)
         bench_servers.remove_run_dir(base_dir, keep=args.keep, print_line=out)
+
+
+def run_ghost_phase(
+    args: argparse.Namespace, mod: Homeserver, progress: Callable[[str], None]
+) -> GhostResult:
+    # Imported here: bench.ferry_ghosts builds on this module's observer.
+    from bench.ferry_ghosts import run_ghosts
+
+    progress("(g) ghosts vs bot: setting up two pairs and the new authors")
+    ghosts = run_ghosts(mod, args.ghost_messages, args.new_authors, args.warmup)
+    progress(
+        f"(g) done: steady p50 {fmt(LatencyStats.of(ghosts.steady_ghosts).p50_ms)} vs "
+        f"{fmt(LatencyStats.of(ghosts.steady_bot).p50_ms)} ms"
+    )
+    return ghosts
+
+
+def ferry_ghosts_report(ghosts: GhostResult) -> Iterator[str]:
+    from bench.ferry_ghosts import report as ghosts_report
+
+    yield ""
+    yield from ghosts_report(ghosts)
+
+
+def ghost_payload(ghosts: GhostResult) -> JsonDict:
+    """The phase's samples, counts and each path's statistics."""
+    stats = {
+        name: asdict(LatencyStats.of(getattr(ghosts, name)))
+        for name in ("steady_ghosts", "steady_bot", "new_authors", "new_baseline")
+    }
+    return {**asdict(ghosts), "stats": stats}
+
+
+def write_json(args: argparse.Namespace, results: JsonDict) -> None:
+    if args.json is not None:
+        payload = {"args": {k: str(v) for k, v in vars(args).items()}, **results}
+        args.json.write_text(json.dumps(payload, indent=2, default=str) + "\n")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -25,7 +25,14 @@ baseline measured in the same run (the machine is shared and noisy):
 (6) the same two bursts on a worker deployment (PostgreSQL, Redis, event
     persister, client worker) with one dedicated ferry worker, and with two
     when ``--ferry-workers 2`` is given and the module takes a list for its
-    ``worker`` option.
+    ``worker`` option;
+(7) ghosts (bench/scale_ghosts.py): database rows of every table and VmRSS
+    per ghost, from one message by each of ``--authors`` new authors against
+    as many messages by one author whose ghost exists, in one connected pair
+    with the default senders.
+
+(1) to (6) connect their rooms with ``"senders": "bot"``, as every recorded
+run before ghosts did, so their figures stay comparable.
 
 Run from the repository root::
 
@@ -33,6 +40,7 @@ Run from the repository root::
     .venv/bin/python bench/scale.py --short         # CI size: N = 20
     .venv/bin/python bench/scale.py --pairs 200     # any N
     .venv/bin/python bench/scale.py --set-up-only   # (3) and (4) alone, one server
+    .venv/bin/python bench/scale.py --ghosts-only   # (7) alone, 1000 authors
 
 Exits 1 on errors (a server that does not start, a pointer that never lands,
 a pointer doubled or in the wrong room); a missed target is printed as MISS
@@ -52,7 +60,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 ROOT: Final = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
@@ -98,6 +106,9 @@ from harness.ferry_helpers import Pair, connected_pair  # noqa: E402
 from harness.postgres import PostgresServer  # noqa: E402
 from harness.redis import RedisServer  # noqa: E402
 from harness.synapse import Homeserver, start_together  # noqa: E402
+
+if TYPE_CHECKING:
+    from bench.scale_ghosts import GhostCost
 
 LATENCY_TARGET: Final = 1.1
 OVERHEAD_TARGET: Final = 0.03
@@ -347,6 +358,7 @@ class Results:
     across: BurstResult
     workers: list[WorkerRun] = field(default_factory=list)
     worker_notes: list[str] = field(default_factory=list)
+    ghosts: GhostCost | None = None
 
 
 @dataclass
@@ -474,7 +486,7 @@ def run_single_server(
         for key, hs in (("with", mod), ("without", plain)):
             client = hs.register(unique("tp"))
             tp_rooms[key] = (hs, client, client.create_room(name=unique("tp")))
-        pair0 = connected_pair(mod)
+        pair0 = connected_pair(mod, senders="bot")
         bot = pair0.bot
         reader0 = started_reader(mod, pair0.bob, bot, key_of=pointer_key)
         readers.append(reader0)
@@ -545,6 +557,8 @@ def run_single_server(
         progress(f"(5) burst over {len(pairs)} rooms: {wide.rate:.1f} pointers/s")
         throughput_n = throughput(tp_rooms, args.throughput_messages, args.rounds)
         progress(f"(2) at N: {throughput_n.with_rate:.1f} vs {throughput_n.without_rate:.1f}")
+        # Last: its N new users and their ghosts would weigh on (1) to (5).
+        ghosts = run_ghost_cost(mod, args.authors, args.threads, progress)
         return Results(
             pairs=len(pairs),
             small_pairs=len(small_pairs),
@@ -558,6 +572,7 @@ def run_single_server(
             single=single,
             small=small,
             across=wide,
+            ghosts=ghosts,
         )
     finally:
         for r in readers:
@@ -603,6 +618,35 @@ def run_set_up_only(
             hs.destroy()
 
 
+def run_ghost_cost(
+    hs: Homeserver, authors: int, threads: int, progress: Callable[[str], None]
+) -> GhostCost:
+    # Imported here: bench.scale_ghosts builds on this module's measuring.
+    from bench.scale_ghosts import run_ghost_cost as run
+
+    return run(hs, authors, threads, progress)
+
+
+def run_ghosts_only(
+    args: argparse.Namespace, base_dir: Path, progress: Callable[[str], None]
+) -> GhostCost:
+    servers: list[Homeserver] = []
+    try:
+        mod, _ = start_servers(base_dir, servers)
+        progress("servers up")
+        return run_ghost_cost(mod, args.authors, args.threads, progress)
+    finally:
+        for hs in servers:
+            hs.destroy()
+
+
+def ghost_lines(cost: GhostCost | None) -> Iterator[str]:
+    from bench.scale_ghosts import report as ghosts_report
+
+    if cost is not None:
+        yield from ghosts_report(cost)
+
+
 def run_worker_deployment(
     args: argparse.Namespace,
     base_dir: Path,
@@ -622,7 +666,7 @@ def run_worker_deployment(
     readers: list[SyncReader] = []
     try:
         deployment.start()
-        pair0 = connected_pair(deployment)
+        pair0 = connected_pair(deployment, senders="bot")
         owners = Owners.register(deployment)
         pairs, _ = set_up_pairs(deployment, owners, range(args.worker_pairs), args.threads)
         reader0 = started_reader(deployment, pair0.bob, pair0.bot, key_of=pointer_key)
@@ -750,6 +794,7 @@ def report(r: Results) -> Iterator[str]:
         f"RATIO module transactions per pointer, {n} rooms / {r.small_pairs} rooms: "
         f"{growth:.2f} (1.00 = no growth)"
     )
+    yield from ghost_lines(r.ghosts)
 
 
 def set_up_lines(n: int, rss_before_kib: int, rss_after_kib: int, s: SetUp) -> Iterator[str]:
@@ -840,10 +885,15 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         action="store_true",
         help="only (3) and (4): set up the N connections on a server with the module",
     )
+    parser.add_argument("--authors", type=int, help="(7) new authors (full 1000, short 10)")
+    parser.add_argument(
+        "--ghosts-only", action="store_true", help="only (7), on a fresh pair of servers"
+    )
     parser.add_argument("--json", type=Path, help="also write the results as JSON here")
     parser.add_argument("--keep", action="store_true", help="keep server dirs and logs")
     args = parser.parse_args(argv)
     full = {
+        "authors": 1000,
         "pairs": 1000,
         "latency_messages": 100,
         "throughput_messages": 400,
@@ -851,6 +901,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "worker_pairs": 200,
     }
     short = {
+        "authors": 10,
         "pairs": 20,
         "latency_messages": 10,
         "throughput_messages": 40,
@@ -869,6 +920,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         args.rounds,
         args.threads,
         args.worker_pairs,
+        args.authors,
     )
     if min(counts) < 1 or args.interval <= 0:
         parser.error("counts and the interval must be positive")
@@ -905,6 +957,16 @@ def run(args: argparse.Namespace, print_line: Callable[[str], None]) -> int:
                 print_line(line)
             write_json(args, only)
             print_line(f"total {time.monotonic() - started:.0f} s")
+            return 0
+        if args.ghosts_only:
+            cost = run_ghosts_only(args, base_dir, progress)
+            for line in ghost_lines(cost):
+                print_line(line)
+            print_line(f"total {time.monotonic() - started:.0f} s")
+            if args.json is not None:
+                payload = {"args": {k: str(v) for k, v in vars(args).items()}}
+                payload["ghosts"] = asdict(cost)
+                args.json.write_text(json.dumps(payload, indent=2, default=str) + "\n")
             return 0
         results = run_single_server(args, base_dir, progress)
         # Reported before the worker deployment runs, so a failure there loses nothing.

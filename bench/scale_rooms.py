@@ -68,8 +68,9 @@ def create_pairs(owners: Owners, indexes: Iterable[int], threads: int) -> list[R
     def one(index: int) -> RoomPair:
         room_a = owners.alice.create_room(name=f"scale A{index}")
         room_b = owners.bob.create_room(name=f"scale B{index}")
-        connect(owners.alice, room_a, room_b)
-        status = connect(owners.bob, room_b, room_a).get("status")
+        # The bot sends, as in the recorded runs before ghosts; (7) measures ghosts.
+        connect(owners.alice, room_a, room_b, senders="bot")
+        status = connect(owners.bob, room_b, room_a, senders="bot").get("status")
         # On workers the answering process may not have seen A's request yet
         # (replication lag); the connection turns active once it has.
         deadline = time.monotonic() + ACTIVE_TIMEOUT_S
@@ -117,8 +118,8 @@ class Sighting:
 
 class SyncReader(threading.Thread):
     """Long-polls ``/sync`` as one user, filtered to the bot's ``m.room.message``
-    events (``any_sender``: anyone's, as ghosts send pointers) in any room,
-    and notes each key ``key_of(event)`` gives.
+    events in any room (anyone's, ghosts' too, when ``bot`` is None or with
+    ``any_sender``), and notes each key ``key_of(event)`` gives.
 
     A ``limited`` timeline would hide events, so it is counted and makes every
     completeness check fail rather than be filled in."""
@@ -127,7 +128,7 @@ class SyncReader(threading.Thread):
         self,
         base_url: str,
         client: MatrixClient,
-        bot: str,
+        bot: str | None,
         key_of: Callable[[JsonDict], str | None],
         *,
         key_per_room: bool = False,
@@ -140,7 +141,7 @@ class SyncReader(threading.Thread):
         self._key_of = key_of
         self._key_per_room = key_per_room
         timeline: JsonDict = {"limit": TIMELINE_LIMIT, "types": ["m.room.message"]}
-        if not any_sender:
+        if bot is not None and not any_sender:
             timeline["senders"] = [bot]
         self._filter = quiet_sync_filter({"timeline": timeline, "state": {"not_types": ["*"]}})
         self._since: str | None = None

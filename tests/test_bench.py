@@ -28,6 +28,9 @@ def test_ferry_bench_short_run_reports_ratios_and_counts(request: pytest.Fixture
         "RATIO backlog: ",
         "COUNT module DB txns per pointer: ",
         "COUNT pointers per original: ",
+        "RATIO ghosts: ghost p50 / bot p50 = ",
+        "RATIO new author: first message p50 / steady p50 = ",
+        "COUNT ghost senders: ",
     ):
         assert any(line.startswith(prefix) for line in lines), f"no {prefix!r} in:\n{run.output}"
 
@@ -44,3 +47,17 @@ def test_ferry_bench_short_run_reports_ratios_and_counts(request: pytest.Fixture
 
     assert counts["unconnected_sends"] >= 5 * MAX_UNCONNECTED_MODULE_TXNS, run.stdout
     assert counts["unconnected_module_txns"] <= MAX_UNCONNECTED_MODULE_TXNS, run.stdout
+
+    # (g): each counterpart came from whom the receiving room asked for: the
+    # author's own ghost by default, the bot where the consent says "bot"; and
+    # every new author got a ghost of their own.
+    ghosts = results["ghosts"]
+    senders = ghosts["counts"]
+    rounds = int(results["args"]["ghost_messages"])
+    new_authors = int(results["args"]["new_authors"])
+    assert len(ghosts["steady_ghosts"]) == len(ghosts["steady_bot"]) == rounds, run.stdout
+    assert senders["steady_ghost_by_own_ghost"] == rounds, run.stdout
+    assert senders["steady_bot_by_bot"] == rounds, run.stdout
+    assert len(ghosts["new_authors"]) == len(ghosts["new_baseline"]) == new_authors, run.stdout
+    assert senders["new_authors_by_own_ghost"] == new_authors, run.stdout
+    assert senders["new_author_ghosts"] == new_authors, run.stdout

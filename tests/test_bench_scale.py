@@ -3,7 +3,9 @@
 Only counts are checked, never the timings or ratios the benchmark prints:
 every burst message got exactly one pointer, in the room its source room is
 connected to, and the module's database transactions per pointer do not grow
-from a burst over 2 connections to one over 20.
+from a burst over 2 connections to one over 20; in (7), each new author's
+first message got its counterpart and its author one account and one ghost
+record, where as many messages by an author who has a ghost added none.
 """
 
 from __future__ import annotations
@@ -95,5 +97,21 @@ def test_scale_bench_short_counts(tmp_path: Path) -> None:
         0,
     ), output
     assert 2 * PAIRS <= events["bot_notices"] <= 3 * PAIRS, output
-    for line in ("RATIO latency N/1: ", "RATIO overhead at N: ", "RATIO burst across "):
+    # (7): every new author's first message and every control message got its
+    # counterpart, and each new author exactly one ghost the module records.
+    ghosts = results["ghosts"]
+    authors = int(results["args"]["authors"])
+    assert ghosts["authors"] == authors
+    assert ghosts["control"]["missing"] == ghosts["ghosts"]["missing"] == 0, ghosts
+    assert ghosts["control"]["messages"] == ghosts["ghosts"]["messages"] == authors, ghosts
+    assert ghosts["control"]["rows"].get("room_connect_ghosts", 0) == 0, ghosts
+    assert ghosts["ghosts"]["rows"]["room_connect_ghosts"] == authors, ghosts
+    assert ghosts["ghosts"]["rows"]["users"] == authors, ghosts
+    for line in (
+        "RATIO latency N/1: ",
+        "RATIO overhead at N: ",
+        "RATIO burst across ",
+        "COUNT rows per ghost: ",
+        "COUNT memory per ghost: ",
+    ):
         assert any(row.startswith(line) for row in stdout.splitlines()), output
