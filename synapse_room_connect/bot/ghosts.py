@@ -32,6 +32,12 @@ logger = logging.getLogger(__name__)
 # A ghost a room refused is not tried again there for this long.
 REFUSAL_RETRY_MS: Final = 10 * 60 * 1000
 _CACHE_SIZE: Final = 10_000
+# How long a person's name and avatar as their ghost shows them are taken as
+# read: each counterpart asks, and two state reads per message cost ghosts
+# measurably more CPU than the bot. A change of the person's own member event
+# is followed at once (person_changed); a renamed room reaches its ghosts'
+# names within this time.
+PROFILE_TTL_MS: Final = 30_000
 
 
 class Ghosts:
@@ -50,6 +56,10 @@ class Ghosts:
         self._device_id = device_id
         # Ghosts known registered, with their profile as last set.
         self._known: OrderedDict[str, GhostRecord] = OrderedDict()
+        # (person, room) -> (read at, (name, avatar)) as _profile read them.
+        self._profiles: OrderedDict[tuple[str, str], tuple[int, tuple[str, str | None]]] = (
+            OrderedDict()
+        )
         # (ghost, room) -> when the room refused the ghost.
         self._refused: dict[tuple[str, str], int] = {}
 
@@ -100,11 +110,11 @@ class Ghosts:
             logger.exception("Ghost %s could not be made ready for %s", ghost_id, target)
             return False
 
-    async def ghost_for(self, user_id: str, room_id: str) -> GhostRecord:
+    async def ghost_for(self, user_id: str, room_id: str, *, fresh: bool = False) -> GhostRecord:
         """The ghost of ``user_id`` of ``room_id``, registered, with the
         person's current name and avatar there."""
         ghost_id = self.namespace.user_id_for(user_id, room_id)
-        name, avatar = await self._profile(user_id, room_id)
+        name, avatar = await self._recent_profile(user_id, room_id, fresh)
         known = self._known.get(ghost_id)
         if known is None:
             # Synapse caches whether a user exists: a new ghost costs no read
@@ -126,7 +136,7 @@ class Ghosts:
         if record is None:
             return
         self._remember(record)
-        await self.ghost_for(user_id, room_id)
+        await self.ghost_for(user_id, room_id, fresh=True)
 
     async def leave(self, source: str, target: str) -> None:
         """Ghosts of ``source``'s people leave ``target``: nothing crosses
@@ -141,6 +151,23 @@ class Ghosts:
                 await self._api.update_room_membership(ghost_id, ghost_id, target, "leave")
             except Exception as e:
                 logger.info("Ghost %s could not leave %s: %s", ghost_id, target, e)
+
+    async def _recent_profile(
+        self, user_id: str, room_id: str, fresh: bool
+    ) -> tuple[str, str | None]:
+        """``_profile``, read again only after ``PROFILE_TTL_MS`` (or when
+        ``fresh``)."""
+        key = (user_id, room_id)
+        now = self._api.get_current_time_msec()
+        cached = None if fresh else self._profiles.get(key)
+        if cached is not None and now - cached[0] < PROFILE_TTL_MS:
+            return cached[1]
+        profile = await self._profile(user_id, room_id)
+        self._profiles[key] = (now, profile)
+        self._profiles.move_to_end(key)
+        if len(self._profiles) > _CACHE_SIZE:
+            self._profiles.popitem(last=False)
+        return profile
 
     async def _profile(self, user_id: str, room_id: str) -> tuple[str, str | None]:
         key = ("m.room.member", user_id)
