@@ -769,14 +769,13 @@ def start_servers(
     """Start both servers at once; ``servers`` collects them for clean-up. With
     ``settle``, wait until they have finished their background updates: the
     figures of a short run are not for reading, and its counts do not care."""
-    # The bot sends every pointer, as the relay bot it is compared with does;
-    # ghosts are not compared here yet.
+    # Ghosts are the server's default; (a) to (d) ask for the bot in their
+    # consents (it is compared with a relay bot), (g) compares the two.
     mod, plain = create_pair(
         base_dir,
         servers,
         names=("bench-module", "bench-plain"),
         config_overrides=BENCH_OVERRIDES,
-        module_config={"senders": "bot"},
     )
     start_together((mod, plain))
     if "bot_user_id" not in mod.info():

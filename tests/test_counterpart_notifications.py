@@ -7,6 +7,8 @@ from __future__ import annotations
 import itertools
 import json
 
+import pytest
+
 from harness.client import JsonDict, MatrixClient
 from harness.connect_api import unique
 from harness.ferry_helpers import (
@@ -53,12 +55,14 @@ def wait_for_edit(client: MatrixClient, room_id: str, edit_id: str) -> JsonDict:
     )
 
 
+@pytest.mark.parametrize("senders", ["bot", "ghosts"])
 def test_own_crossed_messages_never_highlight_and_a_cross_room_mention_highlights_once(
-    homeserver: Homeserver,
+    homeserver: Homeserver, senders: str
 ) -> None:
-    pair = connected_pair(homeserver)
+    pair = connected_pair(homeserver, senders=senders)
     alice, bob = pair.alice, pair.bob
-    # Alice is in both rooms; each pointer of hers in B starts with "Alice:".
+    # Alice is in both rooms; each pointer of hers in B starts with "Alice:"
+    # where the bot sends it, and comes from her ghost otherwise.
     join(pair, alice, pair.room_b, bob)
 
     plain = alice.send_message(pair.room_a, "plain, no m.mentions")
@@ -79,10 +83,13 @@ def test_own_crossed_messages_never_highlight_and_a_cross_room_mention_highlight
     )
     for original in (plain, said_none, in_thread):
         pointer = wait_for_pointer(alice, pair.room_b, original)
-        assert pointer["content"]["body"].startswith("Alice: ")
+        if senders == "bot":
+            assert pointer["content"]["body"].startswith("Alice: ")
+        else:
+            assert pointer["sender"] != pair.bot
         assert pointer["content"][MENTIONS] == {}
     edit_pointer = wait_for_edit(alice, pair.room_b, edit)["content"]
-    assert edit_pointer["body"].startswith("* Alice edited: ")
+    assert edit_pointer["body"].startswith("* Alice edited: " if senders == "bot" else "* ")
     assert edit_pointer[MENTIONS] == {}
     assert edit_pointer["m.new_content"][MENTIONS] == {}
     # Without m.mentions, Synapse's display-name rule would highlight each one.
@@ -166,7 +173,7 @@ def settled(pair: Pair, *, from_b: bool = False) -> None:
 def test_the_bot_s_reaction_stays_while_anyone_reacts_and_comes_back(
     homeserver: Homeserver,
 ) -> None:
-    pair = connected_pair(homeserver)
+    pair = connected_pair(homeserver, senders="bot")
     carol = homeserver.register(unique("carol"), displayname="Carol")
     join(pair, carol, pair.room_a, pair.alice)
     message = pair.alice.send_message(pair.room_a, "react to me")
