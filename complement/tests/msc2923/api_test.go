@@ -67,10 +67,13 @@ func createRoom(t *testing.T, c *client.CSAPI, name string, room map[string]any)
 	return c.MustCreateRoom(t, body)
 }
 
-// requestConnection asks, as c, to connect roomID to other over the REST API.
+// requestConnection asks, as c, to connect roomID to other over the REST API,
+// with the bot sending what crosses into roomID: these tests pin the bot's
+// pointers (sender, rendering, relations). Ghost senders, the default, are
+// tested by the Python suite (tests/test_ghosts.py, tests/test_js_sdk_client.py).
 func requestConnection(t *testing.T, c *client.CSAPI, roomID, other string, via ...string) gjson.Result {
 	t.Helper()
-	body := map[string]any{"room": other}
+	body := map[string]any{"room": other, "senders": "bot"}
 	if len(via) > 0 {
 		body["via"] = via
 	}

@@ -100,7 +100,7 @@ func connectedAcross(t *testing.T, d deployer.Deployment) connectedRooms {
 	p.bob.MustInviteRoom(t, p.roomB, p.bot)
 	p.bob.MustSyncUntil(t, client.SyncReq{Since: posB}, client.SyncTimelineHas(p.roomB, membershipOf(p.bot, "join")))
 	posA, posB = since(t, p.alice), since(t, p.bob)
-	setConnectionState(t, p.bob, p.roomB, p.roomA, map[string]any{"room_id": p.roomA, "via": []string{hs1}, "ferry": p.bot})
+	setConnectionState(t, p.bob, p.roomB, p.roomA, map[string]any{"room_id": p.roomA, "via": []string{hs1}, "ferry": p.bot, "senders": "bot"})
 	waitForNotice(t, p.alice, posA, p.roomA, p.bot, "now connected")
 	waitForNotice(t, p.bob, posB, p.roomB, p.bot, "now connected")
 	return p
