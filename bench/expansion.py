@@ -301,7 +301,9 @@ def pointer_pages(
     user on ``off`` into ``shaped_room``, where nothing expands them: the pair
     isolates what the expansion costs from what the pointers' larger content
     costs."""
-    pair = connected_pair(on)
+    # The bot sends the pointers, as in every recorded run: this measures the
+    # expansion, not who sent what it expands.
+    pair = connected_pair(on, senders="bot")
     since = since_token(pair.bob, pair.room_b)
     originals = send_page(pair.alice, pair.room_a, size)
     # Pointers go out in order, so the last one arriving means all have.
