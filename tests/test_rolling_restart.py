@@ -144,8 +144,9 @@ def restart(deployment: WorkerDeployment, name: str) -> None:
 
 
 def counterparts(pair: Pair, sent: Sent) -> tuple[list[str], Counter[str]]:
-    """Room B's pointers to ``sent``'s originals, in order, and how many bot
-    reactions per key that are where they belong."""
+    """Room B's pointers to ``sent``'s originals, in order, and how many
+    counterpart reactions (the bot's or the author's ghost's) per key are
+    where they belong."""
     wanted = set(sent.pointed)
     pointer_of: dict[str, str] = {}
     pointed = []
@@ -156,7 +157,7 @@ def counterparts(pair: Pair, sent: Sent) -> tuple[list[str], Counter[str]]:
         if original in wanted:
             pointed.append(original)
             pointer_of.setdefault(original, event["event_id"])
-        elif event.get("type") == "m.reaction" and event.get("sender") == pair.bot:
+        elif event.get("type") == "m.reaction":  # only counterparts react in B
             relates = content["m.relates_to"]
             reactions.append((relates["key"], relates["event_id"]))
     reacted = {key: original for key, original, _ in sent.reactions}
