@@ -166,8 +166,7 @@ class FerryRunner:
                 self._device_ready = True
             while True:
                 self._woken = False
-                upto = synapse_compat.current_stream_position(self._api)
-                outcome = await self.scheduler.run_pass(upto)
+                outcome = await self.scheduler.run_pass(self._stream_position)
                 if outcome is PassOutcome.RETRY_LATER:
                     self._retry_later()
                 # No await between this check and returning, so a wake() can
@@ -183,6 +182,9 @@ class FerryRunner:
             self._retry_later()
         finally:
             self._running = False
+
+    def _stream_position(self) -> int:
+        return synapse_compat.current_stream_position(self._api)
 
     def _retry_later(self) -> None:
         self._api.delayed_background_call(

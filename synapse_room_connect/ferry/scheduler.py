@@ -110,8 +110,9 @@ class FerryScheduler:
             self._dirty.update(dirty)
             self._on_work()
 
-    async def run_pass(self, upto: int) -> PassOutcome:
-        """Ferry what dirty rooms hold up to stream position ``upto``."""
+    async def run_pass(self, position: Callable[[], int]) -> PassOutcome:
+        """Ferry what dirty rooms hold, up to the stream position that
+        ``position`` gives once the pass has taken its rooms."""
         generation = self._generation
         if self._reload:
             await self._load_targets()
@@ -120,6 +121,11 @@ class FerryScheduler:
         self._dirty &= self._targets.keys()
         rooms = sorted(self._dirty)[:MAX_ROOMS_PER_READ]
         self._dirty.difference_update(rooms)
+        # Read with the rooms, never before an await: a room marked dirty
+        # while the connections were reloading has its event at or below
+        # this position, and one marked later stays dirty for the next pass.
+        # Read earlier, the mark was taken and its event left unread.
+        upto = position()
         try:
             outcome = await self._pass(await self._admit(rooms), upto, generation)
         except BaseException:

@@ -27,7 +27,7 @@ from synapse_room_connect.ferry.interfaces import (
     Withheld,
 )
 from synapse_room_connect.ferry.prepare import counterpart_of
-from synapse_room_connect.ferry.scheduler import FerryScheduler
+from synapse_room_connect.ferry.scheduler import FerryScheduler, PassOutcome
 from synapse_room_connect.store import (
     ActiveTarget,
     FerriedPointer,
@@ -115,6 +115,9 @@ class MemoryFerryStore:
         self.fail_reads = 0  # how many timeline reads raise next
         # room -> stream positions of its connection and trait changes
         self.changes: dict[str, list[int]] = {}
+        # Run once, while the next read of the connections is under way, as
+        # a message persisted meanwhile would be.
+        self.while_reading_targets: Callable[[], object] | None = None
 
     def append(self, stream: int, ev: EventBase) -> None:
         self.timelines.setdefault(ev.room_id, []).append((stream, ev.event_id, ev.sender))
@@ -123,6 +126,9 @@ class MemoryFerryStore:
 
     async def active_targets(self, ferry: str) -> dict[str, list[ActiveTarget]]:
         self.reads.append("active_targets")
+        meanwhile, self.while_reading_targets = self.while_reading_targets, None
+        if meanwhile is not None:
+            meanwhile()
         return {room: list(targets) for room, targets in self.targets.items()}
 
     async def cursors(self, room_ids: Collection[str]) -> dict[tuple[str, str], int]:
@@ -402,6 +408,8 @@ class FerryRig:
     batches: BatchSender = attrs.field(init=False)
     # Which directions this process carries (all by default).
     owns: Callable[[str, str], bool] = lambda _r, _t: True
+    # Whether the scheduler asked for a pass since this was last cleared.
+    woken: bool = False
 
     @classmethod
     def build(cls, since: int = 0, owns: Callable[[str, str], bool] | None = None) -> FerryRig:
@@ -438,7 +446,20 @@ class FerryRig:
             BOT,
             "hs1",
             owns=lambda room_id, target: self.owns(room_id, target),
+            on_work=self._wake,
         )
+
+    def _wake(self) -> None:
+        self.woken = True
+
+    async def run_as_the_runner_does(self) -> None:
+        """Passes as FerryRunner runs them: again while there is more to
+        read or something asked for a pass during the last one."""
+        while True:
+            self.woken = False
+            outcome = await self.scheduler.run_pass(self.position)
+            if outcome is not PassOutcome.MORE and not self.woken:
+                return
 
     def persist(self, *evs: EventBase) -> list[int]:
         """Append events to their rooms' timelines and tell the scheduler, as
@@ -451,6 +472,10 @@ class FerryRig:
             streams.append(self.stream)
         self.scheduler.events_in({ev.room_id for ev in evs})
         return streams
+
+    def position(self) -> int:
+        """The stream position up to which everything is persisted."""
+        return self.stream
 
     def pointer(self, event_id: str, target: str = TARGET) -> str | None:
         return self.store.pointers.get((event_id, target))

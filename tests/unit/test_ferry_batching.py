@@ -13,7 +13,7 @@ from .ferry_stand_ins import BOT, SOURCE, TARGET, FerryRig, event, in_thread, re
 
 
 def run(rig: FerryRig) -> PassOutcome:
-    return asyncio.run(rig.scheduler.run_pass(rig.stream))
+    return asyncio.run(rig.scheduler.run_pass(rig.position))
 
 
 def txn(event_id: str) -> str:
@@ -206,3 +206,21 @@ def test_a_send_lost_before_its_record_is_not_sent_again_after_a_restart() -> No
     assert len(rig.sender.sends) == 1  # answered from the transaction ID
     assert rig.pointer("$m1") == rig.sender.by_txn[(TARGET, txn("$m1"))]
     assert rig.cursor == 1
+
+
+def test_a_message_that_arrives_while_the_connections_reload_is_not_left_unread() -> None:
+    # A connection change elsewhere (a revocation in another room, say)
+    # makes the next pass reload the connections; a message persisted
+    # meanwhile marks its room for a pass. That pass must read up to it: the
+    # mark is gone once taken, and nothing else would bring the room back
+    # until its next message.
+    rig = FerryRig.build()
+    rig.persist(event("$m1"))
+    asyncio.run(rig.run_as_the_runner_does())
+    rig.scheduler.connections_changed()
+    rig.store.while_reading_targets = lambda: rig.persist(event("$m2"))
+
+    asyncio.run(rig.run_as_the_runner_does())
+
+    assert rig.pointer("$m2") is not None
+    assert rig.cursor == 2

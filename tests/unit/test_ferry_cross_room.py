@@ -37,7 +37,7 @@ def rig_with(connections: int) -> FerryRig:
 
 
 def run(rig: FerryRig) -> PassOutcome:
-    return asyncio.run(rig.scheduler.run_pass(rig.stream))
+    return asyncio.run(rig.scheduler.run_pass(rig.position))
 
 
 def burst(rig: FerryRig, rooms: range, prefix: str = "$m") -> None:

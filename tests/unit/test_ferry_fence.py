@@ -22,7 +22,7 @@ from .ferry_stand_ins import ALICE, SOURCE, TARGET, FerryRig, event
 
 
 def run(rig: FerryRig) -> PassOutcome:
-    return asyncio.run(rig.scheduler.run_pass(rig.stream))
+    return asyncio.run(rig.scheduler.run_pass(rig.position))
 
 
 def change(event_id: str, room_id: str, other: str, content: dict[str, object]) -> EventBase:

@@ -209,7 +209,7 @@ def scheduler_on(rig: FerryRig, process: FerryLeases) -> FerryScheduler:
 
 
 def run(scheduler: FerryScheduler, rig: FerryRig) -> PassOutcome:
-    return asyncio.run(scheduler.run_pass(rig.stream))
+    return asyncio.run(scheduler.run_pass(rig.position))
 
 
 def sent_txns(rig: FerryRig) -> list[str]:

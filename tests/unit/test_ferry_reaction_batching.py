@@ -69,7 +69,7 @@ def test_a_reaction_after_a_queued_withdrawal_waits_for_it_to_be_sent() -> None:
         event("$x2", type="m.room.redaction", redacts="$old"),
         event("$r3", type="m.reaction"),
     )
-    asyncio.run(rig.scheduler.run_pass(rig.stream))
+    asyncio.run(rig.scheduler.run_pass(rig.position))
     # Whether the bot's reaction still stood was asked only once its
     # redaction had gone out.
     assert preparer.sent_before_reaction == [[[txn("$m1"), txn("$x2")]]]
@@ -84,7 +84,7 @@ def test_the_bot_s_reaction_is_redacted_once_however_many_withdraw_it() -> None:
         event("$x2", type="m.room.redaction", redacts="$b"),
         event("$m3"),
     )
-    asyncio.run(rig.scheduler.run_pass(rig.stream))
+    asyncio.run(rig.scheduler.run_pass(rig.position))
     assert rig.sender.sends == [[txn("$x1"), txn("$m3")]]
     assert rig.pointer("$x2") is None
     assert rig.cursor == 3

@@ -17,7 +17,7 @@ from .ferry_stand_ins import ALICE, SOURCE, TARGET, FerryRig, event
 
 
 def run(rig: FerryRig) -> PassOutcome:
-    return asyncio.run(rig.scheduler.run_pass(rig.stream))
+    return asyncio.run(rig.scheduler.run_pass(rig.position))
 
 
 def held_gauge() -> float | None:
