@@ -21,6 +21,7 @@ from synapse.module_api import EventBase
 from synapse_room_connect import metrics
 from synapse_room_connect.ferry.crossing import Crossing, CrossingVerdict, Passage
 from synapse_room_connect.ferry.cursors import DirectionCursors
+from synapse_room_connect.ferry.held import HeldEvents
 from synapse_room_connect.ferry.interfaces import (
     Counterpart,
     EventSource,
@@ -39,10 +40,6 @@ logger = logging.getLogger(__name__)
 # Counterparts persisted together at most; Synapse persists 100 events a transaction.
 MAX_BATCH: Final = 50
 MAX_ATTEMPTS: Final = 5
-# How long an event waits for a relation's counterpart that another direction
-# is still to send (RelationPendingError) before it goes without the relation:
-# long enough for a restarted ferry worker to catch up.
-RELATION_WAIT_MS: Final = 60_000
 
 
 class Outcome(enum.Enum):
@@ -182,20 +179,17 @@ class BatchSender:
     _leases: LeaseGate = attrs.field(kw_only=True, factory=NoLeases)
     # (event, target) -> failed attempts so far, for events still pending.
     _attempts: dict[tuple[str, str], int] = attrs.field(init=False, factory=dict)
-    # Direction -> event -> when it was first held for RelationPendingError.
-    _held_since: dict[tuple[str, str], dict[str, int]] = attrs.field(init=False, factory=dict)
+    held: HeldEvents = attrs.field(init=False)
+
+    def __attrs_post_init__(self) -> None:
+        self.held = HeldEvents(self._server_name, self._clock_ms)
 
     def drop(self, direction: tuple[str, str]) -> None:
         """The direction is no longer carried here (revoked, or now another
         process's): forget its held events. If it comes back, an event still
         waiting for its relation waits afresh, as after a restart, rather
         than going without it at once."""
-        if self._held_since.pop(direction, None) is not None:
-            self._held_changed()
-
-    def held_count(self) -> int:
-        """Events held back for a relation's counterpart still to come."""
-        return sum(len(held) for held in self._held_since.values())
+        self.held.drop(direction)
 
     async def add(self, batch: Batch, row: TimelineRow, passage: Passage) -> Outcome:
         """Queue one event's counterpart in ``batch`` if it crosses, sending
@@ -233,17 +227,14 @@ class BatchSender:
         if related and await self.flush_one(batch) is Outcome.RETRY_LATER:
             return Outcome.RETRY_LATER
         direction = (batch.room_id, batch.target)
-        held_since = self._held_since.get(direction, {}).get(event.event_id)
-        wait = held_since is None or self._clock_ms() - held_since < RELATION_WAIT_MS
+        wait = self.held.may_wait(direction, event.event_id)
         try:
             counterpart = await self._preparer.prepare(
                 event, batch.target, wait_for_relations=wait, by_ghost=batch.by_ghost
             )
         except RelationPendingError as e:
             # Not a failure: order per direction holds it and what follows.
-            if held_since is None:
-                self._held_since.setdefault(direction, {})[event.event_id] = self._clock_ms()
-                self._held_changed()
+            self.held.hold(direction, event.event_id)
             logger.info("Holding %s back from %s: %s", event.event_id, batch.target, e)
             await self.flush_one(batch)
             return Outcome.RETRY_LATER
@@ -253,7 +244,7 @@ class BatchSender:
                 return Outcome.CONTINUE
             await self.flush_one(batch)
             return Outcome.RETRY_LATER
-        if self._release(direction, event.event_id) and not wait:
+        if self.held.release(direction, event.event_id) and not wait:
             logger.warning(
                 "%s goes into %s without waiting longer for its relation",
                 event.event_id,
@@ -267,21 +258,8 @@ class BatchSender:
 
     def _skip(self, batch: Batch, row: TimelineRow) -> None:
         """Pass over the event: if it was held, it waits no longer."""
-        self._release((batch.room_id, batch.target), row.event_id)
+        self.held.release((batch.room_id, batch.target), row.event_id)
         batch.skip(row.stream)
-
-    def _release(self, direction: tuple[str, str], event_id: str) -> bool:
-        """Whether the event was held; it is not any more."""
-        held = self._held_since.get(direction)
-        if held is None or held.pop(event_id, None) is None:
-            return False
-        if not held:
-            del self._held_since[direction]
-        self._held_changed()
-        return True
-
-    def _held_changed(self) -> None:
-        metrics.ferry_held_events.labels(self._server_name).set(self.held_count())
 
     async def flush_one(self, batch: Batch) -> Outcome:
         return (await self.flush([batch]))[0]
