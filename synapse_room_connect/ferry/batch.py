@@ -13,12 +13,13 @@ import enum
 import logging
 from collections import Counter
 from collections.abc import Callable, Sequence
-from typing import Final, Literal
+from typing import Final
 
 import attrs
 from synapse.module_api import EventBase
 
 from synapse_room_connect import metrics
+from synapse_room_connect.ferry.attempts import FailedAttempts
 from synapse_room_connect.ferry.crossing import Crossing, CrossingVerdict, Passage
 from synapse_room_connect.ferry.cursors import DirectionCursors
 from synapse_room_connect.ferry.held import HeldEvents
@@ -39,7 +40,6 @@ logger = logging.getLogger(__name__)
 
 # Counterparts persisted together at most; Synapse persists 100 events a transaction.
 MAX_BATCH: Final = 50
-MAX_ATTEMPTS: Final = 5
 
 
 class Outcome(enum.Enum):
@@ -48,8 +48,6 @@ class Outcome(enum.Enum):
     # Stop here and read again from the first unrecorded event after a delay:
     # a transient failure must not lose an event.
     RETRY_LATER = "retry_later"
-    # Only from a failed attempt: the last one allowed, so skip the event.
-    GAVE_UP = "gave_up"
     # Stop the direction here, its cursor before the event: past a change
     # that ended the connection, nothing more of it crosses.
     HELD = "held"
@@ -177,11 +175,11 @@ class BatchSender:
     _clock_ms: Callable[[], int]
     # Which connections this process may send for right now (ferry_lease.py).
     _leases: LeaseGate = attrs.field(kw_only=True, factory=NoLeases)
-    # (event, target) -> failed attempts so far, for events still pending.
-    _attempts: dict[tuple[str, str], int] = attrs.field(init=False, factory=dict)
+    _attempts: FailedAttempts = attrs.field(init=False)
     held: HeldEvents = attrs.field(init=False)
 
     def __attrs_post_init__(self) -> None:
+        self._attempts = FailedAttempts(self._server_name)
         self.held = HeldEvents(self._server_name, self._clock_ms)
 
     def drop(self, direction: tuple[str, str]) -> None:
@@ -239,7 +237,7 @@ class BatchSender:
             await self.flush_one(batch)
             return Outcome.RETRY_LATER
         except Exception as e:
-            if self._failed(event, batch.target, e) is Outcome.GAVE_UP:
+            if self._attempts.give_up(event, batch.target, e):
                 self._skip(batch, row)
                 return Outcome.CONTINUE
             await self.flush_one(batch)
@@ -297,7 +295,7 @@ class BatchSender:
         """After a batch failed: each alone, so one bad event holds back no other
         (and is not given up for another direction's bad event)."""
         if len(items) == 1 and alone:
-            if self._failed(items[0].original, batch.target, error) is Outcome.GAVE_UP:
+            if self._attempts.give_up(items[0].original, batch.target, error):
                 return Outcome.CONTINUE
             return Outcome.RETRY_LATER
         logger.info("Ferrying %d events together failed (%s); one at a time", len(items), error)
@@ -308,40 +306,9 @@ class BatchSender:
             failure = (await self._send([job])).get(id(job))
             if failure is None:
                 batch.record(upto)
-            elif self._failed(item.original, batch.target, failure) is Outcome.RETRY_LATER:
+            elif not self._attempts.give_up(item.original, batch.target, failure):
                 return Outcome.RETRY_LATER
         return Outcome.CONTINUE
-
-    def _failed(
-        self, event: EventBase, target: str, e: Exception
-    ) -> Literal[Outcome.RETRY_LATER, Outcome.GAVE_UP]:
-        """Count a failed attempt at ``event``."""
-        metrics.ferry_failures.labels(self._server_name).inc()
-        key = (event.event_id, target)
-        attempts = self._attempts.pop(key, 0) + 1
-        if attempts >= MAX_ATTEMPTS:
-            # A permanent failure (e.g. the bot was kicked) must not wedge
-            # the connection forever: give up on this one, loudly.
-            logger.error(
-                "Giving up ferrying %s from %s into %s after %d attempts: %s",
-                event.event_id,
-                event.room_id,
-                target,
-                attempts,
-                e,
-            )
-            return Outcome.GAVE_UP
-        self._attempts[key] = attempts
-        logger.warning(
-            "Failed to ferry %s from %s into %s (attempt %d of %d): %s",
-            event.event_id,
-            event.room_id,
-            target,
-            attempts,
-            MAX_ATTEMPTS,
-            e,
-        )
-        return Outcome.RETRY_LATER
 
     async def _send(self, jobs: Sequence[_Job]) -> dict[int, Exception]:
         """``_send_held`` while holding the jobs' leases; ``LeaseLostError``
@@ -402,7 +369,7 @@ class BatchSender:
         for job, record in records:
             batch = job.batch
             for item, pointer in zip(job.items, record.pointers, strict=True):
-                self._attempts.pop((item.original.event_id, batch.target), None)
+                self._attempts.sent(item.original.event_id, batch.target)
                 kind = item.counterpart.kind.value
                 metrics.ferried_events.labels(self._server_name, kind).inc()
                 latency = (now - int(item.original.origin_server_ts)) / 1000
