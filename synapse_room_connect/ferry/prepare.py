@@ -4,6 +4,7 @@ redaction, with relations mapped to the target room's events."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Protocol
 
@@ -37,6 +38,7 @@ from synapse_room_connect.ferry.pointers import (
     render,
     render_state,
 )
+from synapse_room_connect.ferry.reaction_count import ReactionCount
 from synapse_room_connect.store import SourceEvent
 
 
@@ -101,6 +103,15 @@ class CounterpartPreparer:
     _address: Callable[[str], Awaitable[str]]
     # Each author's ghost, where the target room has them send.
     _ghosts: GhostSenders | None = attrs.field(default=None, kw_only=True)
+    _reactions: ReactionCount = attrs.field(init=False)
+
+    def __attrs_post_init__(self) -> None:
+        self._reactions = ReactionCount(
+            self._api,
+            self._bot_user_id,
+            functools.partial(counterpart_of, self._lookup),
+            self._is_ghost,
+        )
 
     async def prepare(
         self,
@@ -309,52 +320,14 @@ class CounterpartPreparer:
                 return None  # its expansion shows the original redacted all the same
             return _redaction_of(pointer_id, reason, sender)
         # The bot's reaction with a key stands for everyone here who reacts
-        # with it (reference counting, below).
-        withdrawn = await self._reaction_of(redacted)
-        if withdrawn is not None:
-            return await self._reaction_withdrawn(redacted, withdrawn, target, reason)
+        # with it (reference counting, ferry/reaction_count.py).
+        reaction = await self._reactions.reaction_of(redacted)
+        if reaction is not None:
+            standing = await self._reactions.withdrawn(redacted, reaction, target)
+            return None if standing is None else _redaction_of(standing, reason)
         if pointer_id is None:
             return None
         return _redaction_of(pointer_id, reason)
-
-    async def _reaction_of(self, event_id: str) -> tuple[str, str] | None:
-        """(reacted event, key) of a person's reaction, read as it was sent:
-        by the time its redaction crosses, Synapse shows it pruned. None for
-        anything else, or a reaction Synapse has since censored (then its
-        own counterpart, if any, is redacted as any pointer is)."""
-        sent = await synapse_compat.unredacted(self._api, event_id)
-        if sent is None or sent.type != "m.reaction":
-            return None
-        if sent.sender == self._bot_user_id or self._is_ghost(sent.sender):
-            # A counterpart removed here (a moderator's choice) stands for
-            # the other room's reactors, whose own reactions stay.
-            return None
-        relates = sent.content.get("m.relates_to")
-        if not isinstance(relates, Mapping) or relates.get("rel_type") != "m.annotation":
-            return None
-        reacted, key = relates.get("event_id"), relates.get("key")
-        if not isinstance(reacted, str) or not isinstance(key, str):
-            return None
-        return reacted, key
-
-    async def _reaction_withdrawn(
-        self, redacted: str, reaction: tuple[str, str], target: str, reason: str
-    ) -> Counterpart | None:
-        """The bot's one reaction with a key stands for everyone here who
-        reacts with it: it goes only when the last of them takes theirs
-        back. Counted from Synapse's live relations, so a reaction read
-        late, or twice, still counts exactly."""
-        reacted, key = reaction
-        mapped = await counterpart_of(self._lookup, reacted, target)
-        if mapped is None:
-            return None
-        standing = await synapse_compat.annotation_by(self._api, mapped, self._bot_user_id, key)
-        if standing is None:
-            return None
-        others = await synapse_compat.annotators(self._api, reacted, key, self._bot_user_id)
-        if any(event_id != redacted and not self._is_ghost(who) for event_id, who in others):
-            return None
-        return _redaction_of(standing, reason)
 
     async def _with_mentions(
         self, event: EventBase, counterpart: Counterpart, target: str
