@@ -15,18 +15,12 @@ from synapse_room_connect import synapse_compat
 from synapse_room_connect.config import RoomConnectConfig
 from synapse_room_connect.core.matrix import unfreeze
 from synapse_room_connect.core.upgrades import predecessor_in
+from synapse_room_connect.ferry.counterpart_mentions import CounterpartMentions
 from synapse_room_connect.ferry.interfaces import (
     Counterpart,
     CounterpartKind,
     PointerLookup,
     RelationPendingError,
-)
-from synapse_room_connect.ferry.mentions import (
-    MAX_USER_MENTIONS,
-    MENTIONS_KEY,
-    intended,
-    kept,
-    room_notification_level,
 )
 from synapse_room_connect.ferry.pointers import (
     Original,
@@ -104,8 +98,10 @@ class CounterpartPreparer:
     # Each author's ghost, where the target room has them send.
     _ghosts: GhostSenders | None = attrs.field(default=None, kw_only=True)
     _reactions: ReactionCount = attrs.field(init=False)
+    _mentions: CounterpartMentions = attrs.field(init=False)
 
     def __attrs_post_init__(self) -> None:
+        self._mentions = CounterpartMentions(self._api, self._ghosts)
         self._reactions = ReactionCount(
             self._api,
             self._bot_user_id,
@@ -124,7 +120,7 @@ class CounterpartPreparer:
         counterpart = await self._prepare(event, target, wait_for_relations, by_ghost)
         if counterpart is None or counterpart.type != "m.room.message":
             return counterpart
-        return await self._with_mentions(event, counterpart, target)
+        return await self._mentions.with_mentions(event, counterpart, target)
 
     async def _prepare(
         self, event: EventBase, target: str, wait_for_relations: bool, by_ghost: bool
@@ -175,20 +171,6 @@ class CounterpartPreparer:
         """A user who stands for a person of another room: their reaction
         counts for nobody here."""
         return self._ghosts is not None and self._ghosts.is_ghost(user_id)
-
-    async def _ghost_people(self, content: Mapping[str, Any]) -> dict[str, str]:
-        """The people the ghosts mentioned in ``content`` speak for."""
-        mentions = content.get(MENTIONS_KEY)
-        user_ids = mentions.get("user_ids") if isinstance(mentions, Mapping) else None
-        if self._ghosts is None or not isinstance(user_ids, (list, tuple)):
-            return {}
-        people = {}
-        for user_id in list(user_ids)[:MAX_USER_MENTIONS]:
-            if isinstance(user_id, str) and self._ghosts.is_ghost(user_id):
-                person = await self._ghosts.person_of(user_id)
-                if person is not None:
-                    people[user_id] = person
-        return people
 
     async def _sender_of(self, counterpart_id: str) -> str | None:
         """Who sent a counterpart the ferry recorded: a ghost, or None for the
@@ -328,46 +310,6 @@ class CounterpartPreparer:
         if pointer_id is None:
             return None
         return _redaction_of(pointer_id, reason)
-
-    async def _with_mentions(
-        self, event: EventBase, counterpart: Counterpart, target: str
-    ) -> Counterpart:
-        """The counterpart with the mentions its original intended, of
-        people in ``target``; an edit's replacement content too."""
-        content = dict(counterpart.content)
-        content[MENTIONS_KEY] = await self._mentions(event.sender, event.content, target)
-        new_content = content.get("m.new_content")
-        original_new = event.content.get("m.new_content")
-        if isinstance(new_content, dict) and isinstance(original_new, Mapping):
-            content["m.new_content"] = {
-                **new_content,
-                MENTIONS_KEY: await self._mentions(event.sender, original_new, target),
-            }
-        return attrs.evolve(counterpart, content=content)
-
-    async def _mentions(
-        self, sender: str, content: Mapping[str, Any], target: str
-    ) -> dict[str, Any]:
-        # A mention of a ghost is a mention of its person.
-        people = await self._ghost_people(content)
-        wanted = intended(content, people.get)
-        if not wanted.anything:
-            return {}  # no state read: most messages mention nobody
-        keys = [("m.room.member", user_id) for user_id in wanted.user_ids]
-        if wanted.room:
-            keys += [("m.room.create", ""), ("m.room.power_levels", "")]
-        state = await self._api.get_room_state(target, keys)
-        members = {
-            key[1]
-            for key, member in state.items()
-            if key[0] == "m.room.member" and member.content.get("membership") == "join"
-        }
-        may_mention_room = False
-        if wanted.room:
-            levels = state.get(("m.room.power_levels", ""))
-            needed = room_notification_level(None if levels is None else levels.content)
-            may_mention_room = synapse_compat.power_in_state(dict(state), sender) >= needed
-        return kept(wanted, members, may_mention_room)
 
     async def _original(self, event: EventBase, content: Mapping[str, Any]) -> Original:
         member_key = ("m.room.member", event.sender)
