@@ -10,7 +10,8 @@ from synapse.module_api import ModuleApi
 from synapse.module_api.errors import SynapseError
 
 from synapse_room_connect import synapse_compat
-from synapse_room_connect.bot import join_rules, notices
+from synapse_room_connect.bot import join_rules
+from synapse_room_connect.bot.notice_format import rendered
 from synapse_room_connect.core.matrix import server_of
 
 logger = logging.getLogger(__name__)
@@ -130,7 +131,7 @@ class FerryBot:
 
     async def notice(self, room_id: str, text: str, reply_to: str | None = None) -> None:
         """Post ``text`` (a text of ``notices``, commands marked) as a notice."""
-        shown = notices.rendered(text)
+        shown = rendered(text)
         content: dict[str, Any] = {
             "msgtype": "m.notice",
             "body": shown.body,

@@ -2,20 +2,15 @@
 
 Pure: plain values in, strings out, so wording is changed (and tested) here
 alone, without a homeserver. Commands in a text are marked `like this`;
-``rendered`` turns a text into the notice's plain body, without the marks,
-and its HTML, with them as ``<code>``.
+``bot/notice_format.py`` turns a text into the notice's plain body, without
+the marks, and its HTML, with them as ``<code>``.
 """
 
 from __future__ import annotations
 
 import enum
-import html
 import json
-import re
 from collections.abc import Iterable, Sequence
-from typing import Final
-
-import attrs
 
 from synapse_room_connect.constants import (
     ACK_ENCRYPTION,
@@ -45,36 +40,6 @@ Room connections (MSC2923) share one conversation between rooms.
 request, approve and revoke need power level {level} in this room.
 The `--ack` flags allow connecting an encrypted room to an unencrypted one, or a
 public room to an invite-only one; both rooms must set them."""
-
-# A command in a text: one line, between backticks.
-_COMMAND: Final = re.compile(r"`([^`\n]+)`")
-
-
-@attrs.frozen
-class Rendered:
-    """A notice as the bot posts it: ``body`` for plain-text readers and
-    bridges, ``html`` (``org.matrix.custom.html``) for clients."""
-
-    body: str
-    html: str
-
-
-def rendered(text: str) -> Rendered:
-    """``text`` without its command marks, and as HTML with each command in
-    ``<code>``; a stray backtick stays as it is in both."""
-    lines = []
-    for line in text.split("\n"):
-        stripped = line.lstrip(" ")
-        # The help's indentation would collapse in HTML.
-        indent = "&nbsp;" * (len(line) - len(stripped))
-        parts, last = [indent], 0
-        for match in _COMMAND.finditer(stripped):
-            parts.append(html.escape(stripped[last : match.start()], quote=False))
-            parts.append(f"<code>{html.escape(match.group(1), quote=False)}</code>")
-            last = match.end()
-        parts.append(html.escape(stripped[last:], quote=False))
-        lines.append("".join(parts))
-    return Rendered(_COMMAND.sub(r"\1", text), "<br>".join(lines))
 
 
 def _reasons(acks: Iterable[str], sep: str) -> str:

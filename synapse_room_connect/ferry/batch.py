@@ -13,14 +13,16 @@ import enum
 import logging
 from collections import Counter
 from collections.abc import Callable, Sequence
-from typing import Final, Literal
+from typing import Final
 
 import attrs
 from synapse.module_api import EventBase
 
 from synapse_room_connect import metrics
+from synapse_room_connect.ferry.attempts import FailedAttempts
 from synapse_room_connect.ferry.crossing import Crossing, CrossingVerdict, Passage
 from synapse_room_connect.ferry.cursors import DirectionCursors
+from synapse_room_connect.ferry.held import HeldEvents
 from synapse_room_connect.ferry.interfaces import (
     Counterpart,
     EventSource,
@@ -38,11 +40,6 @@ logger = logging.getLogger(__name__)
 
 # Counterparts persisted together at most; Synapse persists 100 events a transaction.
 MAX_BATCH: Final = 50
-MAX_ATTEMPTS: Final = 5
-# How long an event waits for a relation's counterpart that another direction
-# is still to send (RelationPendingError) before it goes without the relation:
-# long enough for a restarted ferry worker to catch up.
-RELATION_WAIT_MS: Final = 60_000
 
 
 class Outcome(enum.Enum):
@@ -51,8 +48,6 @@ class Outcome(enum.Enum):
     # Stop here and read again from the first unrecorded event after a delay:
     # a transient failure must not lose an event.
     RETRY_LATER = "retry_later"
-    # Only from a failed attempt: the last one allowed, so skip the event.
-    GAVE_UP = "gave_up"
     # Stop the direction here, its cursor before the event: past a change
     # that ended the connection, nothing more of it crosses.
     HELD = "held"
@@ -180,22 +175,19 @@ class BatchSender:
     _clock_ms: Callable[[], int]
     # Which connections this process may send for right now (ferry_lease.py).
     _leases: LeaseGate = attrs.field(kw_only=True, factory=NoLeases)
-    # (event, target) -> failed attempts so far, for events still pending.
-    _attempts: dict[tuple[str, str], int] = attrs.field(init=False, factory=dict)
-    # Direction -> event -> when it was first held for RelationPendingError.
-    _held_since: dict[tuple[str, str], dict[str, int]] = attrs.field(init=False, factory=dict)
+    _attempts: FailedAttempts = attrs.field(init=False)
+    held: HeldEvents = attrs.field(init=False)
+
+    def __attrs_post_init__(self) -> None:
+        self._attempts = FailedAttempts(self._server_name)
+        self.held = HeldEvents(self._server_name, self._clock_ms)
 
     def drop(self, direction: tuple[str, str]) -> None:
         """The direction is no longer carried here (revoked, or now another
         process's): forget its held events. If it comes back, an event still
         waiting for its relation waits afresh, as after a restart, rather
         than going without it at once."""
-        if self._held_since.pop(direction, None) is not None:
-            self._held_changed()
-
-    def held_count(self) -> int:
-        """Events held back for a relation's counterpart still to come."""
-        return sum(len(held) for held in self._held_since.values())
+        self.held.drop(direction)
 
     async def add(self, batch: Batch, row: TimelineRow, passage: Passage) -> Outcome:
         """Queue one event's counterpart in ``batch`` if it crosses, sending
@@ -233,27 +225,24 @@ class BatchSender:
         if related and await self.flush_one(batch) is Outcome.RETRY_LATER:
             return Outcome.RETRY_LATER
         direction = (batch.room_id, batch.target)
-        held_since = self._held_since.get(direction, {}).get(event.event_id)
-        wait = held_since is None or self._clock_ms() - held_since < RELATION_WAIT_MS
+        wait = self.held.may_wait(direction, event.event_id)
         try:
             counterpart = await self._preparer.prepare(
                 event, batch.target, wait_for_relations=wait, by_ghost=batch.by_ghost
             )
         except RelationPendingError as e:
             # Not a failure: order per direction holds it and what follows.
-            if held_since is None:
-                self._held_since.setdefault(direction, {})[event.event_id] = self._clock_ms()
-                self._held_changed()
+            self.held.hold(direction, event.event_id)
             logger.info("Holding %s back from %s: %s", event.event_id, batch.target, e)
             await self.flush_one(batch)
             return Outcome.RETRY_LATER
         except Exception as e:
-            if self._failed(event, batch.target, e) is Outcome.GAVE_UP:
+            if self._attempts.give_up(event, batch.target, e):
                 self._skip(batch, row)
                 return Outcome.CONTINUE
             await self.flush_one(batch)
             return Outcome.RETRY_LATER
-        if self._release(direction, event.event_id) and not wait:
+        if self.held.release(direction, event.event_id) and not wait:
             logger.warning(
                 "%s goes into %s without waiting longer for its relation",
                 event.event_id,
@@ -267,21 +256,8 @@ class BatchSender:
 
     def _skip(self, batch: Batch, row: TimelineRow) -> None:
         """Pass over the event: if it was held, it waits no longer."""
-        self._release((batch.room_id, batch.target), row.event_id)
+        self.held.release((batch.room_id, batch.target), row.event_id)
         batch.skip(row.stream)
-
-    def _release(self, direction: tuple[str, str], event_id: str) -> bool:
-        """Whether the event was held; it is not any more."""
-        held = self._held_since.get(direction)
-        if held is None or held.pop(event_id, None) is None:
-            return False
-        if not held:
-            del self._held_since[direction]
-        self._held_changed()
-        return True
-
-    def _held_changed(self) -> None:
-        metrics.ferry_held_events.labels(self._server_name).set(self.held_count())
 
     async def flush_one(self, batch: Batch) -> Outcome:
         return (await self.flush([batch]))[0]
@@ -319,7 +295,7 @@ class BatchSender:
         """After a batch failed: each alone, so one bad event holds back no other
         (and is not given up for another direction's bad event)."""
         if len(items) == 1 and alone:
-            if self._failed(items[0].original, batch.target, error) is Outcome.GAVE_UP:
+            if self._attempts.give_up(items[0].original, batch.target, error):
                 return Outcome.CONTINUE
             return Outcome.RETRY_LATER
         logger.info("Ferrying %d events together failed (%s); one at a time", len(items), error)
@@ -330,40 +306,9 @@ class BatchSender:
             failure = (await self._send([job])).get(id(job))
             if failure is None:
                 batch.record(upto)
-            elif self._failed(item.original, batch.target, failure) is Outcome.RETRY_LATER:
+            elif not self._attempts.give_up(item.original, batch.target, failure):
                 return Outcome.RETRY_LATER
         return Outcome.CONTINUE
-
-    def _failed(
-        self, event: EventBase, target: str, e: Exception
-    ) -> Literal[Outcome.RETRY_LATER, Outcome.GAVE_UP]:
-        """Count a failed attempt at ``event``."""
-        metrics.ferry_failures.labels(self._server_name).inc()
-        key = (event.event_id, target)
-        attempts = self._attempts.pop(key, 0) + 1
-        if attempts >= MAX_ATTEMPTS:
-            # A permanent failure (e.g. the bot was kicked) must not wedge
-            # the connection forever: give up on this one, loudly.
-            logger.error(
-                "Giving up ferrying %s from %s into %s after %d attempts: %s",
-                event.event_id,
-                event.room_id,
-                target,
-                attempts,
-                e,
-            )
-            return Outcome.GAVE_UP
-        self._attempts[key] = attempts
-        logger.warning(
-            "Failed to ferry %s from %s into %s (attempt %d of %d): %s",
-            event.event_id,
-            event.room_id,
-            target,
-            attempts,
-            MAX_ATTEMPTS,
-            e,
-        )
-        return Outcome.RETRY_LATER
 
     async def _send(self, jobs: Sequence[_Job]) -> dict[int, Exception]:
         """``_send_held`` while holding the jobs' leases; ``LeaseLostError``
@@ -424,7 +369,7 @@ class BatchSender:
         for job, record in records:
             batch = job.batch
             for item, pointer in zip(job.items, record.pointers, strict=True):
-                self._attempts.pop((item.original.event_id, batch.target), None)
+                self._attempts.sent(item.original.event_id, batch.target)
                 kind = item.counterpart.kind.value
                 metrics.ferried_events.labels(self._server_name, kind).inc()
                 latency = (now - int(item.original.origin_server_ts)) / 1000

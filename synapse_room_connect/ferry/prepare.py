@@ -4,6 +4,7 @@ redaction, with relations mapped to the target room's events."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Protocol
 
@@ -14,18 +15,12 @@ from synapse_room_connect import synapse_compat
 from synapse_room_connect.config import RoomConnectConfig
 from synapse_room_connect.core.matrix import unfreeze
 from synapse_room_connect.core.upgrades import predecessor_in
+from synapse_room_connect.ferry.counterpart_mentions import CounterpartMentions
 from synapse_room_connect.ferry.interfaces import (
     Counterpart,
     CounterpartKind,
     PointerLookup,
     RelationPendingError,
-)
-from synapse_room_connect.ferry.mentions import (
-    MAX_USER_MENTIONS,
-    MENTIONS_KEY,
-    intended,
-    kept,
-    room_notification_level,
 )
 from synapse_room_connect.ferry.pointers import (
     Original,
@@ -37,6 +32,7 @@ from synapse_room_connect.ferry.pointers import (
     render,
     render_state,
 )
+from synapse_room_connect.ferry.reaction_count import ReactionCount
 from synapse_room_connect.store import SourceEvent
 
 
@@ -101,6 +97,17 @@ class CounterpartPreparer:
     _address: Callable[[str], Awaitable[str]]
     # Each author's ghost, where the target room has them send.
     _ghosts: GhostSenders | None = attrs.field(default=None, kw_only=True)
+    _reactions: ReactionCount = attrs.field(init=False)
+    _mentions: CounterpartMentions = attrs.field(init=False)
+
+    def __attrs_post_init__(self) -> None:
+        self._mentions = CounterpartMentions(self._api, self._ghosts)
+        self._reactions = ReactionCount(
+            self._api,
+            self._bot_user_id,
+            functools.partial(counterpart_of, self._lookup),
+            self._is_ghost,
+        )
 
     async def prepare(
         self,
@@ -113,7 +120,7 @@ class CounterpartPreparer:
         counterpart = await self._prepare(event, target, wait_for_relations, by_ghost)
         if counterpart is None or counterpart.type != "m.room.message":
             return counterpart
-        return await self._with_mentions(event, counterpart, target)
+        return await self._mentions.with_mentions(event, counterpart, target)
 
     async def _prepare(
         self, event: EventBase, target: str, wait_for_relations: bool, by_ghost: bool
@@ -164,20 +171,6 @@ class CounterpartPreparer:
         """A user who stands for a person of another room: their reaction
         counts for nobody here."""
         return self._ghosts is not None and self._ghosts.is_ghost(user_id)
-
-    async def _ghost_people(self, content: Mapping[str, Any]) -> dict[str, str]:
-        """The people the ghosts mentioned in ``content`` speak for."""
-        mentions = content.get(MENTIONS_KEY)
-        user_ids = mentions.get("user_ids") if isinstance(mentions, Mapping) else None
-        if self._ghosts is None or not isinstance(user_ids, (list, tuple)):
-            return {}
-        people = {}
-        for user_id in list(user_ids)[:MAX_USER_MENTIONS]:
-            if isinstance(user_id, str) and self._ghosts.is_ghost(user_id):
-                person = await self._ghosts.person_of(user_id)
-                if person is not None:
-                    people[user_id] = person
-        return people
 
     async def _sender_of(self, counterpart_id: str) -> str | None:
         """Who sent a counterpart the ferry recorded: a ghost, or None for the
@@ -309,92 +302,14 @@ class CounterpartPreparer:
                 return None  # its expansion shows the original redacted all the same
             return _redaction_of(pointer_id, reason, sender)
         # The bot's reaction with a key stands for everyone here who reacts
-        # with it (reference counting, below).
-        withdrawn = await self._reaction_of(redacted)
-        if withdrawn is not None:
-            return await self._reaction_withdrawn(redacted, withdrawn, target, reason)
+        # with it (reference counting, ferry/reaction_count.py).
+        reaction = await self._reactions.reaction_of(redacted)
+        if reaction is not None:
+            standing = await self._reactions.withdrawn(redacted, reaction, target)
+            return None if standing is None else _redaction_of(standing, reason)
         if pointer_id is None:
             return None
         return _redaction_of(pointer_id, reason)
-
-    async def _reaction_of(self, event_id: str) -> tuple[str, str] | None:
-        """(reacted event, key) of a person's reaction, read as it was sent:
-        by the time its redaction crosses, Synapse shows it pruned. None for
-        anything else, or a reaction Synapse has since censored (then its
-        own counterpart, if any, is redacted as any pointer is)."""
-        sent = await synapse_compat.unredacted(self._api, event_id)
-        if sent is None or sent.type != "m.reaction":
-            return None
-        if sent.sender == self._bot_user_id or self._is_ghost(sent.sender):
-            # A counterpart removed here (a moderator's choice) stands for
-            # the other room's reactors, whose own reactions stay.
-            return None
-        relates = sent.content.get("m.relates_to")
-        if not isinstance(relates, Mapping) or relates.get("rel_type") != "m.annotation":
-            return None
-        reacted, key = relates.get("event_id"), relates.get("key")
-        if not isinstance(reacted, str) or not isinstance(key, str):
-            return None
-        return reacted, key
-
-    async def _reaction_withdrawn(
-        self, redacted: str, reaction: tuple[str, str], target: str, reason: str
-    ) -> Counterpart | None:
-        """The bot's one reaction with a key stands for everyone here who
-        reacts with it: it goes only when the last of them takes theirs
-        back. Counted from Synapse's live relations, so a reaction read
-        late, or twice, still counts exactly."""
-        reacted, key = reaction
-        mapped = await counterpart_of(self._lookup, reacted, target)
-        if mapped is None:
-            return None
-        standing = await synapse_compat.annotation_by(self._api, mapped, self._bot_user_id, key)
-        if standing is None:
-            return None
-        others = await synapse_compat.annotators(self._api, reacted, key, self._bot_user_id)
-        if any(event_id != redacted and not self._is_ghost(who) for event_id, who in others):
-            return None
-        return _redaction_of(standing, reason)
-
-    async def _with_mentions(
-        self, event: EventBase, counterpart: Counterpart, target: str
-    ) -> Counterpart:
-        """The counterpart with the mentions its original intended, of
-        people in ``target``; an edit's replacement content too."""
-        content = dict(counterpart.content)
-        content[MENTIONS_KEY] = await self._mentions(event.sender, event.content, target)
-        new_content = content.get("m.new_content")
-        original_new = event.content.get("m.new_content")
-        if isinstance(new_content, dict) and isinstance(original_new, Mapping):
-            content["m.new_content"] = {
-                **new_content,
-                MENTIONS_KEY: await self._mentions(event.sender, original_new, target),
-            }
-        return attrs.evolve(counterpart, content=content)
-
-    async def _mentions(
-        self, sender: str, content: Mapping[str, Any], target: str
-    ) -> dict[str, Any]:
-        # A mention of a ghost is a mention of its person.
-        people = await self._ghost_people(content)
-        wanted = intended(content, people.get)
-        if not wanted.anything:
-            return {}  # no state read: most messages mention nobody
-        keys = [("m.room.member", user_id) for user_id in wanted.user_ids]
-        if wanted.room:
-            keys += [("m.room.create", ""), ("m.room.power_levels", "")]
-        state = await self._api.get_room_state(target, keys)
-        members = {
-            key[1]
-            for key, member in state.items()
-            if key[0] == "m.room.member" and member.content.get("membership") == "join"
-        }
-        may_mention_room = False
-        if wanted.room:
-            levels = state.get(("m.room.power_levels", ""))
-            needed = room_notification_level(None if levels is None else levels.content)
-            may_mention_room = synapse_compat.power_in_state(dict(state), sender) >= needed
-        return kept(wanted, members, may_mention_room)
 
     async def _original(self, event: EventBase, content: Mapping[str, Any]) -> Original:
         member_key = ("m.room.member", event.sender)

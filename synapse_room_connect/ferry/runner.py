@@ -6,8 +6,11 @@ The parts, one job each:
 - ``scheduler``: what to read next (dirty rooms, directions), and a pass;
 - ``crossing``: whether an event crosses into a target room;
 - ``prepare``: one original's counterpart for one target room, rendered by
-  ``pointers``;
+  ``pointers``, its mentions read by ``counterpart_mentions``, a withdrawn
+  reaction weighed by ``reaction_count``;
 - ``batch``: sending counterparts together, exactly once, and recording them;
+  ``held`` keeps the events waiting for a relation's counterpart, and
+  ``attempts`` counts failures until an event is given up;
 - ``cursors``: how far each direction is recorded (the one copy in memory);
 - ``lease``: which process may send for a connection right now;
 - ``interfaces``: the protocols and records between them.

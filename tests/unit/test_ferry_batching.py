@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import asyncio
 
-from synapse_room_connect.ferry.batch import MAX_ATTEMPTS, MAX_BATCH, transaction_id
+from synapse_room_connect.ferry.attempts import MAX_ATTEMPTS
+from synapse_room_connect.ferry.batch import MAX_BATCH, transaction_id
 from synapse_room_connect.ferry.scheduler import BATCH_SIZE, PassOutcome
 from synapse_room_connect.store import ActiveTarget
 

@@ -10,7 +10,8 @@ import asyncio
 import pytest
 from synapse.events import EventBase
 
-from synapse_room_connect.ferry.batch import MAX_ATTEMPTS, MAX_BATCH, transaction_id
+from synapse_room_connect.ferry.attempts import MAX_ATTEMPTS
+from synapse_room_connect.ferry.batch import MAX_BATCH, transaction_id
 from synapse_room_connect.ferry.interfaces import Withheld
 from synapse_room_connect.ferry.scheduler import PassOutcome
 from synapse_room_connect.store import ActiveTarget

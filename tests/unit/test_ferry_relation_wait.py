@@ -10,7 +10,7 @@ import logging
 import pytest
 from prometheus_client import REGISTRY
 
-from synapse_room_connect.ferry.batch import RELATION_WAIT_MS
+from synapse_room_connect.ferry.held import RELATION_WAIT_MS
 from synapse_room_connect.ferry.scheduler import PassOutcome
 
 from .ferry_stand_ins import ALICE, SOURCE, TARGET, FerryRig, event
@@ -86,13 +86,13 @@ def test_a_revoked_direction_forgets_the_event_it_held() -> None:
     rig.persist(event("$reaction"))
     rig.preparer.relation_pending.add("$reaction")
     assert run(rig) is PassOutcome.RETRY_LATER
-    assert rig.batches.held_count() == 1
+    assert rig.batches.held.count() == 1
     assert held_gauge() == 1
 
     rig.store.targets.clear()
     rig.scheduler.connections_changed()
     assert run(rig) is PassOutcome.IDLE
-    assert rig.batches.held_count() == 0
+    assert rig.batches.held.count() == 0
     assert held_gauge() == 0
     assert rig.pointer("$reaction") is None
 
@@ -108,7 +108,7 @@ def test_a_direction_back_from_another_process_waits_afresh_for_the_relation() -
     owned.clear()
     rig.scheduler.connections_changed()
     assert run(rig) is PassOutcome.IDLE
-    assert rig.batches.held_count() == 0
+    assert rig.batches.held.count() == 0
     rig.clock.ms += RELATION_WAIT_MS
 
     # ...then this one again: the relation may still come, as after a restart.
@@ -127,9 +127,9 @@ def test_a_held_event_passed_over_is_held_no_longer() -> None:
     rig.persist(event("$reaction"), event("$m2"))
     rig.preparer.relation_pending.add("$reaction")
     assert run(rig) is PassOutcome.RETRY_LATER
-    assert rig.batches.held_count() == 1
+    assert rig.batches.held.count() == 1
 
     # The target room banned the sender meanwhile: the event is withheld.
     rig.moderation.banned.add(ALICE)
     assert run(rig) is PassOutcome.IDLE
-    assert rig.batches.held_count() == 0
+    assert rig.batches.held.count() == 0

@@ -1,15 +1,21 @@
-"""The bot's texts: what each says, and that the module stays pure."""
+"""The bot's texts: what each says, how it is shown, and that both modules stay pure."""
 
 import ast
 from pathlib import Path
+from types import ModuleType
+
+import pytest
 
 import synapse_room_connect.bot.notices as notices
+from synapse_room_connect.bot import notice_format
+from synapse_room_connect.bot.notice_format import rendered
 from synapse_room_connect.constants import ACK_ENCRYPTION, ACK_VISIBILITY
 from synapse_room_connect.core.handshake import Mode
 
 
-def test_imports_nothing_from_synapse() -> None:
-    tree = ast.parse(Path(notices.__file__).read_text())
+@pytest.mark.parametrize("module", [notices, notice_format])
+def test_imports_nothing_from_synapse(module: ModuleType) -> None:
+    tree = ast.parse(Path(str(module.__file__)).read_text())
     imported = [
         node.module or "" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
     ] + [
@@ -118,7 +124,7 @@ def test_an_action_on_an_upgraded_room_points_to_its_successor() -> None:
 
 def test_rendered_notice_shows_commands_as_code_and_reads_plain_without_marks() -> None:
     text = notices.incoming("#a:hs", "#a<b>:hs", 50)
-    shown = notices.rendered(text)
+    shown = rendered(text)
     assert shown.body == (
         "#a:hs asks to connect to this room. An admin here (power level 50) can approve "
         "with !connect approve #a<b>:hs."
@@ -126,12 +132,12 @@ def test_rendered_notice_shows_commands_as_code_and_reads_plain_without_marks() 
     assert "`" not in shown.body
     assert shown.html.endswith("can approve with <code>!connect approve #a&lt;b&gt;:hs</code>.")
     # A space after a command is an ordinary space, not indentation.
-    after = notices.rendered(notices.requested("#b:hs", "!a:hs", "@bot:hs", ()))
+    after = rendered(notices.requested("#b:hs", "!a:hs", "@bot:hs", ()))
     assert "<code>!connect approve !a:hs</code> (@bot:hs must" in after.html
 
 
 def test_rendered_help_keeps_its_lines_and_marks_every_command() -> None:
-    shown = notices.rendered(notices.help_text(50))
+    shown = rendered(notices.help_text(50))
     assert "`" not in shown.body
     assert "\n  !connect list\n      show this room's connections" in shown.body
     assert shown.html.count("<code>!connect ") == 5
@@ -140,7 +146,7 @@ def test_rendered_help_keeps_its_lines_and_marks_every_command() -> None:
 
 
 def test_a_stray_backtick_in_a_name_is_left_as_it_is() -> None:
-    shown = notices.rendered(notices.connected("`odd room", Mode.FERRY))
+    shown = rendered(notices.connected("`odd room", Mode.FERRY))
     assert shown.body == "This room is now connected to `odd room; messages are shared both ways."
     assert "<code>" not in shown.html
     assert shown.html.startswith("This room is now connected to `odd room;")
