@@ -41,6 +41,7 @@ Run from the repository root::
     .venv/bin/python bench/scale.py --pairs 200     # any N
     .venv/bin/python bench/scale.py --set-up-only   # (3) and (4) alone, one server
     .venv/bin/python bench/scale.py --ghosts-only   # (7) alone, 1000 authors
+    .venv/bin/python bench/scale.py --ghosts-only --ghost-namespace  # (7), AS namespace
 
 Exits 1 on errors (a server that does not start, a pointer that never lands,
 a pointer doubled or in the wrong room); a missed target is printed as MISS
@@ -100,12 +101,14 @@ from bench.servers import (  # noqa: E402
     remove_run_dir,
     run_script,
 )
+from harness.appservice import AppService, register_appservice  # noqa: E402
 from harness.client import MatrixClient  # noqa: E402
 from harness.connect_api import unique  # noqa: E402
 from harness.ferry_helpers import Pair, connected_pair  # noqa: E402
 from harness.postgres import PostgresServer  # noqa: E402
 from harness.redis import RedisServer  # noqa: E402
 from harness.synapse import Homeserver, start_together  # noqa: E402
+from synapse_room_connect.constants import DEFAULT_GHOST_LOCALPART_PREFIX  # noqa: E402
 
 if TYPE_CHECKING:
     from bench.scale_ghosts import GhostCost
@@ -456,16 +459,23 @@ def started_reader(server: Any, client: MatrixClient, bot: str, **kwargs: Any) -
     return reader
 
 
-def start_servers(base_dir: Path, servers: list[Homeserver]) -> tuple[Homeserver, Homeserver]:
+def start_servers(
+    base_dir: Path,
+    servers: list[Homeserver],
+    before_start: Callable[[Homeserver], None] | None = None,
+) -> tuple[Homeserver, Homeserver]:
     """The server with the module and the one without; ``servers`` collects them for
     clean-up. A fresh database runs ~50 background updates, by default one batch a
-    second for a minute; they run back to back here, and are done before measuring."""
+    second for a minute; they run back to back here, and are done before measuring.
+    ``before_start``: what else the server with the module is configured with."""
     mod, plain = create_pair(
         base_dir,
         servers,
         names=("scale-module", "scale-plain"),
         config_overrides={"background_updates": {"sleep_enabled": False}},
     )
+    if before_start is not None:
+        before_start(mod)
     start_together((mod, plain))
     if "bot_user_id" not in mod.info():
         raise BenchError("the module is not answering on the homeserver that should load it")
@@ -632,12 +642,25 @@ def run_ghosts_only(
 ) -> GhostCost:
     servers: list[Homeserver] = []
     try:
-        mod, _ = start_servers(base_dir, servers)
-        progress("servers up")
+        namespace = register_ghost_namespace if args.ghost_namespace else None
+        mod, _ = start_servers(base_dir, servers, before_start=namespace)
+        in_namespace = ", the ghosts in an application service's namespace" if namespace else ""
+        progress(f"servers up{in_namespace}")
         return run_ghost_cost(mod, args.authors, args.threads, progress)
     finally:
         for hs in servers:
             hs.destroy()
+
+
+def register_ghost_namespace(hs: Homeserver) -> None:
+    """The registration docs/admin.md suggests for large rooms: an
+    application service without a URL whose user namespace is the ghosts'."""
+    service = AppService(
+        id="room-connect-ghosts",
+        sender_localpart="room-connect-ghosts",
+        user_regex=f"@{DEFAULT_GHOST_LOCALPART_PREFIX}.*",
+    )
+    register_appservice(hs, service)
 
 
 def ghost_lines(cost: GhostCost | None) -> Iterator[str]:
@@ -888,6 +911,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--authors", type=int, help="(7) new authors (full 1000, short 10)")
     parser.add_argument(
         "--ghosts-only", action="store_true", help="only (7), on a fresh pair of servers"
+    )
+    parser.add_argument(
+        "--ghost-namespace",
+        action="store_true",
+        help="with --ghosts-only: the ghosts in an application service's namespace",
     )
     parser.add_argument("--json", type=Path, help="also write the results as JSON here")
     parser.add_argument("--keep", action="store_true", help="keep server dirs and logs")
