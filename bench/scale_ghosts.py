@@ -31,6 +31,7 @@ from bench.servers import BenchError
 from harness.client import MatrixClient
 from harness.connect_api import connect, unique, wait_for_notice
 from harness.synapse import Homeserver
+from harness.user_directory import wait_for_user_directory
 
 GHOSTS_TABLE: Final = "room_connect_ghosts"
 # Synapse updates its user directory (users_who_share_private_rooms) in the
@@ -108,29 +109,6 @@ def table_rows(hs: Homeserver) -> dict[str, int]:
         database.close()
 
 
-def user_directory_behind(hs: Homeserver) -> int:
-    """How many event stream positions Synapse's user directory has still to
-    process: its position against the newest event's."""
-    database = sqlite3.connect(f"file:{hs.directory / 'homeserver.db'}?mode=ro", uri=True)
-    try:
-        (position,) = database.execute("SELECT stream_id FROM user_directory_stream_pos").fetchone()
-        (newest,) = database.execute("SELECT MAX(stream_ordering) FROM events").fetchone()
-    finally:
-        database.close()
-    return max(int(newest or 0) - int(position or 0), 0)
-
-
-def wait_for_user_directory(hs: Homeserver, limit_s: float = DIRECTORY_MAX_S) -> tuple[float, int]:
-    """Until Synapse's user directory has caught up (at most ``limit_s``):
-    how long it took, and how far behind it still is."""
-    started = time.monotonic()
-    behind = user_directory_behind(hs)
-    while behind and time.monotonic() - started < limit_s:
-        time.sleep(1.0)
-        behind = user_directory_behind(hs)
-    return time.monotonic() - started, behind
-
-
 def _in_parallel(items: Sequence[MatrixClient], threads: int, each: Callable[[int], None]) -> None:
     errors: list[BaseException] = []
 
@@ -157,7 +135,7 @@ def _burst(
     """One message per entry of ``senders`` (a client may repeat), then the
     counts once every counterpart is in /sync and the module is quiet."""
     settle(hs)
-    wait_for_user_directory(hs)
+    wait_for_user_directory(hs, DIRECTORY_MAX_S)
     rows_before, rss_before = table_rows(hs), rss_kib(hs.process.pid)
     event_ids = [""] * len(senders)
     started = time.monotonic()
@@ -173,7 +151,7 @@ def _burst(
     missing = reader.wait_for(event_ids, 120 + 2.0 * len(senders))
     landed = [reader.sightings(e)[0][0] for e in event_ids if reader.sightings(e)]
     settle(hs)
-    directory_s, directory_behind = wait_for_user_directory(hs)
+    directory_s, directory_behind = wait_for_user_directory(hs, DIRECTORY_MAX_S)
     rows_after = table_rows(hs)
     return Step(
         messages=len(senders),

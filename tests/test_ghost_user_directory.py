@@ -11,40 +11,18 @@ goes on as before.
 from __future__ import annotations
 
 import sqlite3
-import time
 
 from harness.appservice import AppService, register_appservice
 from harness.ferry_helpers import connected_pair, wait_for_pointer
 from harness.synapse import Homeserver, HomeserverFactory
+from harness.user_directory import wait_for_user_directory
 
 GHOST_PREFIX = "@_room_connect_"
 
 
-def directory_position(hs: Homeserver) -> tuple[int, int]:
-    """(the user directory's stream position, the newest event's)."""
-    db = sqlite3.connect(f"file:{hs.directory / 'homeserver.db'}?mode=ro", uri=True)
-    try:
-        (position,) = db.execute("SELECT stream_id FROM user_directory_stream_pos").fetchone()
-        (newest,) = db.execute("SELECT MAX(stream_ordering) FROM events").fetchone()
-    finally:
-        db.close()
-    return int(position or 0), int(newest or 0)
-
-
-def wait_for_user_directory(hs: Homeserver, timeout: float = 60) -> None:
-    """Synapse updates the directory in the background, after the events."""
-    deadline = time.monotonic() + timeout
-    while True:
-        position, newest = directory_position(hs)
-        if position >= newest:
-            return
-        assert time.monotonic() < deadline, f"user directory at {position} of {newest}"
-        time.sleep(0.2)
-
-
 def shared_private_rooms(hs: Homeserver, user_id: str) -> int:
     """Rows pairing ``user_id`` with someone who shares a private room."""
-    db = sqlite3.connect(f"file:{hs.directory / 'homeserver.db'}?mode=ro", uri=True)
+    db = sqlite3.connect(f"file:{hs.sqlite_path}?mode=ro", uri=True)
     try:
         (rows,) = db.execute(
             "SELECT count(*) FROM users_who_share_private_rooms"
@@ -67,7 +45,8 @@ def ghosts_of_a_conversation(hs: Homeserver) -> tuple[str, list[str]]:
         wait_for_pointer(pair.alice, pair.room_a, to_a)["sender"],
     ]
     assert all(g.startswith(GHOST_PREFIX) for g in ghosts), ghosts
-    wait_for_user_directory(hs)
+    # Synapse fills the directory in the background, after the events.
+    assert wait_for_user_directory(hs, limit_s=60)[1] == 0
     return pair.bot, ghosts
 
 
