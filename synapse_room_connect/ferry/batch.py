@@ -224,7 +224,7 @@ class BatchSender:
         related = related or (event.type == "m.reaction" and bool(batch.redacting))
         if related and await self.flush_one(batch) is Outcome.RETRY_LATER:
             return Outcome.RETRY_LATER
-        direction = (batch.room_id, batch.target)
+        direction = batch.direction
         wait = self.held.may_wait(direction, event.event_id)
         try:
             counterpart = await self._preparer.prepare(
@@ -256,7 +256,7 @@ class BatchSender:
 
     def _skip(self, batch: Batch, row: TimelineRow) -> None:
         """Pass over the event: if it was held, it waits no longer."""
-        self.held.release((batch.room_id, batch.target), row.event_id)
+        self.held.release(batch.direction, row.event_id)
         batch.skip(row.stream)
 
     async def flush_one(self, batch: Batch) -> Outcome:

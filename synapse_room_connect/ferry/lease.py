@@ -46,6 +46,7 @@ from typing import Final, Protocol
 import attrs
 
 from synapse_room_connect.core.sharding import instance_name, pair_key
+from synapse_room_connect.ferry.cursors import DirectionKey
 from synapse_room_connect.store.leases import LeaseRow
 
 logger = logging.getLogger(__name__)
@@ -60,8 +61,6 @@ ASK_AGAIN_MS: Final = 1_000
 # How long a shutdown waits for a send under way before it releases the
 # leases; past it, they are left to expire.
 SHUTDOWN_WAIT_S: Final = 5.0
-
-Direction = tuple[str, str]
 
 
 class LeaseLostError(Exception):
@@ -82,20 +81,20 @@ class Admission:
     """What a pass may send for."""
 
     # Directions whose lease this process holds.
-    held: frozenset[Direction]
+    held: frozenset[DirectionKey]
     # Of those, the ones another process may have sent for since this one
     # last held them: their cursors are to be read again.
-    regained: frozenset[Direction]
+    regained: frozenset[DirectionKey]
     # Directions whose lease another process holds.
-    waiting: frozenset[Direction]
+    waiting: frozenset[DirectionKey]
 
 
 class LeaseGate(Protocol):
     """What the scheduler and the batch sender ask before sending."""
 
-    async def admit(self, directions: Collection[Direction]) -> Admission: ...
+    async def admit(self, directions: Collection[DirectionKey]) -> Admission: ...
 
-    def sending(self, directions: Collection[Direction]) -> AbstractAsyncContextManager[None]:
+    def sending(self, directions: Collection[DirectionKey]) -> AbstractAsyncContextManager[None]:
         """Around one send: raises ``LeaseLostError`` before it unless every
         direction's lease is held with ``RENEW_BELOW_MS`` to go."""
         ...
@@ -104,11 +103,11 @@ class LeaseGate(Protocol):
 class NoLeases:
     """Every direction held, always: for the ferry's parts run on their own."""
 
-    async def admit(self, directions: Collection[Direction]) -> Admission:
+    async def admit(self, directions: Collection[DirectionKey]) -> Admission:
         return Admission(frozenset(directions), frozenset(), frozenset())
 
     @asynccontextmanager
-    async def sending(self, directions: Collection[Direction]) -> AsyncIterator[None]:
+    async def sending(self, directions: Collection[DirectionKey]) -> AsyncIterator[None]:
         yield
 
 
@@ -117,7 +116,7 @@ def lease_owner(worker_name: str | None) -> str:
     return f"{instance_name(worker_name)} {secrets.token_hex(6)}"
 
 
-def lease_key(direction: Direction) -> str:
+def lease_key(direction: DirectionKey) -> str:
     return pair_key(*direction)
 
 
@@ -150,7 +149,7 @@ class FerryLeases:
     _closing: bool = attrs.field(init=False, default=False)
     _in_flight: int = attrs.field(init=False, default=0)
 
-    async def admit(self, directions: Collection[Direction]) -> Admission:
+    async def admit(self, directions: Collection[DirectionKey]) -> Admission:
         keys = {d: lease_key(d) for d in directions}
         now = self._clock_ms()
         ask = {
@@ -168,7 +167,7 @@ class FerryLeases:
         )
 
     @asynccontextmanager
-    async def sending(self, directions: Collection[Direction]) -> AsyncIterator[None]:
+    async def sending(self, directions: Collection[DirectionKey]) -> AsyncIterator[None]:
         keys = {lease_key(d) for d in directions}
         if self._closing:
             raise LeaseLostError("shutting down")
