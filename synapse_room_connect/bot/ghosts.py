@@ -21,7 +21,7 @@ from synapse.module_api import EventBase, ModuleApi, UserProfile
 from synapse.module_api.errors import Codes
 
 from synapse_room_connect import synapse_compat
-from synapse_room_connect.bot import notices
+from synapse_room_connect.bot import join_rules, notices
 from synapse_room_connect.bot.ferry_bot import FerryBot
 from synapse_room_connect.bot.room_names import room_names
 from synapse_room_connect.core.ghosts import GhostNamespace, ghost_displayname, room_part
@@ -256,22 +256,21 @@ class Ghosts:
     async def _join(self, ghost_id: str, target: str, event_type: str) -> bool:
         """Whether the ghost is in ``target`` (after joining it if it was not)
         and may send ``event_type`` there; one state read when it is."""
-        member_key = ("m.room.member", ghost_id)
-        rules_key = ("m.room.join_rules", "")
-        keys = [member_key, rules_key, ("m.room.create", ""), ("m.room.power_levels", "")]
+        keys = [
+            *join_rules.state_keys(ghost_id),
+            ("m.room.create", ""),
+            ("m.room.power_levels", ""),
+        ]
         state = dict(await self._api.get_room_state(target, keys))
         if not self._may_send(state, ghost_id, target, event_type):
             return False
-        member = state.get(member_key)
-        membership = member.content.get("membership") if member is not None else None
+        membership = join_rules.membership_of(state, ghost_id)
         if membership == "join":
             return True
         if membership == "ban":
             logger.info("Ghost %s is banned from %s", ghost_id, target)
             return False
-        rules = state.get(rules_key)
-        public = rules is not None and rules.content.get("join_rule") == "public"
-        if not public and membership != "invite":
+        if not join_rules.is_public(state) and membership != "invite":
             try:
                 await self._api.update_room_membership(
                     self._bot.user_id, ghost_id, target, "invite"
