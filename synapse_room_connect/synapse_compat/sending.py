@@ -123,20 +123,15 @@ async def _build_chain(
     store: Any = api._store
     extremities = list(await store.get_prev_events_for_room(room_id))
     senders = {str(event_dict["sender"]) for _, event_dict in items}
-    for prev_event_id in extremities:
-        state_group = (await storage.state.get_state_group_for_events([prev_event_id]))[
-            prev_event_id
-        ]
-        state_map = dict(await storage.state.get_state_ids_for_group(state_group))
-        # One extremity (the usual case): nothing to choose, no extra read.
-        if len(extremities) == 1 or await _all_joined(store, state_map, senders):
-            break
-    else:
-        prev_event_id = extremities[0]
-        state_group = (await storage.state.get_state_group_for_events([prev_event_id]))[
-            prev_event_id
-        ]
-        state_map = dict(await storage.state.get_state_ids_for_group(state_group))
+    prev_event_id = extremities[0]
+    state_group, state_map = await _state_at(storage, prev_event_id)
+    # One extremity (the usual case): nothing to choose, no extra read.
+    if len(extremities) > 1 and not await _all_joined(store, state_map, senders):
+        for candidate in extremities[1:]:
+            group, candidate_map = await _state_at(storage, candidate)
+            if await _all_joined(store, candidate_map, senders):
+                prev_event_id, state_group, state_map = candidate, group, candidate_map
+                break
     depth: int | None = None
     unpersisted = []
     for txn_id, event_dict in items:
@@ -154,6 +149,13 @@ async def _build_chain(
     return await UnpersistedEventContext.batch_persist_unpersisted_contexts(
         unpersisted, room_id, state_group, api._hs.get_datastores().state
     )
+
+
+async def _state_at(storage: Any, event_id: str) -> tuple[int, dict[Any, str]]:
+    """The state group after ``event_id`` and its state map. Checked against
+    1.150.0 and 1.163.2."""
+    state_group = (await storage.state.get_state_group_for_events([event_id]))[event_id]
+    return state_group, dict(await storage.state.get_state_ids_for_group(state_group))
 
 
 async def _all_joined(store: Any, state_map: dict[Any, str], senders: set[str]) -> bool:
