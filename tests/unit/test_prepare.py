@@ -253,11 +253,8 @@ def test_an_edit_without_new_content_has_no_counterpart() -> None:
     assert rig.prepare(bad) is None
 
 
-def test_an_edit_after_the_target_was_upgraded_crosses_as_a_message() -> None:
-    rig = Rig()
-    rig.original(message("$m", "helo"))
-    # $m crossed into the room TARGET replaced; TARGET has no pointer to edit.
-    rig.store.pointers[("$m", OLD_TARGET)] = "$m-in-old-target"
+def target_replaced_old_target(rig: Rig) -> None:
+    """TARGET is the upgrade of OLD_TARGET: its create event names it."""
     rig.hs.add_state(
         event(
             "$create",
@@ -267,6 +264,14 @@ def test_an_edit_after_the_target_was_upgraded_crosses_as_a_message() -> None:
             content={"predecessor": {"room_id": OLD_TARGET, "event_id": "$tombstone"}},
         )
     )
+
+
+def test_an_edit_after_the_target_was_upgraded_crosses_as_a_message() -> None:
+    rig = Rig()
+    rig.original(message("$m", "helo"))
+    # $m crossed into the room TARGET replaced; TARGET has no pointer to edit.
+    rig.store.pointers[("$m", OLD_TARGET)] = "$m-in-old-target"
+    target_replaced_old_target(rig)
     counterpart = rig.prepare(edit("$e", of="$m", body="hello"))
     assert counterpart is not None
     assert counterpart.kind is CounterpartKind.MESSAGE
@@ -278,15 +283,7 @@ def test_an_edit_after_the_target_was_upgraded_crosses_as_a_message() -> None:
 def test_an_edit_of_what_the_old_room_never_had_either_has_no_counterpart() -> None:
     rig = Rig()
     rig.original(message("$m", "helo"))
-    rig.hs.add_state(
-        event(
-            "$create",
-            room_id=TARGET,
-            type="m.room.create",
-            state_key="",
-            content={"predecessor": {"room_id": OLD_TARGET, "event_id": "$tombstone"}},
-        )
-    )
+    target_replaced_old_target(rig)
     assert rig.prepare(edit("$e", of="$m", body="hello")) is None
 
 
